@@ -1,0 +1,322 @@
+"""Routed sliding-window inference: the dynamic detection path (screen every window, compute only where needed).
+
+Design. :py:class:`RoutedSlidingWindowInferer` wraps :py:func:`monai.inferers.sliding_window_inference` instead of
+forking its stitching loop. It passes a predictor (with ``with_coord=True``, so it sees each window's slices) that,
+for each window batch,
+
+1. scores the windows with the router (``network.screen``, cheap: a downsampled encoder),
+2. runs ``network(w, enhancement="full")`` on HIGH windows and ``network(w, enhancement="basic")`` on MEDIUM windows,
+   and nothing on LOW windows,
+3. returns ``concat([k * logits, k], dim=1)``, where ``k`` is the window's keep weight (1 if it ran, 0 if skipped).
+
+MONAI stitches both parts with its usual importance map ``w`` and count map ``n``; the inferer then divides them:
+``sum(w k p) / n`` by ``sum(w k) / n`` = ``sum(w k p) / sum(w k)``, i.e. a blend in which skipped windows have
+weight zero, so they never dilute a neighbouring window that ran. Voxels covered only by skipped windows have
+``sum(w k) = 0`` and get the constant background logits (no division by zero, no NaN).
+
+Why not ``process_fn``: MONAI builds its count map once, from the importance map returned for the *first* window
+batch, and adds it for every window; an importance map that differs per window (shape ``(N, 1, *roi)``) either
+fails to broadcast or is normalised by the wrong count. The extra weight channel is the equivalent hook that stays
+exact.
+
+Without routing (``routing=False``, a disabled router, or a network without ``screen`` such as a TorchScript module
+or a MONAI baseline, e.g. MONAI Label's ``inferer(inputs, network)``) the predictor simply forwards every window, so
+the output is exactly :py:func:`monai.inferers.sliding_window_inference` of the network.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from monai.data.meta_tensor import MetaTensor
+from monai.inferers import Inferer, sliding_window_inference
+from monai.utils import BlendMode, PytorchPadMode, convert_to_dst_type, ensure_tuple_rep, look_up_option
+
+from bundle.inferers.router import RoutingTier, SuspicionRouter, get_screen
+
+__all__ = ["RoutedSlidingWindowInferer"]
+
+logger = logging.getLogger(__name__)
+
+ENHANCEMENTS = ("full", "basic")
+
+
+class RoutedSlidingWindowInferer(Inferer):
+    """
+    Sliding-window inference in which a router decides, per window, whether to run the full network, its cheaper
+    "basic" path, or nothing (constant background logits). See the module docstring for the blending scheme.
+
+    The network is expected to implement ``forward(x, enhancement="full"|"basic") -> (N, out_channels, *roi)``
+    and ``screen(x) -> (N,)`` (as ``bundle.networks.GhostCAUNet`` does). A network without ``screen`` runs with
+    routing off and is called as ``network(x)``.
+
+    Args:
+        roi_size: window size, an int or one positive int per spatial dimension.
+        sw_batch_size: number of windows scored and forwarded together. Defaults to 4.
+        overlap: overlap between windows along each spatial dimension, in [0, 1). Defaults to 0.25.
+        mode: blending of overlapping windows, ``"constant"`` or ``"gaussian"``. Defaults to ``"gaussian"``.
+        sigma_scale: Gaussian sigma as a fraction of the window size when ``mode="gaussian"``. Defaults to 0.125.
+        router: the window router; defaults to ``SuspicionRouter()``.
+        routing: False forwards every window with ``high_enhancement``, like plain sliding window. Defaults to True.
+        high_enhancement: ``enhancement`` for HIGH windows. Defaults to ``"full"``.
+        medium_enhancement: ``enhancement`` for MEDIUM windows. Defaults to ``"basic"``.
+        background_logits: logits given to skipped windows, one per output channel; their length must equal the
+            network's ``out_channels``. Defaults to ``(10.0, -10.0)`` (confident background for 2 classes).
+        padding_mode: padding mode when ``roi_size`` is larger than the input. Defaults to ``"constant"``.
+        cval: fill value for constant padding. Defaults to 0.0.
+        sw_device: device of the windows (and the network). Defaults to the input's device.
+        device: device of the stitched output. Defaults to the input's device.
+        progress: show a tqdm progress bar over window batches. Defaults to False.
+
+    Attributes:
+        last_stats: statistics of the last call, a dict with ``routing`` (bool), ``num_windows``, ``num_high``,
+            ``num_medium``, ``num_low``, ``windows`` (list of ``{"batch": b, "slices": [[start, stop], ...],
+            "score": float | None, "tier": int}``, slices in input coordinates), ``time_screen_s``,
+            ``time_high_s``, ``time_medium_s``, ``seconds_per_window`` (``screen``/``high``/``medium``, None when
+            unmeasured), ``skipped_fraction`` (LOW windows / all windows), ``compute_saved_fraction``
+            (``1 - (screen + high + medium time) / (num_windows * per-window reference time)``; negative when
+            screening cost more than it saved; None when no window ran) and ``compute_saved_reference``: ``"high"``
+            (the measured per-window HIGH time), ``"medium"`` (no HIGH window ran: the MEDIUM time is used, so the
+            fraction is a lower bound) or None.
+        last_tier_map: ``torch.uint8`` tensor of the input's spatial shape: per voxel, the highest tier of any window
+            covering it (for a batch of several images, the maximum over the batch).
+
+    Raises:
+        TypeError: when ``roi_size``, ``sw_batch_size``, ``routing`` or ``background_logits`` has the wrong type.
+        ValueError: when ``roi_size`` / ``sw_batch_size`` is not positive, ``overlap`` is outside [0, 1),
+            ``background_logits`` is empty, or ``mode``, ``padding_mode`` or an enhancement is not a known option.
+
+    Example::
+
+        inferer = RoutedSlidingWindowInferer(roi_size=(96, 96, 96), sw_batch_size=4)
+        with torch.no_grad():
+            logits = inferer(image, network)  # (B, 2, D, H, W)
+        inferer.last_stats["skipped_fraction"], inferer.last_tier_map.shape
+    """
+
+    def __init__(
+        self,
+        roi_size: Sequence[int] | int,
+        sw_batch_size: int = 4,
+        overlap: Sequence[float] | float = 0.25,
+        mode: BlendMode | str = BlendMode.GAUSSIAN,
+        sigma_scale: Sequence[float] | float = 0.125,
+        router: SuspicionRouter | None = None,
+        routing: bool = True,
+        high_enhancement: str = "full",
+        medium_enhancement: str = "basic",
+        background_logits: Sequence[float] = (10.0, -10.0),
+        padding_mode: PytorchPadMode | str = PytorchPadMode.CONSTANT,
+        cval: float = 0.0,
+        sw_device: torch.device | str | None = None,
+        device: torch.device | str | None = None,
+        progress: bool = False,
+    ) -> None:
+        super().__init__()
+        roi_tuple = (roi_size,) if isinstance(roi_size, int) else tuple(roi_size)
+        if not roi_tuple or any(isinstance(r, bool) or not isinstance(r, int) for r in roi_tuple):
+            raise TypeError(f"roi_size must be an int or a non-empty sequence of ints, got roi_size={roi_size!r}.")
+        if any(r <= 0 for r in roi_tuple):
+            raise ValueError(f"roi_size must be positive in every dimension, got roi_size={roi_size!r}.")
+        if isinstance(sw_batch_size, bool) or not isinstance(sw_batch_size, int):
+            raise TypeError(f"sw_batch_size must be an int, got sw_batch_size={sw_batch_size!r}.")
+        if sw_batch_size < 1:
+            raise ValueError(f"sw_batch_size must be >= 1, got sw_batch_size={sw_batch_size}.")
+        overlap_tuple = (overlap,) if isinstance(overlap, (int, float)) else tuple(overlap)
+        if not overlap_tuple or any(not 0.0 <= float(o) < 1.0 for o in overlap_tuple):
+            raise ValueError(f"overlap must be in [0, 1) in every dimension, got overlap={overlap!r}.")
+        if not isinstance(routing, bool):
+            raise TypeError(f"routing must be a bool, got routing={routing!r}.")
+        if isinstance(background_logits, (str, bytes)) or not isinstance(background_logits, Sequence):
+            raise TypeError(f"background_logits must be a sequence of floats, got {background_logits!r}.")
+        if len(background_logits) == 0:
+            raise ValueError("background_logits must hold one logit per output channel, got an empty sequence.")
+        self.roi_size = roi_size
+        self.sw_batch_size = sw_batch_size
+        self.overlap = overlap
+        self.mode = look_up_option(mode, BlendMode)
+        self.sigma_scale = sigma_scale
+        self.router = SuspicionRouter() if router is None else router
+        self.routing = routing
+        self.high_enhancement = look_up_option(high_enhancement, ENHANCEMENTS)
+        self.medium_enhancement = look_up_option(medium_enhancement, ENHANCEMENTS)
+        self.background_logits = tuple(float(v) for v in background_logits)
+        self.padding_mode = look_up_option(padding_mode, PytorchPadMode)
+        self.cval = cval
+        self.sw_device = sw_device
+        self.device = device
+        self.progress = progress
+        self.last_stats: dict[str, Any] = {}
+        self.last_tier_map: torch.Tensor | None = None
+        self._warned_no_screen = False
+
+    def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
+        """
+        Args:
+            inputs: image batch in shape (B, C, spatial_1[, spatial_2, ...]).
+            network: the network; see the class docstring for the expected interface.
+            args: optional positional args passed to every ``network`` forward.
+            kwargs: optional keyword args passed to every ``network`` forward.
+
+        Returns:
+            stitched logits in shape (B, out_channels, spatial_1[, spatial_2, ...]).
+
+        Raises:
+            ValueError: when ``roi_size`` does not match the input's number of spatial dimensions, ``network.screen``
+                does not return one score per window, or the network's output is not (N, out_channels, *roi) with
+                ``out_channels == len(background_logits)``.
+            TypeError: when, with routing on, the network returns something other than a tensor.
+        """
+        spatial_shape = tuple(inputs.shape[2:])
+        roi = tuple(ensure_tuple_rep(self.roi_size, len(spatial_shape))) if isinstance(self.roi_size, int) else None
+        if roi is None:
+            roi = tuple(self.roi_size)  # type: ignore[arg-type]
+            if len(roi) != len(spatial_shape):
+                raise ValueError(
+                    f"roi_size must have one entry per spatial dimension of inputs {tuple(inputs.shape)} "
+                    f"(B, C, *spatial), got roi_size={self.roi_size!r}."
+                )
+        # the contract network (forward takes `enhancement`) is recognised by its `screen`
+        takes_enhancement = get_screen(network) is not None
+        routed = self.routing and self.router.enabled
+        if routed and not takes_enhancement:
+            if not self._warned_no_screen:
+                logger.warning("network %s has no `screen` method: routing is off.", type(network).__name__)
+                self._warned_no_screen = True
+            routed = False
+
+        # (start offset of the unpadded image inside MONAI's padded image, per spatial axis)
+        pad_before = tuple(max(r - s, 0) // 2 for r, s in zip(roi, spatial_shape))
+        record: dict[str, Any] = {"windows": [], "time_screen_s": 0.0, "time_high_s": 0.0, "time_medium_s": 0.0}
+
+        def add_windows(coords: list[list[slice]], scores: list[float | None], tiers: list[int]) -> None:
+            for coord, score, tier in zip(coords, scores, tiers):
+                slices = [
+                    [min(max(c.start - p, 0), s), min(max(c.stop - p, 0), s)]
+                    for c, p, s in zip(coord[2:], pad_before, spatial_shape)
+                ]
+                record["windows"].append({"batch": coord[0].start, "slices": slices, "score": score, "tier": tier})
+
+        def plain_predictor(win_data: torch.Tensor, coords: list[list[slice]], *a: Any, **kw: Any) -> Any:
+            start = time.perf_counter()
+            if takes_enhancement:
+                out = network(win_data, *a, enhancement=self.high_enhancement, **kw)
+            else:
+                out = network(win_data, *a, **kw)
+            record["time_high_s"] += time.perf_counter() - start
+            add_windows(coords, [None] * len(coords), [int(RoutingTier.HIGH)] * len(coords))
+            return out
+
+        def routed_predictor(win_data: torch.Tensor, coords: list[list[slice]], *a: Any, **kw: Any) -> torch.Tensor:
+            start = time.perf_counter()
+            scores = self.router.score(network, win_data)
+            record["time_screen_s"] += time.perf_counter() - start
+            tiers = self.router.tiers(scores).to(win_data.device)
+            num, out_channels = win_data.shape[0], len(self.background_logits)
+            logits = win_data.new_zeros((num, out_channels, *win_data.shape[2:]))  # (N, C_out, *roi)
+            for tier, enhancement, key in (
+                (RoutingTier.HIGH, self.high_enhancement, "time_high_s"),
+                (RoutingTier.MEDIUM, self.medium_enhancement, "time_medium_s"),
+            ):
+                index = torch.nonzero(tiers == int(tier), as_tuple=True)[0]
+                if index.numel() == 0:
+                    continue
+                start = time.perf_counter()
+                out = network(win_data[index], *a, enhancement=enhancement, **kw)
+                record[key] += time.perf_counter() - start
+                if not isinstance(out, torch.Tensor):
+                    raise TypeError(
+                        f"with routing on, network must return a tensor, got {type(out).__name__} "
+                        f"for enhancement={enhancement!r}."
+                    )
+                if out.shape != (index.numel(), out_channels, *win_data.shape[2:]):
+                    raise ValueError(
+                        f"network output must be (N, out_channels, *roi) = {(index.numel(), out_channels)} + "
+                        f"{tuple(win_data.shape[2:])} with out_channels == len(background_logits) = {out_channels}, "
+                        f"got {tuple(out.shape)}."
+                    )
+                logits[index] = out.to(logits.dtype)
+            keep = (tiers > int(RoutingTier.LOW)).to(logits.dtype).view(num, 1, *[1] * (win_data.ndim - 2))
+            add_windows(coords, scores.detach().float().cpu().tolist(), tiers.cpu().tolist())
+            # skipped windows contribute 0 to both parts; (N, C_out + 1, *roi)
+            return torch.cat([logits * keep, keep.expand(num, 1, *win_data.shape[2:])], dim=1)
+
+        stitched = sliding_window_inference(
+            inputs,
+            roi,
+            self.sw_batch_size,
+            routed_predictor if routed else plain_predictor,
+            self.overlap,
+            self.mode,
+            self.sigma_scale,
+            self.padding_mode,
+            self.cval,
+            self.sw_device,
+            self.device,
+            self.progress,
+            None,  # roi_weight_map
+            None,  # process_fn
+            None,  # buffer_steps
+            -1,  # buffer_dim
+            True,  # with_coord
+            *args,
+            **kwargs,
+        )
+        result = self._blend(stitched) if routed else stitched
+        self.last_stats = self._summarise(record, routed)
+        self.last_tier_map = self._tier_map(record["windows"], spatial_shape, result.device)
+        return result  # type: ignore[no-any-return]
+
+    def _blend(self, stitched: torch.Tensor) -> torch.Tensor:
+        """``sum(w k p) / sum(w k)`` from the stitched (B, C_out + 1, *spatial); background where ``sum(w k) = 0``."""
+        raw = stitched.as_tensor() if isinstance(stitched, MetaTensor) else stitched
+        num_channels = len(self.background_logits)
+        logits, weight = raw[:, :num_channels], raw[:, num_channels:]  # (B, C_out, *S), (B, 1, *S)
+        background = torch.tensor(self.background_logits, dtype=raw.dtype, device=raw.device)
+        background = background.view(1, num_channels, *[1] * (raw.ndim - 2))  # (1, C_out, 1, ...)
+        tiny = torch.finfo(raw.dtype).tiny
+        blended = torch.where(weight > 0, logits / weight.clamp_min(tiny), background)
+        return convert_to_dst_type(blended, stitched)[0]  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _summarise(record: dict[str, Any], routed: bool) -> dict[str, Any]:
+        windows = record["windows"]
+        counts = {tier: sum(w["tier"] == int(tier) for w in windows) for tier in RoutingTier}
+        num = len(windows)
+        per_window = {
+            "screen": record["time_screen_s"] / num if routed and num else None,
+            "high": record["time_high_s"] / counts[RoutingTier.HIGH] if counts[RoutingTier.HIGH] else None,
+            "medium": record["time_medium_s"] / counts[RoutingTier.MEDIUM] if counts[RoutingTier.MEDIUM] else None,
+        }
+        spent = record["time_screen_s"] + record["time_high_s"] + record["time_medium_s"]
+        # the unrouted cost is every window at the measured HIGH cost; without a HIGH window, the MEDIUM cost is a
+        # lower bound of it ("basic" is the full network minus attention), so the estimate is then a lower bound
+        reference = "high" if per_window["high"] else ("medium" if per_window["medium"] else None)
+        full_cost = num * per_window[reference] if reference else 0.0
+        return {
+            "routing": routed,
+            "num_windows": num,
+            "num_high": counts[RoutingTier.HIGH],
+            "num_medium": counts[RoutingTier.MEDIUM],
+            "num_low": counts[RoutingTier.LOW],
+            "windows": windows,
+            "time_screen_s": record["time_screen_s"],
+            "time_high_s": record["time_high_s"],
+            "time_medium_s": record["time_medium_s"],
+            "seconds_per_window": per_window,
+            "skipped_fraction": counts[RoutingTier.LOW] / num if num else 0.0,
+            "compute_saved_fraction": (1.0 - spent / full_cost if full_cost > 0 else None) if routed else 0.0,
+            "compute_saved_reference": reference,
+        }
+
+    @staticmethod
+    def _tier_map(windows: list[dict[str, Any]], spatial_shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        tier_map = torch.zeros(spatial_shape, dtype=torch.uint8)
+        for window in windows:
+            region = tuple(slice(start, stop) for start, stop in window["slices"])
+            tier_map[region] = torch.clamp(tier_map[region], min=window["tier"])
+        return tier_map.to(device)

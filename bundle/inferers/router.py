@@ -1,0 +1,152 @@
+"""Suspicion router: score sliding windows with the network's cheap screen and assign each a compute tier.
+
+The routed inferer (:py:class:`bundle.inferers.RoutedSlidingWindowInferer`) asks a router two questions per
+window batch: how suspicious is each window (:py:meth:`SuspicionRouter.score`, which calls the network's cheap
+``screen``), and which tier does each score fall in (:py:meth:`SuspicionRouter.tiers`). High windows then run the
+full network, medium windows the cheaper "basic" path, and low windows nothing at all. The router is its own
+component so a config can swap or disable it::
+
+    "inferer": {
+        "_target_": "bundle.inferers.RoutedSlidingWindowInferer",
+        "roi_size": [96, 96, 96],
+        "router": {"_target_": "bundle.inferers.SuspicionRouter", "high_threshold": 0.6, "low_threshold": 0.3}
+    }
+
+A replacement router only needs the attribute ``enabled`` and the two methods ``score`` and ``tiers`` with the
+signatures below.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from enum import IntEnum
+from numbers import Real
+from typing import Any
+
+import torch
+
+__all__ = ["RoutingTier", "SuspicionRouter", "get_screen"]
+
+logger = logging.getLogger(__name__)
+
+
+class RoutingTier(IntEnum):
+    """Compute tier of a window; the values are the ones stored in tier tensors and tier maps."""
+
+    LOW = 0  # skipped: constant background logits, no network forward
+    MEDIUM = 1  # network forward without Coordinate Attention ("basic")
+    HIGH = 2  # full network forward ("full")
+
+
+def get_screen(network: Any) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """
+    Return the ``screen`` method of ``network`` (or of the module wrapped by ``DataParallel`` /
+    ``DistributedDataParallel``), or ``None`` when it has none, e.g. a TorchScript module without an exported
+    ``screen`` or a MONAI baseline network.
+
+    Args:
+        network: a callable network, usually a ``torch.nn.Module``.
+    """
+    for candidate in (network, getattr(network, "module", None)):
+        if candidate is None:
+            continue
+        screen = getattr(candidate, "screen", None)
+        if callable(screen):
+            return screen  # type: ignore[no-any-return]
+    return None
+
+
+class SuspicionRouter:
+    """
+    Three-tier router driven by the network's suspicion score.
+
+    A window with score ``s`` goes to tier :py:attr:`RoutingTier.HIGH` when ``s >= high_threshold``, to
+    :py:attr:`RoutingTier.LOW` when ``s <= low_threshold`` and to :py:attr:`RoutingTier.MEDIUM` otherwise. A
+    non-finite score is routed HIGH: when in doubt, spend compute rather than miss a lesion.
+
+    Args:
+        high_threshold: scores at or above it run the full network. Defaults to 0.6.
+        low_threshold: scores at or below it skip the network. Defaults to 0.3.
+        enabled: when False every window is routed HIGH (routing off). Defaults to True.
+
+    Raises:
+        TypeError: when a threshold is not a real number or ``enabled`` is not a bool.
+        ValueError: when the thresholds do not satisfy ``0 <= low_threshold < high_threshold <= 1``.
+
+    Example::
+
+        router = SuspicionRouter(high_threshold=0.6, low_threshold=0.3)
+        router.tiers(torch.tensor([0.3, 0.45, 0.6]))  # tensor([0, 1, 2])
+    """
+
+    def __init__(self, high_threshold: float = 0.6, low_threshold: float = 0.3, enabled: bool = True) -> None:
+        for name, value in (("high_threshold", high_threshold), ("low_threshold", low_threshold)):
+            if isinstance(value, bool) or not isinstance(value, Real):
+                raise TypeError(f"{name} must be a real number, got {name}={value!r} ({type(value).__name__}).")
+        if not 0.0 <= low_threshold < high_threshold <= 1.0:
+            raise ValueError(
+                "thresholds must satisfy 0 <= low_threshold < high_threshold <= 1, "
+                f"got low_threshold={low_threshold}, high_threshold={high_threshold}."
+            )
+        if not isinstance(enabled, bool):
+            raise TypeError(f"enabled must be a bool, got enabled={enabled!r} ({type(enabled).__name__}).")
+        self.high_threshold = float(high_threshold)
+        self.low_threshold = float(low_threshold)
+        self.enabled = enabled
+
+    def score(self, network: Any, windows: torch.Tensor) -> torch.Tensor:
+        """
+        Suspicion score of each window, from ``network.screen``.
+
+        Args:
+            network: network implementing ``screen(x) -> (N,)`` scores in [0, 1]. Without ``screen`` every window
+                gets score 1 (HIGH) and a warning is logged.
+            windows: window batch in shape (N, C, spatial_1[, spatial_2, ...]).
+
+        Returns:
+            float scores in shape (N,), on the device of ``screen``'s output.
+
+        Raises:
+            ValueError: when ``windows`` has no spatial dimension or ``screen`` does not return one score per window.
+        """
+        if windows.ndim < 3:
+            raise ValueError(f"windows must be (N, C, *spatial), got shape {tuple(windows.shape)}.")
+        num_windows = windows.shape[0]
+        screen = get_screen(network)
+        if screen is None:
+            logger.warning(
+                "network %s has no `screen` method; scoring all %d windows as high suspicion.",
+                type(network).__name__,
+                num_windows,
+            )
+            return torch.ones(num_windows, device=windows.device)
+        scores = screen(windows)
+        if not isinstance(scores, torch.Tensor) or scores.numel() != num_windows:
+            got = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
+            raise ValueError(f"network.screen must return one score per window, shape ({num_windows},), got {got}.")
+        return scores.reshape(num_windows).float()
+
+    def tiers(self, scores: torch.Tensor) -> torch.Tensor:
+        """
+        Tier of each score: 2 = high (``score >= high_threshold``), 1 = medium, 0 = low (``score <= low_threshold``).
+
+        Args:
+            scores: scores in shape (N,).
+
+        Returns:
+            ``torch.long`` tiers in shape (N,), on the device of ``scores``; all 2 when the router is disabled.
+        """
+        tiers = torch.full(scores.shape, int(RoutingTier.HIGH), dtype=torch.long, device=scores.device)
+        if not self.enabled:
+            return tiers
+        finite = torch.isfinite(scores)
+        tiers[finite & (scores < self.high_threshold)] = int(RoutingTier.MEDIUM)
+        tiers[finite & (scores <= self.low_threshold)] = int(RoutingTier.LOW)
+        return tiers
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(high_threshold={self.high_threshold}, low_threshold={self.low_threshold}, "
+            f"enabled={self.enabled})"
+        )

@@ -1,0 +1,317 @@
+from __future__ import annotations
+
+import unittest
+
+import torch
+from monai.bundle import ConfigParser
+from monai.data import MetaTensor
+from monai.inferers import sliding_window_inference
+from monai.networks.nets import UNet
+from monai.networks import eval_mode
+from parameterized import parameterized
+
+from bundle.inferers import RoutedSlidingWindowInferer, SuspicionRouter
+
+BACKGROUND = (10.0, -10.0)
+
+
+class ToyNet(torch.nn.Module):
+    """
+    Toy contract network with known outputs: "full" gives ``2 * x`` and "basic" gives ``3 * x`` on both channels;
+    ``screen`` is the window's mean intensity, or ``fixed_score`` when given. Records every call.
+    """
+
+    def __init__(self, fixed_score: float | None = None) -> None:
+        super().__init__()
+        self.fixed_score = fixed_score
+        self.forward_calls: list[tuple[str, list[float]]] = []  # (enhancement, window means)
+        self.screen_calls = 0
+
+    def forward(self, x: torch.Tensor, enhancement: str = "full") -> torch.Tensor:
+        self.forward_calls.append((enhancement, x.mean(dim=tuple(range(1, x.ndim))).tolist()))
+        factor = 2.0 if enhancement == "full" else 3.0
+        return torch.cat([factor * x, factor * x], dim=1)
+
+    def screen(self, x: torch.Tensor) -> torch.Tensor:
+        self.screen_calls += 1
+        if self.fixed_score is not None:
+            return torch.full((x.shape[0],), self.fixed_score)
+        return x.mean(dim=tuple(range(1, x.ndim)))
+
+
+class ConvScreenNet(torch.nn.Module):
+    """A real (small) conv net that implements the contract: a MONAI UNet plus a mean-intensity screen."""
+
+    def __init__(self, spatial_dims: int) -> None:
+        super().__init__()
+        self.net = UNet(spatial_dims, 1, 2, channels=(4, 8), strides=(2,), num_res_units=1)
+
+    def forward(self, x: torch.Tensor, enhancement: str = "full") -> torch.Tensor:
+        return self.net(x)
+
+    def screen(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(x.mean(dim=tuple(range(1, x.ndim))))
+
+
+def make_net(kind: str, spatial_dims: int) -> torch.nn.Module:
+    torch.manual_seed(0)  # deterministic weights for the conv nets
+    if kind == "toy":
+        return ToyNet()
+    if kind == "conv_screen":
+        return ConvScreenNet(spatial_dims)
+    return UNet(spatial_dims, 1, 2, channels=(4, 8), strides=(2,), num_res_units=1)  # plain: no screen
+
+
+def make_input(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
+    return torch.rand(shape, generator=torch.Generator().manual_seed(seed))
+
+
+# (net kind, inferer kwargs, input shape): routing off must equal plain MONAI sliding window inference
+PLAIN_CASES = [
+    (kind, kwargs, (1, 1, 33, 34, 35))
+    for kind in ("toy", "conv_screen", "plain")
+    for kwargs in (
+        {"roi_size": (16, 16, 16), "routing": False},
+        {"roi_size": 16, "router": SuspicionRouter(enabled=False), "mode": "constant", "sw_batch_size": 3},
+    )
+] + [
+    ("toy", {"roi_size": (16, 16, 16), "routing": False, "overlap": 0.5, "sw_batch_size": 8}, (1, 1, 33, 34, 35))
+] + [
+    (kind, {"roi_size": (16, 16), "routing": False, "mode": mode}, (2, 1, 33, 34))
+    for kind in ("toy", "conv_screen", "plain")
+    for mode in ("gaussian", "constant")
+] + [("plain", {"roi_size": (16, 16, 16)}, (1, 1, 33, 34, 35))]  # MONAI Label: plain net, routing left on
+
+# (input shape, sw_batch_size)
+STATS_CASES = [((1, 1, 33, 34, 35), 4), ((2, 1, 33, 34, 35), 3), ((3, 1, 33, 34), 1), ((1, 1, 9, 12, 7), 2)]
+
+# (inferer kwargs, expected error)
+ILL_CASES = [
+    ({"roi_size": (16, 0, 16)}, ValueError),
+    ({"roi_size": -1}, ValueError),
+    ({"roi_size": ()}, TypeError),
+    ({"roi_size": (16.0, 16, 16)}, TypeError),
+    ({"roi_size": 16, "overlap": 1.0}, ValueError),
+    ({"roi_size": 16, "overlap": -0.1}, ValueError),
+    ({"roi_size": 16, "overlap": (0.25, 1.5)}, ValueError),
+    ({"roi_size": 16, "sw_batch_size": 0}, ValueError),
+    ({"roi_size": 16, "sw_batch_size": 2.0}, TypeError),
+    ({"roi_size": 16, "mode": "median"}, ValueError),
+    ({"roi_size": 16, "padding_mode": "wrap"}, ValueError),
+    ({"roi_size": 16, "high_enhancement": "fancy"}, ValueError),
+    ({"roi_size": 16, "medium_enhancement": "none"}, ValueError),
+    ({"roi_size": 16, "background_logits": ()}, ValueError),
+    ({"roi_size": 16, "background_logits": 10.0}, TypeError),
+    ({"roi_size": 16, "routing": "yes"}, TypeError),
+]
+
+
+class TestRoutedSlidingWindowInferer(unittest.TestCase):
+    @parameterized.expand(PLAIN_CASES)
+    def test_routing_off_equals_plain(self, kind, kwargs, shape):
+        net = make_net(kind, len(shape) - 2)
+        inputs = make_input(shape)
+        inferer = RoutedSlidingWindowInferer(**kwargs)
+        with eval_mode(net):
+            result = inferer(inputs, net)
+            expected = sliding_window_inference(
+                inputs, kwargs["roi_size"], inferer.sw_batch_size, net, inferer.overlap, inferer.mode
+            )
+        self.assertEqual(result.shape, shape[:1] + (2,) + shape[2:])
+        torch.testing.assert_close(result, expected, rtol=1e-6, atol=1e-6)
+        stats = inferer.last_stats
+        self.assertFalse(stats["routing"])
+        self.assertEqual(stats["num_high"], stats["num_windows"])
+        self.assertEqual((stats["skipped_fraction"], stats["compute_saved_fraction"]), (0.0, 0.0))
+        self.assertTrue(bool((inferer.last_tier_map == 2).all()))
+        if kind == "toy":
+            self.assertEqual({e for e, _ in net.forward_calls}, {"full"})
+            self.assertEqual(net.screen_calls, 0)
+
+    @parameterized.expand([("gaussian",), ("constant",)])
+    def test_all_high_routed_matches_plain(self, mode):
+        net = make_net("conv_screen", 3)
+        net.screen = lambda x: torch.ones(x.shape[0])  # every window HIGH, through the routed path
+        inputs = make_input((1, 1, 33, 34, 35))
+        inferer = RoutedSlidingWindowInferer((16, 16, 16), mode=mode)
+        with eval_mode(net):
+            result = inferer(inputs, net)
+            expected = sliding_window_inference(inputs, (16, 16, 16), 4, net, 0.25, mode)
+        self.assertTrue(inferer.last_stats["routing"])
+        self.assertEqual(inferer.last_stats["num_high"], 27)
+        torch.testing.assert_close(result, expected, rtol=1e-5, atol=1e-5)
+
+    @parameterized.expand([((1, 1, 33, 34, 35), (16, 16, 16)), ((2, 1, 33, 34), (16, 16)), ((1, 1, 9, 12, 7), 16)])
+    def test_keep_nothing_gives_background(self, shape, roi_size):
+        net = ToyNet(fixed_score=0.0)
+        inferer = RoutedSlidingWindowInferer(roi_size)
+        result = inferer(make_input(shape), net)
+        expected = torch.tensor(BACKGROUND).view(1, 2, *[1] * (len(shape) - 2)).expand(shape[0], 2, *shape[2:])
+        self.assertEqual(result.shape, expected.shape)
+        torch.testing.assert_close(result, expected, rtol=0, atol=0)
+        self.assertEqual(net.forward_calls, [])
+        self.assertGreater(net.screen_calls, 0)
+        stats = inferer.last_stats
+        self.assertEqual((stats["num_low"], stats["skipped_fraction"]), (stats["num_windows"], 1.0))
+        self.assertIsNone(stats["compute_saved_fraction"])
+        self.assertIsNone(stats["compute_saved_reference"])
+        self.assertEqual(inferer.last_tier_map.shape, shape[2:])
+        self.assertEqual(int(inferer.last_tier_map.max()), 0)
+
+    def test_each_tier_gets_its_enhancement(self):
+        # intensity ramp along the last axis: windows x in [0,16) -> mean ~0.22 (low), [12,28) ~0.57 (medium),
+        # [19,35) ~0.78 (high)
+        ramp = torch.arange(35, dtype=torch.float32) / 34.0
+        inputs = ramp.expand(1, 1, 33, 34, 35).clone()
+        net = ToyNet()
+        inferer = RoutedSlidingWindowInferer((16, 16, 16), sw_batch_size=5)
+        result = inferer(inputs, net)
+        stats = inferer.last_stats
+        self.assertEqual((stats["num_low"], stats["num_medium"], stats["num_high"]), (9, 9, 9))
+        seen = {"full": 0, "basic": 0}
+        for enhancement, means in net.forward_calls:
+            seen[enhancement] += len(means)
+            for mean in means:
+                self.assertTrue(mean >= 0.6 if enhancement == "full" else 0.3 < mean < 0.6, (enhancement, mean))
+        self.assertEqual(seen, {"full": stats["num_high"], "basic": stats["num_medium"]})
+        for window in stats["windows"]:
+            expected_tier = 2 if window["score"] >= 0.6 else (0 if window["score"] <= 0.3 else 1)
+            self.assertEqual(window["tier"], expected_tier)
+        # x in [0,12): only the low window covers it -> background; x in [28,35): only high windows -> 2 * x
+        background = torch.tensor(BACKGROUND).view(2, 1, 1, 1).expand(2, 33, 34, 12)
+        torch.testing.assert_close(result[0, :, :, :, :12], background)
+        torch.testing.assert_close(result[0, 0, :, :, 28:], 2 * inputs[0, 0, :, :, 28:])
+        # x in [16,19): medium only -> 3 * x
+        torch.testing.assert_close(result[0, 0, :, :, 16:19], 3 * inputs[0, 0, :, :, 16:19])
+        self.assertEqual(inferer.last_tier_map[0, 0].tolist(), [0] * 12 + [1] * 7 + [2] * 16)
+
+    def test_custom_enhancements(self):
+        net = ToyNet(fixed_score=0.45)  # every window MEDIUM
+        inferer = RoutedSlidingWindowInferer(16, medium_enhancement="full")
+        inferer(make_input((1, 1, 20, 20, 20)), net)
+        self.assertEqual({e for e, _ in net.forward_calls}, {"full"})
+        self.assertEqual(inferer.last_stats["compute_saved_reference"], "medium")  # no HIGH window: a lower bound
+        self.assertIsInstance(inferer.last_stats["compute_saved_fraction"], float)
+
+    def test_half_bright_seam_not_diluted(self):
+        # bright for x < 14; windows along x: [0,16) mean 0.875 -> high, [12,28) 0.125 -> low, [19,35) 0 -> low.
+        # The seam x in {12, 13} is covered by a high and a low window: the low one must not dilute it.
+        inputs = torch.zeros(1, 1, 33, 34, 35)
+        inputs[..., :14] = 1.0
+        net = ToyNet()
+        inferer = RoutedSlidingWindowInferer((16, 16, 16))
+        result = inferer(inputs, net)
+        tolerance = 1e-5
+        torch.testing.assert_close(result[..., :14], torch.full((1, 2, 33, 34, 14), 2.0), rtol=0, atol=tolerance)
+        torch.testing.assert_close(result[..., 14:16], torch.zeros(1, 2, 33, 34, 2), rtol=0, atol=tolerance)
+        background = torch.tensor(BACKGROUND).view(1, 2, 1, 1, 1).expand(1, 2, 33, 34, 19)
+        torch.testing.assert_close(result[..., 16:], background, rtol=0, atol=0)
+        self.assertFalse(torch.isnan(result).any())
+        self.assertEqual(inferer.last_tier_map[:, :, :16].unique().tolist(), [2])
+        self.assertEqual(inferer.last_tier_map[:, :, 16:].unique().tolist(), [0])
+        self.assertEqual(net.forward_calls[0][0], "full")
+        # control: giving the low windows' background logits their usual weight dilutes the seam by far more
+        def naive(w: torch.Tensor) -> torch.Tensor:
+            if float(w.mean()) >= 0.6:
+                return torch.cat([2 * w, 2 * w], dim=1)
+            return torch.tensor(BACKGROUND).view(1, 2, 1, 1, 1).expand(w.shape[0], 2, *w.shape[2:]).clone()
+
+        diluted = sliding_window_inference(inputs, (16, 16, 16), 1, naive, 0.25, "gaussian")
+        self.assertGreater(float((diluted[:, 0, :, :, 12:14] - 2.0).abs().max()), 100 * tolerance)
+
+    @parameterized.expand(STATS_CASES)
+    def test_stats_add_up(self, shape, sw_batch_size):
+        roi_size = (16,) * (len(shape) - 2)
+        # noisy ramp along the last axis: windows there score ~0.25 (low), ~0.58 (medium), ~0.75 (high)
+        inputs = 0.1 * make_input(shape) + 0.9 * torch.linspace(0.0, 1.0, shape[-1])
+        inferer = RoutedSlidingWindowInferer(roi_size, sw_batch_size=sw_batch_size, progress=True)
+        inferer(inputs, ToyNet())
+        stats = inferer.last_stats
+        self.assertEqual(stats["num_high"] + stats["num_medium"] + stats["num_low"], stats["num_windows"])
+        if shape[-1] > 16:
+            counts = (stats["num_high"], stats["num_medium"], stats["num_low"])
+            self.assertTrue(min(counts) > 0, counts)
+        self.assertEqual(len(stats["windows"]), stats["num_windows"])
+        self.assertEqual(stats["num_windows"] % shape[0], 0)
+        self.assertEqual(sorted({w["batch"] for w in stats["windows"]}), list(range(shape[0])))
+        self.assertAlmostEqual(stats["skipped_fraction"], stats["num_low"] / stats["num_windows"])
+        for window in stats["windows"]:
+            self.assertEqual(len(window["slices"]), len(shape) - 2)
+            for (start, stop), size in zip(window["slices"], shape[2:]):
+                self.assertTrue(0 <= start < stop <= size)
+            self.assertIn(window["tier"], (0, 1, 2))
+            self.assertIsInstance(window["score"], float)
+        self.assertGreater(stats["time_screen_s"], 0.0)
+        if stats["num_high"]:
+            spent = stats["time_screen_s"] + stats["time_high_s"] + stats["time_medium_s"]
+            unrouted = stats["num_windows"] * stats["time_high_s"] / stats["num_high"]
+            self.assertEqual(stats["compute_saved_reference"], "high")
+            self.assertAlmostEqual(stats["compute_saved_fraction"], 1.0 - spent / unrouted)
+        self.assertEqual(inferer.last_tier_map.shape, shape[2:])
+        self.assertEqual(inferer.last_tier_map.dtype, torch.uint8)
+
+    def test_metatensor_kept(self):
+        affine = torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0]))
+        inputs = MetaTensor(make_input((1, 1, 20, 21, 22)), affine=affine)
+        result = RoutedSlidingWindowInferer(16)(inputs, ToyNet())
+        self.assertIsInstance(result, MetaTensor)
+        torch.testing.assert_close(result.affine, affine.double())
+
+    def test_no_screen_warns_once_and_runs_plain(self):
+        net = torch.jit.script(torch.nn.Conv3d(1, 2, 3, padding=1))  # TorchScript: no `screen`
+        inferer = RoutedSlidingWindowInferer((16, 16, 16))
+        inputs = make_input((1, 1, 20, 20, 20))
+        with self.assertLogs("bundle.inferers.inferer", level="WARNING") as logs:
+            result = inferer(inputs, net)
+            inferer(inputs, net)
+        self.assertEqual(len(logs.output), 1)
+        self.assertFalse(inferer.last_stats["routing"])
+        torch.testing.assert_close(result, sliding_window_inference(inputs, (16, 16, 16), 4, net, 0.25, "gaussian"))
+
+    def test_config_swaps_router(self):
+        parser = ConfigParser(
+            {
+                "inferer": {
+                    "_target_": "bundle.inferers.RoutedSlidingWindowInferer",
+                    "roi_size": [16, 16],
+                    "router": {
+                        "_target_": "bundle.inferers.SuspicionRouter",
+                        "high_threshold": 0.9,
+                        "low_threshold": 0.8,
+                    },
+                }
+            }
+        )
+        inferer = parser.get_parsed_content("inferer")
+        net = ToyNet(fixed_score=0.85)
+        inferer(make_input((1, 1, 20, 20)), net)
+        self.assertEqual(inferer.last_stats["num_medium"], inferer.last_stats["num_windows"])
+
+    @parameterized.expand(ILL_CASES)
+    def test_ill_arg(self, kwargs, error):
+        with self.assertRaises(error):
+            RoutedSlidingWindowInferer(**kwargs)
+
+    def test_ill_call(self):
+        with self.assertRaisesRegex(ValueError, "one entry per spatial dimension"):
+            RoutedSlidingWindowInferer((16, 16))(make_input((1, 1, 20, 20, 20)), ToyNet())
+        with self.assertRaisesRegex(ValueError, "out_channels"):  # 3 background logits, 2-channel network
+            RoutedSlidingWindowInferer(16, background_logits=(1.0, 0.0, 0.0))(make_input((1, 1, 20, 20)), ToyNet())
+
+        class TupleNet(ToyNet):
+            def forward(self, x: torch.Tensor, enhancement: str = "full") -> tuple[torch.Tensor, ...]:
+                return (super().forward(x, enhancement),)
+
+        with self.assertRaisesRegex(TypeError, "must return a tensor"):
+            RoutedSlidingWindowInferer(16)(make_input((1, 1, 20, 20)), TupleNet(fixed_score=1.0))
+
+        class BadScreen(ToyNet):
+            def screen(self, x: torch.Tensor) -> torch.Tensor:
+                return torch.zeros(x.shape[0], 2)
+
+        with self.assertRaisesRegex(ValueError, "one score per window"):
+            RoutedSlidingWindowInferer(16)(make_input((1, 1, 20, 20)), BadScreen())
+
+
+if __name__ == "__main__":
+    unittest.main()
