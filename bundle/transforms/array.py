@@ -1,0 +1,141 @@
+"""Array transforms that MONAI lacks or that MONAI's version does not suit (channel-first in, tensors out).
+
+Everything else the preprocessing needs is MONAI's own (``ScaleIntensityRange``, ``ClipIntensityPercentiles``,
+``ScaleIntensity``, ``Spacing``, ...): see :mod:`bundle.transforms.presets`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from monai.config import NdarrayOrTensor
+from monai.data.meta_obj import get_track_meta
+from monai.transforms import Transform
+from monai.utils import TransformBackends, convert_data_type, convert_to_dst_type, convert_to_tensor, look_up_option
+from scipy import ndimage
+
+__all__ = ["ReplaceNonFinite", "BorderGaussianSmooth"]
+
+_SCIPY_PADDING_MODES = ("nearest", "reflect", "mirror", "constant", "wrap")
+
+
+class ReplaceNonFinite(Transform):
+    """
+    Replace NaN, +Inf and -Inf voxels by a finite value.
+
+    Run it first, before any resampling or smoothing spreads a non-finite voxel over its neighbours. Integer
+    images cannot hold non-finite values and are returned unchanged.
+
+    Args:
+        value: the replacement. Defaults to None: the minimum of the finite voxels (of the channel with
+            ``channel_wise=True``), 0.0 where no voxel is finite. For CT pass the window minimum (e.g. -1000 HU).
+        channel_wise: with ``value=None``, take the minimum of each channel (axis 0) separately. Defaults to False.
+
+    Raises:
+        ValueError: when ``value`` is not a finite number.
+
+    Example::
+
+        ReplaceNonFinite(value=-1000.0)(torch.tensor([[float("nan"), 3.0, float("inf")]]))  # [[-1000., 3., -1000.]]
+    """
+
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
+
+    def __init__(self, value: float | None = None, channel_wise: bool = False) -> None:
+        if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)):
+            raise ValueError(f"value must be a finite number or None, got value={value!r}.")
+        self.value = value
+        self.channel_wise = channel_wise
+
+    def _fill_value(self, img_t: torch.Tensor, finite: torch.Tensor) -> torch.Tensor:
+        """The replacement for ``img_t``: a scalar tensor, or ``(C, 1, ..., 1)`` with ``channel_wise``."""
+        if self.value is not None:
+            return torch.as_tensor(self.value, dtype=img_t.dtype, device=img_t.device)
+        masked = torch.where(finite, img_t, torch.full_like(img_t, torch.inf))
+        if self.channel_wise and img_t.ndim > 1:
+            fill = masked.reshape(img_t.shape[0], -1).amin(dim=1)  # (C,)
+            fill = fill.reshape((-1,) + (1,) * (img_t.ndim - 1))  # (C, 1, ..., 1)
+        else:
+            fill = masked.amin()
+        return torch.where(torch.isfinite(fill), fill, torch.zeros_like(fill))
+
+    def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
+        """
+        Args:
+            img: channel-first image, shape ``(C, spatial_1[, spatial_2, ...])``.
+
+        Returns:
+            the image with every non-finite voxel replaced, same shape and dtype (a tensor, MetaTensor kept).
+        """
+        img = convert_to_tensor(img, track_meta=get_track_meta())
+        img_t = convert_to_tensor(img, track_meta=False)
+        if not (torch.is_floating_point(img_t) or torch.is_complex(img_t)):
+            return img
+        finite = torch.isfinite(img_t)
+        if bool(finite.all()):
+            return img
+        out = torch.where(finite, img_t, self._fill_value(img_t, finite).to(img_t.dtype))
+        return convert_to_dst_type(out, dst=img)[0]
+
+
+class BorderGaussianSmooth(Transform):
+    """
+    Gaussian smoothing of each channel that repeats the border voxels instead of padding with zeros.
+
+    Same role as MONAI's ``GaussianSmooth``, which we do not use on CT volumes for two reasons: it pads with
+    zeros, so on HU values the first and last slices through the lungs are blended with 0 HU (water) and look like
+    ground glass, and its grouped ``conv3d`` is slow on CPU (a (1, 539, 539, 127) volume took 25 s with MONAI's,
+    1.3 s with this one, 2 threads). The kernel is the sampled, normalised Gaussian of ``scipy.ndimage``.
+
+    Args:
+        sigma: standard deviation in voxels, one for all spatial axes or one per axis; 0 leaves an axis alone.
+            Defaults to 1.0.
+        truncated: the kernel radius in standard deviations. Defaults to 4.0.
+        padding_mode: ``scipy.ndimage`` boundary mode: ``"nearest"`` (repeat the border voxel), ``"reflect"``,
+            ``"mirror"``, ``"constant"`` (zeros) or ``"wrap"``. Defaults to ``"nearest"``.
+
+    Raises:
+        ValueError: when a sigma is negative or not finite, ``truncated <= 0``, ``padding_mode`` is unknown, or (at
+            call time) the number of sigmas does not match the spatial dimensions.
+    """
+
+    backend = [TransformBackends.NUMPY]
+
+    def __init__(
+        self, sigma: Sequence[float] | float = 1.0, truncated: float = 4.0, padding_mode: str = "nearest"
+    ) -> None:
+        sigmas = tuple(float(s) for s in (sigma if isinstance(sigma, Sequence) else (sigma,)))
+        if not sigmas or not all(math.isfinite(s) and s >= 0 for s in sigmas):
+            raise ValueError(f"sigma must be finite numbers >= 0, got sigma={sigma!r}.")
+        if not (math.isfinite(truncated) and truncated > 0):
+            raise ValueError(f"truncated must be a finite number > 0, got truncated={truncated!r}.")
+        self.sigma = sigmas
+        self.truncated = float(truncated)
+        self.padding_mode = look_up_option(padding_mode, _SCIPY_PADDING_MODES)
+
+    def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
+        """
+        Args:
+            img: channel-first image, shape ``(C, spatial_1[, spatial_2, ...])``.
+
+        Returns:
+            the smoothed image, same shape, float32 unless the input is float64 (a tensor, MetaTensor kept).
+        """
+        img = convert_to_tensor(img, track_meta=get_track_meta())
+        spatial_dims = img.ndim - 1
+        if len(self.sigma) not in (1, spatial_dims):
+            raise ValueError(
+                f"sigma must have 1 or {spatial_dims} values for an image with {spatial_dims} spatial dims, "
+                f"got sigma={self.sigma!r}."
+            )
+        sigmas = self.sigma * spatial_dims if len(self.sigma) == 1 else self.sigma
+        img_np = convert_data_type(img, np.ndarray)[0]
+        if img_np.dtype != np.float64:
+            img_np = img_np.astype(np.float32, copy=False)
+        out = ndimage.gaussian_filter(
+            img_np, sigma=(0.0, *sigmas), mode=self.padding_mode, truncate=self.truncated
+        )  # sigma 0 on the channel axis: channels stay separate
+        return convert_to_dst_type(out, dst=img, dtype=out.dtype)[0]

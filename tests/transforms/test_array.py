@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import unittest
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from parameterized import parameterized
+
+from bundle.transforms import BorderGaussianSmooth, ReplaceNonFinite
+
+NAN, INF = float("nan"), float("inf")
+
+# (kwargs, input, expected)
+TEST_CASES_REPLACE = [
+    [{"value": -1000.0}, [[NAN, 3.0, INF, -INF]], [[-1000.0, 3.0, -1000.0, -1000.0]]],
+    [{}, [[NAN, 3.0, INF, 5.0]], [[3.0, 3.0, 3.0, 5.0]]],  # None: minimum of the finite voxels
+    [{}, [[NAN, 3.0], [7.0, INF]], [[3.0, 3.0], [7.0, 3.0]]],
+    [{"channel_wise": True}, [[NAN, 3.0], [7.0, INF]], [[3.0, 3.0], [7.0, 7.0]]],
+    [{}, [[NAN, INF], [-INF, NAN]], [[0.0, 0.0], [0.0, 0.0]]],  # nothing finite: 0
+    [{"value": 2}, [[1.0, 2.0]], [[1.0, 2.0]]],  # already finite: unchanged
+]
+
+
+class TestReplaceNonFinite(unittest.TestCase):
+    @parameterized.expand(TEST_CASES_REPLACE)
+    def test_values(self, kwargs, data, expected):
+        for array in (torch.tensor(data), np.asarray(data, np.float32)):
+            out = ReplaceNonFinite(**kwargs)(array)
+            self.assertTrue(bool(torch.isfinite(torch.as_tensor(out)).all()))
+            np.testing.assert_allclose(torch.as_tensor(out).numpy(), expected)
+
+    def test_keeps_meta_shape_dtype(self):
+        img = MetaTensor(
+            torch.full((1, 3, 4, 5), NAN, dtype=torch.float64), affine=torch.diag(torch.tensor([2.0, 2, 2, 1]))
+        )
+        img[0, 1, 1, 1] = 4.0
+        out = ReplaceNonFinite()(img)
+        self.assertIsInstance(out, MetaTensor)
+        self.assertEqual((out.shape, out.dtype), (img.shape, torch.float64))
+        np.testing.assert_allclose(out.affine, img.affine)
+        self.assertTrue(bool((out == 4.0).all()))
+
+    def test_integer_unchanged(self):
+        img = torch.arange(6, dtype=torch.int16).reshape(1, 2, 3)
+        out = ReplaceNonFinite(value=0.0)(img)
+        self.assertEqual(out.dtype, torch.int16)
+        self.assertTrue(torch.equal(torch.as_tensor(out), img))
+
+    @parameterized.expand([[NAN], [INF], ["low"]])
+    def test_ill_arg(self, value):
+        with self.assertRaisesRegex(ValueError, "value must be"):
+            ReplaceNonFinite(value=value)
+
+
+# (kwargs, input_shape)
+TEST_CASES_SMOOTH_SHAPE = [
+    [{}, (1, 9, 10, 11)],
+    [{"sigma": 2.0}, (2, 9, 10, 11)],
+    [{"sigma": (1.0, 0.5, 0.0)}, (1, 9, 10, 11)],
+    [{"sigma": 1.5}, (1, 12, 13)],
+    [{"padding_mode": "constant"}, (1, 12, 13)],
+]
+
+
+class TestBorderGaussianSmooth(unittest.TestCase):
+    @parameterized.expand(TEST_CASES_SMOOTH_SHAPE)
+    def test_shape(self, kwargs, shape):
+        img = MetaTensor(torch.rand(shape))
+        out = BorderGaussianSmooth(**kwargs)(img)
+        self.assertIsInstance(out, MetaTensor)
+        self.assertEqual((tuple(out.shape), out.dtype), (shape, torch.float32))
+
+    def test_reduces_noise_variance(self):
+        noise = torch.from_numpy(np.random.default_rng(0).normal(0.0, 1.0, (1, 24, 24, 24)).astype(np.float32))
+        out = BorderGaussianSmooth(sigma=1.0)(noise)
+        self.assertLess(float(out.std()), 0.5 * float(noise.std()))
+        self.assertAlmostEqual(float(out.mean()), float(noise.mean()), delta=0.02)
+
+    def test_constant_image_unchanged_at_borders(self):
+        img = torch.full((1, 6, 7, 5), -1000.0)  # air in HU: zero padding would brighten the borders
+        np.testing.assert_allclose(BorderGaussianSmooth(sigma=1.0)(img), img, rtol=1e-6)
+
+    def test_channels_independent(self):
+        img = torch.zeros((2, 9, 9))
+        img[0, 4, 4] = 1.0
+        out = BorderGaussianSmooth(sigma=1.0)(img)
+        self.assertEqual(float(out[1].abs().max()), 0.0)
+        self.assertAlmostEqual(float(out[0].sum()), 1.0, places=5)
+
+    def test_zero_sigma_axis(self):
+        img = torch.rand((1, 8, 9))
+        out = BorderGaussianSmooth(sigma=(0.0, 1.0))(img)
+        # along axis 1 nothing moves: a column-constant image keeps its rows
+        col = torch.arange(8.0)[None, :, None].expand(1, 8, 9)
+        np.testing.assert_allclose(BorderGaussianSmooth(sigma=(0.0, 1.0))(col), col, rtol=1e-6)
+        self.assertFalse(torch.allclose(torch.as_tensor(out), img))
+
+    def test_numpy_input(self):
+        out = BorderGaussianSmooth()(np.ones((1, 5, 5), np.int16))
+        self.assertIsInstance(out, torch.Tensor)
+        np.testing.assert_allclose(out, np.ones((1, 5, 5)))
+
+    @parameterized.expand(
+        [
+            [{"sigma": -1.0}, "sigma"],
+            [{"sigma": ()}, "sigma"],
+            [{"truncated": 0.0}, "truncated"],
+            [{"sigma": NAN}, "sigma"],
+        ]
+    )
+    def test_ill_arg(self, kwargs, message):
+        with self.assertRaisesRegex(ValueError, message):
+            BorderGaussianSmooth(**kwargs)
+
+    def test_ill_padding_mode(self):
+        with self.assertRaises(ValueError):
+            BorderGaussianSmooth(padding_mode="zeros")
+
+    def test_ill_sigma_count(self):
+        with self.assertRaisesRegex(ValueError, "sigma must have 1 or 3 values"):
+            BorderGaussianSmooth(sigma=(1.0, 1.0))(torch.zeros((1, 4, 4, 4)))
+
+
+if __name__ == "__main__":
+    unittest.main()
