@@ -1,0 +1,104 @@
+"""Glue between an ignite engine's per-case outputs and the lesion-level metrics.
+
+A segmentation evaluator produces, per case, a lesion probability map and a label mask. The lesion metrics work on
+lists of candidates and ground-truth lesions in world millimetres, so validation and evaluation need one function
+that turns the former into the latter. It lives here so that ``configs/train.json`` and ``configs/evaluate.json``
+use exactly the same candidate extraction as the inference outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from bundle.transforms.lesion import find_lesions
+
+__all__ = ["case_lesion_lists", "LesionListsOutputTransform"]
+
+
+def _affine_of(x: Any) -> np.ndarray | None:
+    affine = getattr(x, "affine", None)
+    return None if affine is None else np.asarray(torch.as_tensor(affine).cpu(), dtype=np.float64)
+
+
+def case_lesion_lists(
+    pred: torch.Tensor,
+    label: torch.Tensor,
+    candidate_threshold: float = 0.2,
+    lesion_channel: int = 1,
+    min_volume_mm3: float = 0.0,
+    mask: np.ndarray | None = None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Candidates of one case's probability map and the lesions of its label mask, both in world mm.
+
+    Args:
+        pred: class probabilities (C, *spatial) (a MetaTensor carrying its affine) or a lesion probability map
+            (1, *spatial).
+        label: label mask (1, *spatial); > 0 is lesion.
+        candidate_threshold: probability at which candidate components are cut; the FROC then sweeps the
+            candidates' scores (their maximum probability) from high to low, so keep this below the operating
+            threshold.
+        lesion_channel: channel of ``pred`` holding the lesion probability when it has several channels.
+        min_volume_mm3: drop candidates smaller than this.
+        mask: optional boolean mask of the spatial shape; candidates outside it are dropped.
+
+    Returns:
+        (candidates, lesions): lists of dicts with ``center_mm``, ``score`` (candidates) and ``center_mm``,
+        ``diameter_mm`` (lesions), as :py:func:`bundle.metrics.froc` expects.
+
+    Raises:
+        ValueError: when ``pred`` and ``label`` have different spatial shapes.
+    """
+    prob = pred[lesion_channel] if pred.shape[0] > 1 else pred[0]
+    truth = label[0] if label.dim() == prob.dim() + 1 else label
+    if tuple(prob.shape) != tuple(truth.shape):
+        raise ValueError(
+            f"pred and label must have the same spatial shape, got pred {tuple(prob.shape)} and label {tuple(truth.shape)}."
+        )
+    affine = _affine_of(pred)
+    if affine is None:
+        affine = _affine_of(label)
+    prob_np = np.asarray(torch.as_tensor(prob).detach().cpu(), dtype=np.float32)
+    truth_np = np.asarray(torch.as_tensor(truth).detach().cpu()) > 0
+    candidates = find_lesions(prob_np, affine, threshold=candidate_threshold, min_volume_mm3=min_volume_mm3, mask=mask)
+    lesions = find_lesions(truth_np.astype(np.float32), affine, threshold=0.5, refine=False, nms_iou=1.0)
+    return candidates, lesions
+
+
+class LesionListsOutputTransform:
+    """ignite ``output_transform`` mapping an evaluator's decollated outputs to per-case lesion lists.
+
+    Use with :py:class:`bundle.metrics.LesionDetectionMetric` through MONAI's ``IgniteMetricHandler``.
+
+    Args:
+        pred_key: key of the class probabilities in each output dict. Defaults to ``"pred"``.
+        label_key: key of the label mask. Defaults to ``"label"``.
+        candidate_threshold: see :py:func:`case_lesion_lists`. Defaults to 0.2.
+        min_volume_mm3: see :py:func:`case_lesion_lists`. Defaults to 0.
+    """
+
+    def __init__(
+        self, pred_key: str = "pred", label_key: str = "label", candidate_threshold: float = 0.2, min_volume_mm3: float = 0.0
+    ) -> None:
+        if not 0.0 < candidate_threshold < 1.0:
+            raise ValueError(f"candidate_threshold must be in (0, 1), got candidate_threshold={candidate_threshold}.")
+        self.pred_key, self.label_key = pred_key, label_key
+        self.candidate_threshold, self.min_volume_mm3 = candidate_threshold, min_volume_mm3
+
+    def __call__(self, output: Sequence[dict[str, Any]] | dict[str, Any]) -> tuple[list[list[dict]], list[list[dict]]]:
+        items = [output] if isinstance(output, dict) else list(output)
+        y_pred, y = [], []
+        for item in items:
+            candidates, lesions = case_lesion_lists(
+                item[self.pred_key],
+                item[self.label_key],
+                candidate_threshold=self.candidate_threshold,
+                min_volume_mm3=self.min_volume_mm3,
+            )
+            y_pred.append(candidates)
+            y.append(lesions)
+        return y_pred, y
+
