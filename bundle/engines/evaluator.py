@@ -1,0 +1,376 @@
+"""Robust case-by-case lesion inference on MONAI's ``SupervisedEvaluator`` (ignite).
+
+For every case: run the inferer, bring the foreground probability back to the input's own grid with MONAI's
+``Invertd`` (the preprocessing's spatial transforms inverted), find lesions there (so voxel indices are those of
+the input and world coordinates use the input's affine), write ``seg.nii.gz``, ``overlay.png`` and
+``lesions.json``. A case that failed to load (an error record from :py:class:`bundle.data.dataset.SafeDataset`)
+or raises anywhere in this chain is recorded with a one-line reason and the run goes on. ``summary.json`` is
+written at the end, also when the run itself is interrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ignite.engine import Events
+from ignite.handlers import ProgressBar
+from monai.config import PathLike
+from monai.data import MetaTensor, decollate_batch
+from monai.engines import SupervisedEvaluator
+from monai.inferers import Inferer
+from monai.transforms import Invertd
+from monai.transforms.inverse import InvertibleTransform
+from monai.utils import ForwardMode, convert_to_tensor
+from torch.utils.data import DataLoader
+
+from bundle.data.dataset import describe_exception
+from bundle.io.writers import case_done, check_output_dir, write_case_outputs, write_summary
+from bundle.transforms.lesion import TIER_NAMES, find_lesions
+
+__all__ = ["LesionInferenceEvaluator"]
+
+logger = logging.getLogger(__name__)
+
+
+def _window_counts(stats: Mapping[str, Any] | None) -> dict[str, int] | None:
+    """Windows per tier from a routed inferer's ``last_stats``: its ``num_high``/``num_medium``/``num_low``, else
+    counted from its ``windows`` list (records with a ``tier`` code 0/1/2); None for other inferers."""
+    if not isinstance(stats, Mapping):
+        return None
+    if all(f"num_{t}" in stats for t in TIER_NAMES):
+        return {t: int(stats[f"num_{t}"]) for t in TIER_NAMES}
+    windows = stats.get("windows")
+    if isinstance(windows, (list, tuple)) and all(isinstance(w, Mapping) and "tier" in w for w in windows):
+        codes = [int(w["tier"]) for w in windows]
+        return {name: codes.count(code) for code, name in enumerate(TIER_NAMES)}
+    return None
+
+
+def _scalars(stats: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The JSON-friendly scalar entries (numbers, strings, flat dicts of numbers) of ``last_stats``."""
+    out: dict[str, Any] = {}
+    for k, v in (stats or {}).items():
+        if isinstance(v, (bool, int, float, str)):
+            out[str(k)] = v
+        elif isinstance(v, Mapping) and all(isinstance(x, (int, float)) for x in v.values()):
+            out[str(k)] = {str(a): b for a, b in v.items()}
+    return out
+
+
+class LesionInferenceEvaluator(SupervisedEvaluator):
+    """
+    Case-by-case lesion inference that survives bad cases, usable as the bundle's ``evaluator`` (``run`` is
+    ``"$@evaluator.run()"``).
+
+    Per case (``val_data_loader`` yields one case per batch: ``DataLoader(SafeDataset(...), batch_size=1)``, as
+    an error record does not collate with loaded cases; larger batches are split back into cases, and an iterable
+    of case dicts or of lists of case dicts also works):
+
+    1. a batch item with an ``"error"`` key (from :py:class:`bundle.data.dataset.SafeDataset`) is recorded as
+       failed;
+    2. the inferer runs on ``item[image_key][None]`` (1, C, *spatial) -> logits (1, K, *spatial); the foreground
+       probability is ``softmax`` channel ``foreground_channel`` (``sigmoid`` when K == 1);
+    3. ``inferer.last_stats`` / ``inferer.last_tier_map`` are read when the inferer has them (routed inferer);
+    4. MONAI ``Invertd`` with ``preprocessing`` brings the probability (bilinear), the tier map and the optional
+       ``mask_key`` mask (nearest) and the preprocessed image (for the overlay) back to the input's grid;
+    5. :py:func:`bundle.transforms.lesion.find_lesions` on the inverted probability with the input's affine;
+    6. :py:func:`bundle.io.writers.write_case_outputs` writes ``seg.nii.gz`` (the lesion label map), ``overlay.png``,
+       ``meta.json`` (timing, routing statistics) and ``lesions.json``.
+
+    Any exception in 2-6 fails that case only: its one-line reason is logged (WARNING) and put in
+    ``summary.json``, the traceback is logged at DEBUG. MONAI's postprocessing hook is not used (all of the above
+    happens inside :py:meth:`_iteration`), so nothing else runs on a failed case. After all cases,
+    ``output_dir/summary.json`` is written (see :py:func:`bundle.io.writers.write_summary`) and one summary line
+    is logged; with ``raise_on_failure=True`` a single RuntimeError listing the failed cases is raised after that.
+
+    Args:
+        device: device of the network and the forward pass.
+        val_data_loader: iterable of batches (see above).
+        network: the segmentation network.
+        output_dir: folder of the per-case outputs and summary.json.
+        preprocessing: the invertible preprocessing transform (the ``Compose`` used by the dataset). None when
+            the preprocessing leaves the geometry unchanged (the prediction is then taken as in the input's grid).
+        inferer: e.g. the routed sliding-window inferer; default :py:class:`monai.inferers.SimpleInferer`.
+        dataset_dir: the input folder; when given, an ``output_dir`` equal to or inside it is refused (see
+            :py:func:`bundle.io.writers.check_output_dir`) and nothing is ever written inside it.
+        allow_inside: accept an ``output_dir`` inside ``dataset_dir``.
+        overwrite: False skips cases whose ``lesions.json`` exists (logged, listed as skipped); True redoes them.
+        raise_on_failure: raise one RuntimeError listing all failed cases after the run (and summary.json).
+        image_key: key of the image (MetaTensor (C, *spatial)) in each case dict. Default ``"image"``.
+        case_key: key of the case name. Default ``"case"``.
+        mask_key: optional key of a candidate mask (1, *spatial) that went through the same preprocessing,
+            e.g. a dilated lung mask; lesions centred outside it are dropped.
+        foreground_channel: lesion channel of the network output. Default 1.
+        lesion_kwargs: keyword arguments of :py:func:`bundle.transforms.lesion.find_lesions` (``threshold``,
+            ``min_diameter_mm``, ``nms_iou``...); checked at construction.
+        overlay_window: overlay intensity window; None uses the 1st-99th percentiles of the (preprocessed)
+            image, e.g. ``[0, 1]`` when the preprocessing already windowed to [0, 1].
+        max_panels: overlay panel cap. Default 12.
+        progress: show a tqdm progress bar over cases (ignite's ``ProgressBar``). Default True.
+        epoch_length, non_blocking, val_handlers, amp, mode, amp_kwargs: as in
+            :py:class:`monai.engines.SupervisedEvaluator`.
+
+    Raises:
+        ValueError: When ``output_dir`` is refused, ``preprocessing`` is not invertible, ``lesion_kwargs`` are
+            invalid or ``foreground_channel`` < 0.
+        RuntimeError: from :py:meth:`run`, when ``raise_on_failure`` and any case failed.
+
+    """
+
+    def __init__(
+        self,
+        device: torch.device | str,
+        val_data_loader: Iterable | DataLoader,
+        network: torch.nn.Module,
+        output_dir: PathLike,
+        preprocessing: InvertibleTransform | None = None,
+        inferer: Inferer | None = None,
+        dataset_dir: PathLike | None = None,
+        allow_inside: bool = False,
+        overwrite: bool = False,
+        raise_on_failure: bool = False,
+        image_key: str = "image",
+        case_key: str = "case",
+        mask_key: str | None = None,
+        foreground_channel: int = 1,
+        lesion_kwargs: Mapping[str, Any] | None = None,
+        overlay_window: Sequence[float] | None = None,
+        max_panels: int = 12,
+        progress: bool = True,
+        epoch_length: int | None = None,
+        non_blocking: bool = False,
+        val_handlers: Sequence | None = None,
+        amp: bool = False,
+        mode: ForwardMode | str = ForwardMode.EVAL,
+        amp_kwargs: dict | None = None,
+    ) -> None:
+        super().__init__(
+            device=torch.device(device),
+            val_data_loader=val_data_loader,
+            network=network,
+            epoch_length=epoch_length,
+            non_blocking=non_blocking,
+            inferer=inferer,
+            postprocessing=None,
+            val_handlers=val_handlers,
+            amp=amp,
+            mode=mode,
+            decollate=False,  # cases are split in _iteration, where each one can fail on its own
+            amp_kwargs=amp_kwargs,
+        )
+        self.output_dir = Path(output_dir)
+        self.protected: list[PathLike] = []
+        if dataset_dir is not None:
+            self.output_dir = check_output_dir(dataset_dir, output_dir, allow_inside)
+            if not allow_inside:
+                self.protected.append(dataset_dir)
+        if preprocessing is not None and not isinstance(preprocessing, InvertibleTransform):
+            raise ValueError(
+                "preprocessing must be an invertible MONAI transform (e.g. Compose), "
+                f"got {type(preprocessing).__name__}."
+            )
+        if foreground_channel < 0:
+            raise ValueError(f"foreground_channel must be >= 0, got foreground_channel={foreground_channel}.")
+        self.lesion_kwargs = dict(lesion_kwargs or {})
+        find_lesions(np.zeros((1, 1, 1), np.float32), np.eye(4), **self.lesion_kwargs)  # fail early on bad kwargs
+        # bilinear for the probability and the overlay image (stacked in "pred"), nearest for tiers and mask
+        self.invert = (
+            None
+            if preprocessing is None
+            else Invertd(
+                keys=["pred", "tier", "mask"],
+                transform=preprocessing,
+                orig_keys=image_key,
+                nearest_interp=[False, True, True],
+                allow_missing_keys=True,
+            )
+        )
+        self.overwrite = overwrite
+        self.raise_on_failure = raise_on_failure
+        self.image_key = image_key
+        self.case_key = case_key
+        self.mask_key = mask_key
+        self.foreground_channel = foreground_channel
+        self.overlay_window = overlay_window
+        self.max_panels = max_panels
+        self.batched = isinstance(val_data_loader, DataLoader) and val_data_loader.batch_size is not None
+        self.records: list[dict[str, Any]] = []
+        self.summary_path: Path | None = None
+        self._case_start = time.perf_counter()
+        self.add_event_handler(Events.GET_BATCH_STARTED, self._start_clock)  # per-case time includes loading
+        if progress:
+            ProgressBar(persist=True, desc="cases").attach(self)
+
+    @property
+    def failed_cases(self) -> list[dict[str, str]]:
+        """``{"case", "image", "error"}`` of every case that failed in the last :py:meth:`run`."""
+        return [{k: str(r.get(k)) for k in ("case", "image", "error")} for r in self.records if r["status"] == "failed"]
+
+    def _start_clock(self, engine: LesionInferenceEvaluator) -> None:
+        self._case_start = time.perf_counter()
+
+    def run(self, global_epoch: int = 1) -> None:  # type: ignore[override]
+        """
+        Process every case, then write ``summary.json`` and log one summary line (also when interrupted).
+
+        Raises:
+            RuntimeError: When ``raise_on_failure`` is True and any case failed (after summary.json is written).
+
+        """
+        self.records = []
+        start = time.perf_counter()
+        try:
+            super().run(global_epoch)
+        finally:
+            seconds = time.perf_counter() - start
+            self.summary_path = write_summary(self.output_dir, self.records, seconds, self.protected)
+            counts = {s: sum(r["status"] == s for r in self.records) for s in ("done", "failed", "skipped")}
+            logger.info(
+                "lesion inference: %d done, %d failed, %d skipped of %d cases in %.1f s; summary: %s",
+                counts["done"], counts["failed"], counts["skipped"], len(self.records), seconds, self.summary_path,
+            )  # fmt: skip
+        failed = self.failed_cases
+        if self.raise_on_failure and failed:
+            listing = "; ".join(f"{f['case']} ({f['error']})" for f in failed)
+            raise RuntimeError(
+                f"{len(failed)} of {len(self.records)} cases failed: {listing}. See {self.summary_path}."
+            )
+
+    def _iteration(self, engine: LesionInferenceEvaluator, batchdata: Any) -> list[dict[str, Any]]:  # type: ignore[override]
+        """
+        Process the case(s) of one batch, each on its own; a failing case never raises.
+
+        Returns:
+            the per-case records (also appended to ``self.records``), stored by ignite in ``engine.state.output``.
+
+        """
+        if isinstance(batchdata, Mapping):
+            items = decollate_batch(batchdata, detach=True) if engine.batched else [batchdata]
+        else:
+            items = list(batchdata)
+        records = []
+        for item in items:
+            record = engine._process_case(item)
+            record["seconds"] = round(time.perf_counter() - engine._case_start, 3)
+            engine._case_start = time.perf_counter()
+            engine.records.append(record)
+            records.append(record)
+        return records
+
+    def _case_identity(self, item: Mapping[str, Any]) -> tuple[str, str]:
+        """(case name, input path) of a case dict, loaded or not."""
+        image = item.get(self.image_key)
+        path = image.meta.get("filename_or_obj", "") if isinstance(image, MetaTensor) else image
+        path = str(path or "")
+        case = item.get(self.case_key) or Path(path).name.split(".")[0] or "unnamed"
+        return str(case), path
+
+    def _process_case(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        """Infer, invert, find lesions and write outputs for one case; returns its record."""
+        case, path = self._case_identity(item)
+        record: dict[str, Any] = {"case": case, "image": path}
+        if "error" in item:
+            logger.warning("case %s failed to load: %s", case, item["error"])
+            return {**record, "status": "failed", "error": str(item["error"])}
+        if not self.overwrite and case_done(self.output_dir, case):
+            logger.info("case %s: outputs exist in %s, skipped (overwrite=False)", case, self.output_dir)
+            return {**record, "status": "skipped"}
+        try:
+            return {**record, **self._infer_case(item, case, path)}
+        except Exception as exc:  # one bad case must never stop the run
+            error = f"{path}: {describe_exception(exc)}"
+            logger.warning("case %s failed: %s", case, error)
+            logger.debug("case %s traceback", case, exc_info=exc)
+            return {**record, "status": "failed", "error": error}
+
+    def _infer_case(self, item: Mapping[str, Any], case: str, path: str) -> dict[str, Any]:
+        """The work of one case, allowed to raise."""
+        image = item[self.image_key]
+        if not isinstance(image, torch.Tensor) or image.ndim < 3:
+            raise ValueError(f"'{self.image_key}' must be a channel-first image tensor, got {type(image).__name__}.")
+        inputs = image[None].to(self.state.device, non_blocking=self.non_blocking)  # (1, C, *spatial)
+        with self.mode(self.network), torch.no_grad():
+            if self.amp:
+                with torch.autocast(self.state.device.type, **self.amp_kwargs):
+                    logits = self.inferer(inputs, self.network)
+            else:
+                logits = self.inferer(inputs, self.network)
+        logits = convert_to_tensor(logits, track_meta=False).float()  # (1, K, *spatial)
+        k = logits.shape[1]
+        if k > 1 and self.foreground_channel >= k:
+            raise ValueError(f"foreground_channel={self.foreground_channel} but the network gave {k} channels.")
+        prob = (
+            torch.sigmoid(logits[0])
+            if k == 1
+            else torch.softmax(logits[0], 0)[self.foreground_channel : self.foreground_channel + 1]
+        )
+        stats = getattr(self.inferer, "last_stats", None)
+        tier_map = getattr(self.inferer, "last_tier_map", None)
+        spatial = tuple(image.shape[1:])
+        # probability and image share one bilinear inversion (one resampling grid): channel 0 prob, 1 image
+        overlay = image[:1].as_tensor() if isinstance(image, MetaTensor) else image[:1]
+        work: dict[str, Any] = {
+            self.image_key: image,
+            "pred": MetaTensor(torch.cat([prob.cpu(), overlay.float().cpu()])),  # (2, *spatial)
+        }
+        if tier_map is not None:
+            if tuple(tier_map.shape[-len(spatial) :]) == spatial:
+                work["tier"] = MetaTensor(torch.as_tensor(tier_map).reshape(1, *spatial).float())
+            else:
+                logger.warning(
+                    "case %s: inferer.last_tier_map %s does not match the image %s, ignored",
+                    case,
+                    tuple(tier_map.shape),
+                    spatial,
+                )
+        if self.mask_key is not None:
+            work["mask"] = MetaTensor(torch.as_tensor(item[self.mask_key]).reshape(1, *spatial).float())
+        if self.invert is not None:
+            work = self.invert(work)
+            affine = work["pred"].affine
+        else:
+            affine = image.affine if isinstance(image, MetaTensor) else torch.eye(len(spatial) + 1)
+        as_np = {key: np.asarray(torch.as_tensor(work[key]).cpu()) for key in ("pred", "tier", "mask") if key in work}
+        as_np = {**{k: v[0] for k, v in as_np.items()}, "overlay": as_np["pred"][1]}
+        lesions, labels = find_lesions(
+            as_np["pred"],
+            affine,
+            tier_map=np.rint(as_np["tier"]).astype(np.uint8) if "tier" in as_np else None,
+            mask=as_np["mask"] > 0.5 if "mask" in as_np else None,
+            return_label_map=True,
+            **self.lesion_kwargs,
+        )
+        windows = _window_counts(stats)
+        skipped = stats.get("skipped_fraction") if isinstance(stats, Mapping) else None
+        skipped = None if skipped is None or not math.isfinite(float(skipped)) else float(skipped)
+        meta = {
+            "case": case,
+            "image": path,
+            "input_shape": list(as_np["pred"].shape),
+            "preprocessed_shape": list(spatial),
+            "affine": np.asarray(affine, dtype=np.float64).round(6).tolist(),
+            "lesion_kwargs": self.lesion_kwargs,
+            "windows": windows,
+            "inferer_stats": _scalars(stats),
+        }
+        write_case_outputs(
+            self.output_dir,
+            case,
+            path,
+            labels,
+            affine,
+            lesions,
+            image_for_overlay=as_np["overlay"],
+            extra_meta=meta,
+            protected=self.protected,
+            window=self.overlay_window,
+            max_panels=self.max_panels,
+        )
+        return {"status": "done", "windows": windows, "skipped_fraction": skipped, "n_lesions": len(lesions)}

@@ -1,0 +1,485 @@
+"""Output writing for the inference run: atomic files, per-case outputs (seg.nii.gz, lesions.json, overlay.png),
+summary.json, and the guards that keep outputs off the inputs.
+
+Every file is written to a temporary file in its destination folder, flushed to disk (fsync) and moved into place
+with ``os.replace``, so a crash never leaves a half-written output under its final name. ``lesions.json`` is
+written last: its presence marks a finished case, which is what the re-run policy (``overwrite=False``) checks.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from monai.config import NdarrayOrTensor, PathLike
+from monai.utils import convert_to_numpy
+from nibabel.orientations import io_orientation
+
+from bundle.transforms.lesion import LESION_KEYS
+
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "atomic_save_nifti",
+    "check_output_dir",
+    "safe_case_name",
+    "case_done",
+    "render_overlay",
+    "write_case_outputs",
+    "write_summary",
+]
+
+logger = logging.getLogger(__name__)
+
+LESIONS_FILENAME = "lesions.json"
+SEG_FILENAME = "seg.nii.gz"
+OVERLAY_FILENAME = "overlay.png"
+META_FILENAME = "meta.json"
+SUMMARY_FILENAME = "summary.json"
+_TIERS = ("high", "medium", "low")  # the order summary.json lists them in
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._+-]")
+
+
+def _is_within(path: Path, root: Path) -> bool:
+    """Whether resolved ``path`` equals ``root`` or lies inside it."""
+    return path == root or root in path.parents
+
+
+def _check_not_input(path: Path, protected: Sequence[PathLike]) -> Path:
+    """Resolve ``path`` and refuse it when it is, or lies inside, one of the ``protected`` input paths."""
+    target = path.expanduser().resolve()
+    for p in protected:
+        root = Path(p).expanduser().resolve()
+        if _is_within(target, root):
+            raise ValueError(f"refusing to write over an input: destination {target} is or lies inside input {root}.")
+    return target
+
+
+@contextmanager
+def _atomic_path(path: PathLike, protected: Sequence[PathLike] = ()) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success fsync it and ``os.replace`` it onto ``path``."""
+    target = _check_not_input(Path(path), protected)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # keep the real suffix so that writers choosing a format from the name (nibabel: .nii.gz) still work
+    fd, tmp_name = tempfile.mkstemp(
+        dir=target.parent, prefix=f".{target.name}.", suffix=".tmp" + "".join(target.suffixes)
+    )
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0o600; outputs are meant to be shared
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: PathLike, data: bytes, protected: Sequence[PathLike] = ()) -> Path:
+    """
+    Write ``data`` to ``path`` atomically (temporary file in the same folder, fsync, ``os.replace``).
+
+    Args:
+        path: destination; missing parent folders are created.
+        data: the bytes to write.
+        protected: input paths (files or folders) that must never be written over or into.
+
+    Returns:
+        the resolved destination path.
+
+    Raises:
+        ValueError: When ``path`` resolves to, or lies inside, a ``protected`` path.
+
+    """
+    with _atomic_path(path, protected) as tmp:
+        tmp.write_bytes(data)
+    return Path(path).expanduser().resolve()
+
+
+def atomic_write_text(path: PathLike, text: str, protected: Sequence[PathLike] = (), encoding: str = "utf-8") -> Path:
+    """Write ``text`` atomically; see :py:func:`atomic_write_bytes`.
+
+    Raises:
+        ValueError: When ``path`` resolves to, or lies inside, a ``protected`` path.
+
+    """
+    return atomic_write_bytes(path, text.encode(encoding), protected)
+
+
+def atomic_save_nifti(
+    path: PathLike,
+    array: NdarrayOrTensor,
+    affine: NdarrayOrTensor,
+    protected: Sequence[PathLike] = (),
+    dtype: np.dtype | type | None = None,
+) -> Path:
+    """
+    Save ``array`` as NIfTI (compressed when ``path`` ends in ``.gz``) atomically.
+
+    Args:
+        path: destination, ``.nii`` or ``.nii.gz``.
+        array: image data of shape (spatial_1, spatial_2[, spatial_3]) in the voxel order nibabel uses.
+        affine: voxel-to-world matrix (4, 4), RAS mm (for 2D data the (3, 3) affine is embedded).
+        protected: input paths that must never be written over or into.
+        dtype: on-disk data type; default keeps the array's.
+
+    Raises:
+        ValueError: When ``path`` is protected, does not end in ``.nii``/``.nii.gz``, or ``affine`` does not
+            match the array's dimensions.
+
+    """
+    if not str(path).endswith((".nii", ".nii.gz")):
+        raise ValueError(f"path must end in .nii or .nii.gz, got path={path}.")
+    data = np.asarray(convert_to_numpy(array))
+    data = data if dtype is None else data.astype(dtype)
+    aff = np.asarray(convert_to_numpy(affine), dtype=np.float64)
+    if aff.shape == (3, 3) and data.ndim == 2:
+        aff = np.array([[*aff[0, :2], 0, aff[0, 2]], [*aff[1, :2], 0, aff[1, 2]], [0, 0, 1, 0], [0, 0, 0, 1]])
+    if aff.shape != (4, 4):
+        raise ValueError(f"affine must be (4, 4) (or (3, 3) for 2D data), got affine.shape={aff.shape}.")
+    with _atomic_path(path, protected) as tmp:
+        nib.save(nib.Nifti1Image(data, aff), str(tmp))
+    return Path(path).expanduser().resolve()
+
+
+def check_output_dir(dataset_dir: PathLike, output_dir: PathLike, allow_inside: bool = False) -> Path:
+    """
+    Refuse an ``output_dir`` equal to or inside ``dataset_dir``: outputs would mix with inputs, and a later run
+    would read them back as cases.
+
+    Args:
+        dataset_dir: the input folder.
+        output_dir: the output folder.
+        allow_inside: accept an ``output_dir`` inside (not equal to) ``dataset_dir``.
+
+    Returns:
+        the resolved ``output_dir``.
+
+    Raises:
+        ValueError: When ``output_dir`` equals ``dataset_dir``, or lies inside it and ``allow_inside`` is False.
+
+    """
+    data_root = Path(dataset_dir).expanduser().resolve()
+    out = Path(output_dir).expanduser().resolve()
+    if out == data_root or (not allow_inside and data_root in out.parents):
+        raise ValueError(
+            f"output_dir must not be dataset_dir or lie inside it (allow_inside={allow_inside}), "
+            f"got output_dir={out} and dataset_dir={data_root}."
+        )
+    return out
+
+
+def safe_case_name(case: str) -> str:
+    """
+    Folder name for a case: characters other than letters, digits and ``._+-`` become ``_``.
+
+    Raises:
+        ValueError: When ``case`` is empty, ``.`` or ``..``.
+
+    """
+    name = _UNSAFE_NAME.sub("_", str(case))
+    if name in ("", ".", ".."):
+        raise ValueError(f"case must be a non-empty name other than '.' and '..', got case={case!r}.")
+    return name
+
+
+def case_done(output_dir: PathLike, case: str) -> bool:
+    """Whether ``case`` finished in ``output_dir`` (its ``lesions.json``, written last, exists)."""
+    return (Path(output_dir) / safe_case_name(case) / LESIONS_FILENAME).is_file()
+
+
+def _lesion_record(lesion: Mapping[str, Any], index: int) -> dict[str, Any]:
+    """The lesions.json form of one lesion: exactly the schema keys, plain JSON numbers, rounded."""
+    missing = [k for k in LESION_KEYS if k not in lesion]
+    if missing:
+        raise ValueError(f"lesions[{index}] must have the keys of the lesions.json schema, missing {missing}.")
+    if lesion["tier"] not in _TIERS:
+        raise ValueError(f"lesions[{index}]['tier'] must be one of {_TIERS}, got {lesion['tier']!r}.")
+    return {
+        "center_voxel": [round(float(v), 2) for v in lesion["center_voxel"]],
+        "center_mm": [round(float(v), 3) for v in lesion["center_mm"]],
+        "box_voxel": [[int(v) for v in corner] for corner in lesion["box_voxel"]],
+        "diameter_mm": round(float(lesion["diameter_mm"]), 3),
+        "volume_mm3": round(float(lesion["volume_mm3"]), 3),
+        "score": round(float(lesion["score"]), 4),
+        "tier": str(lesion["tier"]),
+    }
+
+
+def _display_slice(
+    volume: np.ndarray, ornt: np.ndarray, axial: int, index: int
+) -> tuple[np.ndarray, tuple[int, bool], tuple[int, bool]]:
+    """
+    The axial slice ``index`` of a 3D array in radiological display: rows anterior to posterior, columns patient
+    right to left. Returns the 2D slice and, for rows and columns, the array axis shown and whether it is flipped.
+    """
+    world_of = {int(ornt[a, 0]): a for a in range(3)}
+    row_ax, col_ax = world_of[1], world_of[0]  # rows: y (A-P), columns: x (R-L)
+    plane = np.take(volume, index, axis=axial)  # remaining axes keep their order
+    if row_ax > col_ax:
+        plane = plane.T
+    flip_rows, flip_cols = bool(ornt[row_ax, 1] > 0), bool(ornt[col_ax, 1] > 0)
+    plane = plane[::-1] if flip_rows else plane
+    plane = plane[:, ::-1] if flip_cols else plane
+    return plane, (row_ax, flip_rows), (col_ax, flip_cols)
+
+
+def render_overlay(
+    image: NdarrayOrTensor,
+    seg: NdarrayOrTensor,
+    affine: NdarrayOrTensor,
+    lesions: Sequence[Mapping[str, Any]],
+    title: str = "",
+    window: Sequence[float] | None = None,
+    max_panels: int = 12,
+    fov_mm: float | None = 96.0,
+) -> bytes:
+    """
+    PNG of one axial panel per lesion (highest score first, at most ``max_panels``): the slice through the lesion
+    centre in radiological display (patient right on the image's left, anterior up), the lesion contour in red,
+    its score, diameter and tier in the panel title. Without lesions, one mid slice titled "no lesion found".
+
+    Args:
+        image: intensities, (spatial_1, spatial_2[, spatial_3]), in the grid of ``seg``.
+        seg: label map of the same shape; nonzero voxels are contoured.
+        affine: voxel-to-world (RAS) matrix of that grid, (4, 4) (or (3, 3) for 2D).
+        lesions: lesion dicts with ``center_voxel``, ``score``, ``diameter_mm``, ``tier`` in that grid.
+        title: figure title, e.g. the case name.
+        window: display intensity range (min, max), e.g. the CT lung window (-1000, 400); default the 1st-99th
+            percentiles of ``image``.
+        max_panels: at most this many panels. Default 12.
+        fov_mm: each panel shows this field of view around the lesion (small lesions stay visible); None shows
+            the whole slice.
+
+    Raises:
+        ValueError: When ``image`` and ``seg`` differ in shape, are not 2D/3D, or ``max_panels`` < 1.
+
+    """
+    img = np.asarray(convert_to_numpy(image), dtype=np.float32)
+    lab = np.asarray(convert_to_numpy(seg))
+    aff = np.asarray(convert_to_numpy(affine), dtype=np.float64)
+    if img.shape != lab.shape or img.ndim not in (2, 3):
+        raise ValueError(f"image and seg must have the same 2D/3D shape, got {img.shape} and {lab.shape}.")
+    if max_panels < 1:
+        raise ValueError(f"max_panels must be >= 1, got max_panels={max_panels}.")
+    if img.ndim == 2:  # a single slice: add a one-voxel z axis so that one code path serves both
+        img, lab = img[..., None], lab[..., None]
+        aff = np.array([[*aff[0, :2], 0, aff[0, 2]], [*aff[1, :2], 0, aff[1, 2]], [0, 0, 1, 0], [0, 0, 0, 1]])
+    if window is None:
+        sample = img.ravel()[:: max(1, img.size // 1_000_000)]
+        window = tuple(float(v) for v in np.percentile(sample, (1, 99)))
+    ornt = io_orientation(aff)
+    axial = int(np.flatnonzero(ornt[:, 0] == 2)[0])
+    spacing = np.linalg.norm(aff[:3, :3], axis=0)
+
+    shown = list(lesions)[:max_panels]
+    # 2D lesion centres get the z index 0 of the added axis
+    centers = [np.pad(np.asarray(les["center_voxel"], np.float64), (0, 3 - len(les["center_voxel"]))) for les in shown]
+    if not shown:
+        centers = [(np.asarray(img.shape, dtype=np.float64) - 1) / 2]
+    ncols = min(4, len(centers))
+    nrows = math.ceil(len(centers) / ncols)
+    fig = Figure(figsize=(3.2 * ncols, 3.4 * nrows + 0.4), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    for n, center in enumerate(centers):
+        ax = fig.add_subplot(nrows, ncols, n + 1)
+        k = int(min(max(round(center[axial]), 0), img.shape[axial] - 1))
+        plane, (row_ax, flip_r), (col_ax, flip_c) = _display_slice(img, ornt, axial, k)
+        mplane = _display_slice(lab, ornt, axial, k)[0] > 0
+        r = img.shape[row_ax] - 1 - center[row_ax] if flip_r else center[row_ax]
+        c = img.shape[col_ax] - 1 - center[col_ax] if flip_c else center[col_ax]
+        if fov_mm is not None and shown:  # the same field of view around each lesion, so a 3 mm nodule is visible
+            hr, hc = int(fov_mm / 2 / spacing[row_ax]), int(fov_mm / 2 / spacing[col_ax])
+            # pad by the half field so that lesions at the border stay centred; crop rows/cols [r0, r0 + 2h]
+            plane = np.pad(plane, ((hr, hr), (hc, hc)), constant_values=window[0])
+            mplane = np.pad(mplane, ((hr, hr), (hc, hc)))
+            r0, c0 = int(round(r)), int(round(c))
+            plane = plane[r0 : r0 + 2 * hr + 1, c0 : c0 + 2 * hc + 1]
+            mplane = mplane[r0 : r0 + 2 * hr + 1, c0 : c0 + 2 * hc + 1]
+            r, c = r + hr - r0, c + hc - c0
+        ax.imshow(plane, cmap="gray", vmin=window[0], vmax=window[1], aspect=spacing[row_ax] / spacing[col_ax])
+        if mplane.any() and min(mplane.shape) > 1:
+            ax.contour(mplane.astype(np.float32), levels=[0.5], colors="red", linewidths=1.0)
+        elif shown:
+            ax.plot([c], [r], marker="+", color="red", markersize=10)
+        if shown:
+            les = shown[n]
+            ax.set_title(
+                f"#{n + 1} score {float(les['score']):.2f}, {float(les['diameter_mm']):.1f} mm\n"
+                f"{les['tier']} tier, axial slice {k}",
+                fontsize=9,
+            )
+        else:
+            ax.set_title(f"no lesion found\naxial slice {k}", fontsize=9)
+        ax.text(0.01, 0.5, "R", color="yellow", transform=ax.transAxes, fontsize=8, va="center")
+        ax.text(0.99, 0.5, "L", color="yellow", transform=ax.transAxes, fontsize=8, va="center", ha="right")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    extra = f" (showing {len(shown)} of {len(lesions)} lesions)" if len(lesions) > len(shown) else ""
+    fig.suptitle(f"{title}{extra}", fontsize=10)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def write_case_outputs(
+    output_dir: PathLike,
+    case: str,
+    image_path: PathLike,
+    seg: NdarrayOrTensor,
+    affine: NdarrayOrTensor,
+    lesions: Sequence[Mapping[str, Any]],
+    image_for_overlay: NdarrayOrTensor | None = None,
+    extra_meta: Mapping[str, Any] | None = None,
+    protected: Sequence[PathLike] = (),
+    overwrite: bool = True,
+    window: Sequence[float] | None = None,
+    max_panels: int = 12,
+) -> dict[str, Path]:
+    """
+    Write one case's outputs into ``output_dir/<case>/`` (case name made folder-safe by :py:func:`safe_case_name`):
+
+    - ``seg.nii.gz``: ``seg`` (the label map in the input's own voxel grid) with the input's ``affine``;
+    - ``overlay.png``: :py:func:`render_overlay` of ``image_for_overlay`` (skipped when it is None);
+    - ``meta.json``: ``extra_meta`` (only when given);
+    - ``lesions.json``, last, exactly::
+
+        {"case": ..., "image": ..., "lesions": [{"center_voxel": [i, j, k], "center_mm": [x, y, z],
+         "box_voxel": [[i0, j0, k0], [i1, j1, k1]], "diameter_mm": ..., "volume_mm3": ..., "score": ...,
+         "tier": "high"|"medium"|"low"}]}
+
+      voxel indices in the input's grid (NIfTI: as nibabel indexes the array; box start inclusive, stop
+      exclusive), world coordinates in RAS mm.
+
+    Args:
+        output_dir: the run's output folder.
+        case: the case name.
+        image_path: the input path, recorded in lesions.json and never written over.
+        seg: label map (spatial_1, spatial_2[, spatial_3]) in the input's grid (e.g. the lesion label map of
+            :py:func:`bundle.transforms.lesion.find_lesions`).
+        affine: the input's voxel-to-world (RAS) matrix.
+        lesions: lesion dicts with the keys above, highest score first.
+        image_for_overlay: intensities in the grid of ``seg`` for the overlay; None writes no overlay.
+        extra_meta: JSON-serialisable extras (timings, routing statistics) for ``meta.json``.
+        protected: more input paths that must never be written over or into (``image_path`` always is).
+        overwrite: when False and the case already has ``lesions.json``, write nothing and return ``{}``.
+        window: overlay intensity window, see :py:func:`render_overlay`.
+        max_panels: overlay panel cap. Default 12.
+
+    Returns:
+        ``{"seg": path, "overlay": path, "meta": path, "lesions": path}`` for the files written.
+
+    Raises:
+        ValueError: When a destination is protected, a lesion lacks a schema key or has an unknown tier, or
+            ``case`` is not a usable name.
+
+    """
+    case_dir = Path(output_dir) / safe_case_name(case)
+    if not overwrite and case_done(output_dir, case):
+        logger.info("case %s: %s exists, skipped (overwrite=False)", case, case_dir / LESIONS_FILENAME)
+        return {}
+    guard = [image_path, *protected]
+    records = [_lesion_record(les, i) for i, les in enumerate(lesions)]
+    labels = np.asarray(convert_to_numpy(seg))
+    dtype = np.uint8 if labels.size == 0 or labels.max() <= np.iinfo(np.uint8).max else np.uint16
+    written = {"seg": atomic_save_nifti(case_dir / SEG_FILENAME, labels, affine, guard, dtype=dtype)}
+    if image_for_overlay is not None:
+        png = render_overlay(image_for_overlay, labels, affine, records, str(case), window, max_panels)
+        written["overlay"] = atomic_write_bytes(case_dir / OVERLAY_FILENAME, png, guard)
+    if extra_meta:
+        written["meta"] = atomic_write_text(
+            case_dir / META_FILENAME, json.dumps(extra_meta, indent=2, default=str), guard
+        )
+    # one lesion per line: readable by a person, still plain JSON
+    lines = ",\n".join(f"    {json.dumps(r)}" for r in records)
+    lesions_text = f"[\n{lines}\n  ]" if records else "[]"
+    header = f'"case": {json.dumps(str(case))},\n  "image": {json.dumps(str(image_path))}'
+    text = f'{{\n  {header},\n  "lesions": {lesions_text}\n}}\n'
+    written["lesions"] = atomic_write_text(case_dir / LESIONS_FILENAME, text, guard)
+    return written
+
+
+def write_summary(
+    output_dir: PathLike,
+    records: Sequence[Mapping[str, Any]],
+    total_seconds: float | None = None,
+    protected: Sequence[PathLike] = (),
+) -> Path:
+    """
+    Write ``output_dir/summary.json`` from per-case records.
+
+    Each record has ``case``, ``image``, ``status`` (``"done"``, ``"failed"`` or ``"skipped"``), and ``error``
+    (failed) or ``seconds``, ``windows`` (``{"high", "medium", "low"}`` counts or None), ``skipped_fraction``
+    (or None) and ``n_lesions`` (done). The summary::
+
+        {"cases_done": [case, ...], "cases_failed": [{"case", "image", "error"}, ...],
+         "cases_skipped": [case, ...],
+         "per_case": {case: {"seconds", "windows": {"high", "medium", "low"}, "skipped_fraction", "n_lesions"}},
+         "totals": {"cases", "done", "failed", "skipped", "seconds", "windows", "skipped_fraction", "n_lesions"}}
+
+    ``totals.skipped_fraction`` pools the windows of all done cases with routing statistics (None without);
+    ``totals.seconds`` is ``total_seconds`` when given, else the sum of per-case seconds.
+
+    Raises:
+        ValueError: When a record's ``status`` is not one of the three.
+
+    """
+    done, failed, skipped, per_case = [], [], [], {}
+    windows: dict[str, int] | None = None
+    routed_windows = skipped_windows = 0.0
+    for rec in records:
+        status, case = rec.get("status"), str(rec.get("case"))
+        if status == "failed":
+            failed.append({"case": case, "image": str(rec.get("image")), "error": str(rec.get("error"))})
+        elif status == "skipped":
+            skipped.append(case)
+        elif status == "done":
+            done.append(case)
+            counts = rec.get("windows")
+            entry = {
+                "seconds": round(float(rec.get("seconds", 0.0)), 3),
+                "windows": {t: (None if counts is None else int(counts.get(t, 0))) for t in _TIERS},
+                "skipped_fraction": rec.get("skipped_fraction"),
+                "n_lesions": int(rec.get("n_lesions", 0)),
+            }
+            per_case[case] = entry
+            if counts is not None:
+                n = sum(entry["windows"].values())  # type: ignore[arg-type]
+                windows = {t: (windows or {}).get(t, 0) + entry["windows"][t] for t in _TIERS}  # type: ignore[operator]
+                if entry["skipped_fraction"] is not None:
+                    routed_windows += n
+                    skipped_windows += float(entry["skipped_fraction"]) * n
+        else:
+            raise ValueError(f"record status must be 'done', 'failed' or 'skipped', got status={status!r} ({case}).")
+    seconds = sum(e["seconds"] for e in per_case.values()) if total_seconds is None else total_seconds
+    summary = {
+        "cases_done": done,
+        "cases_failed": failed,
+        "cases_skipped": skipped,
+        "per_case": per_case,
+        "totals": {
+            "cases": len(records),
+            "done": len(done),
+            "failed": len(failed),
+            "skipped": len(skipped),
+            "seconds": round(float(seconds), 3),
+            "windows": windows,
+            "skipped_fraction": round(skipped_windows / routed_windows, 4) if routed_windows else None,
+            "n_lesions": sum(e["n_lesions"] for e in per_case.values()),
+        },
+    }
+    return atomic_write_text(Path(output_dir) / SUMMARY_FILENAME, json.dumps(summary, indent=2), protected)

@@ -1,0 +1,245 @@
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import unittest
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from parameterized import parameterized
+from PIL import Image
+
+from bundle.io.writers import (
+    atomic_save_nifti,
+    atomic_write_bytes,
+    atomic_write_text,
+    case_done,
+    check_output_dir,
+    render_overlay,
+    safe_case_name,
+    write_case_outputs,
+    write_summary,
+)
+
+AFFINE = np.array([[-0.8, 0, 0, 30.0], [0, 0.9, 0, -12.0], [0, 0, 1.25, 40.0], [0, 0, 0, 1]])
+SHAPE = (33, 34, 35)
+LESION = {
+    "center_voxel": [np.float64(10.0), 12.0, 14.0],
+    "center_mm": [22.0, -1.2, 57.5],
+    "box_voxel": [[8, 10, 12], [13, 15, 17]],
+    "diameter_mm": np.float32(4.5),
+    "volume_mm3": 47.7,
+    "score": 0.93,
+    "tier": "high",
+}
+SCHEMA_KEYS = ["center_voxel", "center_mm", "box_voxel", "diameter_mm", "volume_mm3", "score", "tier"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def case_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """A CT-like image in HU and a label map holding one 5-voxel cube lesion at LESION's box."""
+    image = np.full(SHAPE, -800.0, np.float32)
+    seg = np.zeros(SHAPE, np.uint16)
+    seg[8:13, 10:15, 12:17] = 1
+    image[seg > 0] = 40.0
+    return image, seg
+
+
+class TestAtomicWrites(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.root = Path(self.tmp.name)
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def test_write_replace_no_temp_left(self):
+        path = self.root / "sub" / "a.json"
+        self.assertEqual(atomic_write_text(path, "one"), path.resolve())
+        atomic_write_text(path, "two")
+        self.assertEqual(path.read_text(), "two")
+        self.assertEqual(os.listdir(path.parent), ["a.json"])
+        self.assertEqual(path.stat().st_mode & 0o777, 0o644)
+
+    def test_failure_keeps_old_file_and_leaves_no_temp(self):
+        path = self.root / "a.bin"
+        atomic_write_bytes(path, b"old")
+        with self.assertRaises(TypeError):
+            atomic_write_bytes(path, "not bytes")  # type: ignore[arg-type]
+        self.assertEqual(path.read_bytes(), b"old")
+        self.assertEqual(os.listdir(self.root), ["a.bin"])
+
+    def test_refuses_input(self):
+        inputs = self.root / "data"
+        inputs.mkdir()
+        image = inputs / "ct.nii.gz"
+        image.write_bytes(b"input")
+        link = self.root / "link.nii.gz"
+        link.symlink_to(image)
+        for dest, protected in [(image, [image]), (link, [image]), (inputs / "out" / "x.json", [inputs])]:
+            with self.assertRaisesRegex(ValueError, "refusing to write over an input"):
+                atomic_write_bytes(dest, b"output", protected=protected)
+        self.assertEqual(image.read_bytes(), b"input")
+        self.assertFalse((inputs / "out").exists())
+
+    def test_nifti_roundtrip(self):
+        data = np.arange(np.prod(SHAPE), dtype=np.int16).reshape(SHAPE)
+        path = atomic_save_nifti(self.root / "x.nii.gz", data, AFFINE)
+        img = nib.load(str(path))
+        np.testing.assert_array_equal(np.asarray(img.dataobj), data)
+        np.testing.assert_allclose(img.affine, AFFINE)
+        self.assertEqual(os.listdir(self.root), ["x.nii.gz"])
+        flat = atomic_save_nifti(self.root / "y.nii", np.ones((4, 5), np.uint8), np.diag([0.5, 0.5, 1.0]))
+        self.assertEqual(nib.load(str(flat)).shape, (4, 5))
+
+    @parameterized.expand([["x.nrrd", np.eye(4)], ["x.nii.gz", np.eye(3)]])
+    def test_nifti_ill_arg(self, name, affine):
+        with self.assertRaises(ValueError):
+            atomic_save_nifti(self.root / name, np.zeros(SHAPE), affine)
+
+
+class TestOutputDir(unittest.TestCase):
+    @parameterized.expand([["data", False], ["data/out", False], ["data", True]])
+    def test_refused(self, output, allow_inside):
+        with tempfile.TemporaryDirectory() as tmp:
+            with self.assertRaisesRegex(ValueError, "output_dir.*dataset_dir") as ctx:
+                check_output_dir(Path(tmp) / "data", Path(tmp) / output, allow_inside)
+            self.assertIn(str(Path(tmp).resolve() / output), str(ctx.exception))
+
+    @parameterized.expand([["out", False], ["data/out", True], ["data2", False]])
+    def test_accepted(self, output, allow_inside):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = check_output_dir(Path(tmp) / "data", Path(tmp) / output, allow_inside)
+            self.assertEqual(out, Path(tmp).resolve() / output)
+
+    def test_case_names(self):
+        self.assertEqual(safe_case_name("lung 1/series:2"), "lung_1_series_2")
+        for bad in ["", ".", ".."]:
+            with self.assertRaises(ValueError):
+                safe_case_name(bad)
+
+
+class TestCaseOutputs(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.out = Path(self.tmp.name) / "out"
+        self.input = Path(self.tmp.name) / "ct.nii.gz"
+        self.input.write_bytes(b"input")
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def test_outputs_and_schema(self):
+        image, seg = case_arrays()
+        paths = write_case_outputs(self.out, "ct", self.input, seg, AFFINE, [LESION], image, {"seconds": 1.5})
+        self.assertEqual(set(paths), {"seg", "overlay", "meta", "lesions"})
+        self.assertEqual(
+            sorted(os.listdir(self.out / "ct")), ["lesions.json", "meta.json", "overlay.png", "seg.nii.gz"]
+        )
+        doc = json.loads((self.out / "ct" / "lesions.json").read_text())
+        self.assertEqual(list(doc), ["case", "image", "lesions"])
+        self.assertEqual((doc["case"], doc["image"]), ("ct", str(self.input)))
+        (lesion,) = doc["lesions"]
+        self.assertEqual(list(lesion), SCHEMA_KEYS)
+        self.assertEqual(lesion["center_voxel"], [10.0, 12.0, 14.0])
+        self.assertEqual(lesion["box_voxel"], [[8, 10, 12], [13, 15, 17]])
+        self.assertTrue(all(isinstance(lesion[k], float) for k in ("diameter_mm", "volume_mm3", "score")))
+        self.assertEqual(lesion["tier"], "high")
+        nii = nib.load(str(paths["seg"]))
+        np.testing.assert_array_equal(np.asarray(nii.dataobj), seg)
+        np.testing.assert_allclose(nii.affine, AFFINE)
+        self.assertEqual(nii.get_data_dtype(), np.uint8)
+        png = paths["overlay"].read_bytes()
+        self.assertEqual(png[:8], PNG_MAGIC)
+        with Image.open(io.BytesIO(png)) as im:
+            self.assertGreater(min(im.size), 200)
+            rgb = np.asarray(im.convert("RGB")).astype(int)
+        red = (rgb[..., 0] > 180) & (rgb[..., 1] < 80) & (rgb[..., 2] < 80)
+        self.assertGreater(int(red.sum()), 10)  # the lesion contour is drawn in red
+        self.assertEqual(json.loads(paths["meta"].read_text()), {"seconds": 1.5})
+        self.assertTrue(case_done(self.out, "ct"))
+
+    def test_no_lesion_and_rerun_policy(self):
+        image, _ = case_arrays()
+        empty = np.zeros(SHAPE, np.uint8)
+        paths = write_case_outputs(self.out, "ct", self.input, empty, AFFINE, [], image)
+        self.assertNotIn("meta", paths)
+        self.assertEqual(json.loads(paths["lesions"].read_text())["lesions"], [])
+        with Image.open(paths["overlay"]) as im:
+            self.assertEqual(im.format, "PNG")
+        before = paths["lesions"].stat().st_mtime_ns
+        self.assertEqual(write_case_outputs(self.out, "ct", self.input, empty, AFFINE, [LESION], overwrite=False), {})
+        self.assertEqual(paths["lesions"].stat().st_mtime_ns, before)
+        write_case_outputs(self.out, "ct", self.input, empty, AFFINE, [LESION], overwrite=True)
+        self.assertEqual(len(json.loads(paths["lesions"].read_text())["lesions"]), 1)
+
+    def test_many_lesions_capped(self):
+        image, seg = case_arrays()
+        png = render_overlay(image, seg, AFFINE, [LESION] * 20, "ct", window=(-1000, 400), max_panels=3)
+        with Image.open(io.BytesIO(png)) as im:
+            self.assertEqual(im.size, (960, 380))  # 3 panels of 320 px, one row
+
+    def test_2d_overlay(self):
+        lesion = {**LESION, "center_voxel": [10.0, 12.0]}
+        png = render_overlay(np.random.default_rng(0).random((30, 31)), np.ones((30, 31)), np.eye(3), [lesion])
+        self.assertEqual(png[:8], PNG_MAGIC)
+
+    def test_refuses_input_destination(self):
+        image, seg = case_arrays()
+        with self.assertRaisesRegex(ValueError, "refusing"):
+            write_case_outputs(self.input.parent, "ct.nii.gz", self.input, seg, AFFINE, [], image)
+        with self.assertRaisesRegex(ValueError, "refusing"):
+            write_case_outputs(self.out, "ct", self.input, seg, AFFINE, [], image, protected=[self.out])
+        self.assertEqual(self.input.read_bytes(), b"input")
+
+    @parameterized.expand([[{k: v for k, v in LESION.items() if k != "score"}], [{**LESION, "tier": "top"}]])
+    def test_ill_lesion(self, lesion):
+        with self.assertRaises(ValueError):
+            write_case_outputs(self.out, "ct", self.input, np.zeros(SHAPE), AFFINE, [lesion])
+
+    @parameterized.expand(
+        [[np.zeros((4, 4, 4)), {}], [np.zeros(SHAPE), {"max_panels": 0}], [np.zeros((2, 2, 2, 2)), {}]]
+    )
+    def test_overlay_ill_arg(self, image, kwargs):
+        with self.assertRaises(ValueError):
+            render_overlay(image, np.zeros(image.shape if image.ndim == 4 else SHAPE), AFFINE, [], **kwargs)
+
+
+class TestSummary(unittest.TestCase):
+    def test_summary(self):
+        records = [
+            {"case": "a", "image": "/d/a.nii.gz", "status": "done", "seconds": 2.0, "n_lesions": 2,
+             "windows": {"high": 3, "medium": 1, "low": 4}, "skipped_fraction": 0.5},
+            {"case": "b", "image": "/d/b.nii.gz", "status": "failed", "error": "/d/b.nii.gz: EOFError: truncated"},
+            {"case": "c", "image": "/d/c.nii.gz", "status": "done", "seconds": 1.0, "n_lesions": 0,
+             "windows": None, "skipped_fraction": None},
+            {"case": "d", "image": "/d/d.nii.gz", "status": "skipped"},
+        ]  # fmt: skip
+        with tempfile.TemporaryDirectory() as tmp:
+            path = write_summary(tmp, records, total_seconds=4.25)
+            summary = json.loads(path.read_text())
+            self.assertEqual(os.listdir(tmp), ["summary.json"])
+        self.assertEqual(summary["cases_done"], ["a", "c"])
+        self.assertEqual(summary["cases_failed"], [{"case": "b", "image": "/d/b.nii.gz", "error": records[1]["error"]}])
+        self.assertEqual(summary["cases_skipped"], ["d"])
+        self.assertEqual(
+            summary["per_case"]["a"],
+            {"seconds": 2.0, "windows": {"high": 3, "medium": 1, "low": 4}, "skipped_fraction": 0.5, "n_lesions": 2},
+        )
+        self.assertEqual(summary["per_case"]["c"]["windows"], {"high": None, "medium": None, "low": None})
+        self.assertEqual(
+            summary["totals"],
+            {"cases": 4, "done": 2, "failed": 1, "skipped": 1, "seconds": 4.25,
+             "windows": {"high": 3, "medium": 1, "low": 4}, "skipped_fraction": 0.5, "n_lesions": 2},
+        )  # fmt: skip
+
+    def test_ill_status(self):
+        with tempfile.TemporaryDirectory() as tmp, self.assertRaises(ValueError):
+            write_summary(tmp, [{"case": "a", "status": "odd"}])
+
+
+if __name__ == "__main__":
+    unittest.main()
