@@ -1,0 +1,62 @@
+"""Build a synthetic-lesion dataset on the real host scans (thin CLI over ``bundle.data.datalist``).
+
+Examples::
+
+    python scripts/make_dataset.py --output_dir data/synth_ct --modality ct --n_train 24 --n_val 8 \
+        --lesions_per_case 3-6 --seed 0 --figure docs/figures/synthetic_lesions_ct.png
+    python scripts/make_dataset.py --output_dir data/synth_mri --modality mri --n_train 24 --n_val 8 \
+        --lesions_per_case 3-6 --seed 0 --figure docs/figures/synthetic_lesions_mri.png
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import fire
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere: the repo root holds `bundle`
+
+from bundle.data.datalist import build_dataset, plot_lesion_gallery  # noqa: E402
+
+
+def _pair(value, name: str) -> tuple[float, float]:
+    """'3-6', (3, 6) or 4 -> a (min, max) pair."""
+    if isinstance(value, (int, float)):
+        return value, value
+    if isinstance(value, str):
+        parts = value.replace(",", "-").split("-")
+        if len(parts) != 2:
+            raise ValueError(f"{name} must look like 'min-max', got {value!r}.")
+        return float(parts[0]), float(parts[1])
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        return value[0], value[1]
+    raise ValueError(f"{name} must be 'min-max' or a pair, got {value!r}.")
+
+
+def main(
+    output_dir: str = "data/synth_ct",
+    modality: str = "ct",
+    n_train: int = 24,
+    n_val: int = 8,
+    lesions_per_case: str = "3-6",
+    seed: int = 0,
+    diameter_range_mm: str = "3-30",
+    overwrite: bool = False,
+    figure: str | None = None,
+) -> str:
+    """Write NIfTI images/labels and datalist.json under ``output_dir``; optionally a gallery PNG (``figure``)."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    lo, hi = _pair(lesions_per_case, "lesions_per_case")
+    path = build_dataset(
+        output_dir, modality=modality, n_train=n_train, n_val=n_val, lesions_per_case=(int(lo), int(hi)),
+        seed=seed, diameter_range_mm=_pair(diameter_range_mm, "diameter_range_mm"), overwrite=overwrite,
+    )
+    if figure:
+        plot_lesion_gallery(path, figure)
+    return str(path)
+
+
+if __name__ == "__main__":
+    fire.Fire(main)
