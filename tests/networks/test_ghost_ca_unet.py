@@ -122,7 +122,7 @@ class TestGhostCAUNet(unittest.TestCase):
     def test_screen(self, spatial_dims, input_shape):
         torch.manual_seed(0)
         net = GhostCAUNet(spatial_dims=spatial_dims, edge_weight=0.5, semantic_weight=0.5)
-        net.prototype.copy_(torch.randn(128))  # as if calibrated, so the semantic part is not 0
+        net.prototype.copy_(torch.randn(net.features[-1]))  # as if calibrated, so the semantic part is not 0
         with eval_mode(net):
             x = torch.randn(input_shape)
             score = net.screen(x)
@@ -183,7 +183,7 @@ class TestGhostCAUNet(unittest.TestCase):
     def test_script(self):
         torch.manual_seed(0)
         net = GhostCAUNet(spatial_dims=3)
-        net.prototype.copy_(torch.randn(128))
+        net.prototype.copy_(torch.randn(net.features[-1]))
         x = torch.randn(1, 1, 17, 18, 19)
         with eval_mode(net):
             scripted = torch.jit.script(net)

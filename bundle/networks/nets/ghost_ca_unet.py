@@ -87,7 +87,8 @@ class GhostCAUNet(nn.Module):
         spatial_dims: number of spatial dimensions, 2 or 3. Defaults to 3.
         in_channels: number of input channels. Defaults to 1.
         out_channels: number of output channels (classes, incl. background). Defaults to 2.
-        features: channels per level, level 0 first; at least 2 levels. Defaults to ``(16, 32, 64, 128)``.
+        features: channels per level, level 0 first; at least 2 levels. Defaults to ``(8, 24, 48, 96)``: level 0 (full
+            resolution) dominates CPU time, so it stays narrow while deeper levels carry the capacity.
         ghost_levels: 0-based levels whose convs are Ghost modules. Defaults to ``(2,)``.
         ghost_ratio: Ghost ratio. Defaults to 2.
         ghost_dw_size: Ghost depthwise kernel size (odd). Defaults to 3.
@@ -98,7 +99,8 @@ class GhostCAUNet(nn.Module):
         ca_gate_bias: initial bias of the CA gates (None: PyTorch default); positive starts CA near identity.
             Defaults to 2.0.
         act: activation type and arguments. Defaults to ``("relu", {"inplace": True})``.
-        norm: normalization type and arguments. Defaults to ``("instance", {"affine": True})``.
+        norm: normalization type and arguments. Defaults to ``"batch"`` (an affine map at inference; instance
+            norm costs 3-8x more CPU time in 3D).
         bias: bias in the standard convolutions and the upsampling. Defaults to True.
         dropout: dropout ratio in every conv block. Defaults to 0.0.
         upsample: ``"deconv"``, ``"pixelshuffle"`` or ``"nontrainable"`` (MONAI ``UpSample``). Defaults to "deconv".
@@ -107,6 +109,8 @@ class GhostCAUNet(nn.Module):
         screen_downsample: average-pooling factor applied to the window before screening. Defaults to 2.
         screen_quantile: quantile of the level-0 feature-gradient magnitude used as the raw edge value.
             Defaults to 0.99.
+        channels_last: keep weights and activations in channels-last layout (oneDNN's fast path on CPU; the
+            output values are the same). Defaults to True.
 
     Raises:
         ValueError: on any argument outside its range (each message names the argument and the value).
@@ -124,7 +128,7 @@ class GhostCAUNet(nn.Module):
         spatial_dims: int = 3,
         in_channels: int = 1,
         out_channels: int = 2,
-        features: Sequence[int] = (16, 32, 64, 128),
+        features: Sequence[int] = (8, 24, 48, 96),
         ghost_levels: Sequence[int] = (2,),
         ghost_ratio: int = 2,
         ghost_dw_size: int = 3,
@@ -133,7 +137,7 @@ class GhostCAUNet(nn.Module):
         ca_drop_prob: float = 0.0,
         ca_gate_bias: float | None = 2.0,
         act: str | tuple = ("relu", {"inplace": True}),
-        norm: str | tuple = ("instance", {"affine": True}),
+        norm: str | tuple = "batch",
         bias: bool = True,
         dropout: float | tuple = 0.0,
         upsample: str = "deconv",
@@ -141,6 +145,7 @@ class GhostCAUNet(nn.Module):
         semantic_weight: float = 0.4,
         screen_downsample: int = 2,
         screen_quantile: float = 0.99,
+        channels_last: bool = True,
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -210,6 +215,10 @@ class GhostCAUNet(nn.Module):
         self.register_buffer("prototype", torch.zeros(features[-1]))  # unit lesion direction; 0 = uncalibrated
         self.register_buffer("feature_center", torch.zeros(features[-1]))  # mean deep feature of the windows
         self.register_buffer("edge_scale", torch.tensor(1.0))  # median raw edge value of the windows
+        # oneDNN runs the depthwise (Ghost) and small dense convs several times faster in channels-last layout on CPU
+        self.channels_last = bool(channels_last)
+        if self.channels_last:
+            self.to(memory_format=torch.channels_last_3d if spatial_dims == 3 else torch.channels_last)
 
     @property
     def ghost_fraction(self) -> float:
@@ -217,6 +226,8 @@ class GhostCAUNet(nn.Module):
         return self.num_ghost_convs / self.num_convs
 
     def _encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last_3d if self.spatial_dims == 3 else torch.channels_last)
         feats: list[torch.Tensor] = []
         for level in self.encoder:
             x = level(x)  # (B, features[l], *S / 2**l)
