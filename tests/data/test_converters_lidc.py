@@ -1,0 +1,338 @@
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+import unittest
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from parameterized import parameterized
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from scipy import ndimage
+
+from bundle.data.converters.lidc import (
+    LidcNodule,
+    cluster_annotations,
+    LidcRoi,
+    convert_lidc,
+    find_lidc_cases,
+    rasterize_nodule,
+    read_lidc_xml,
+)
+from bundle.data.datalist import load_datalist
+
+N_SLICES, SIZE = 8, 32
+PIXEL_MM, SLICE_MM = 0.8, 1.5
+ORIGIN = (-10.0, -20.0, -100.0)  # ImagePositionPatient of pixel (0, 0) of the lowest slice (LPS mm)
+NODULE = (12, 16)  # (x = column, y = row) of nodule A, on slices 2-5
+NODULE_B = (25, 7)  # the single-reader nodule, slices 4-5
+
+
+def write_series(folder: Path, patient: str, seed: int = 0) -> tuple[list[str], str]:
+    """8 CT slices of 32 x 32 (0.8 mm pixels, 1.5 mm apart), files named in shuffled order.
+
+    HU: -800 everywhere, 0 inside nodule A (radius 4 px, slices 2-5) and nodule B (radius 3 px, slices 4-5).
+    Returns the SOPInstanceUIDs by slice (lowest z first) and the SeriesInstanceUID.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    series_uid, study_uid = generate_uid(), generate_uid()
+    names = list(range(N_SLICES))
+    random.Random(seed).shuffle(names)
+    rows, cols = np.mgrid[:SIZE, :SIZE]
+    uids = []
+    for k in range(N_SLICES):
+        hu = np.full((SIZE, SIZE), -800, dtype=np.int16)  # (row, column)
+        if 2 <= k <= 5:
+            hu[(cols - NODULE[0]) ** 2 + (rows - NODULE[1]) ** 2 <= 16] = 0
+        if 4 <= k <= 5:
+            hu[(cols - NODULE_B[0]) ** 2 + (rows - NODULE_B[1]) ** 2 <= 9] = 0
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        path = folder / f"{names[k]:06d}.dcm"
+        ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+        ds.Modality, ds.PatientID, ds.SeriesNumber, ds.InstanceNumber = "CT", patient, 1, N_SLICES - k
+        ds.ImagePositionPatient = [ORIGIN[0], ORIGIN[1], ORIGIN[2] + k * SLICE_MM]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.PixelSpacing, ds.SliceThickness = [PIXEL_MM, PIXEL_MM], SLICE_MM
+        ds.Rows, ds.Columns = SIZE, SIZE
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        ds.RescaleSlope, ds.RescaleIntercept = 1.0, -1024.0
+        ds.PixelData = (hu + 1024).astype(np.uint16).tobytes()
+        ds.save_as(str(path), enforce_file_format=True)
+        uids.append(ds.SOPInstanceUID)
+    return uids, series_uid
+
+
+def circle(cx: float, cy: float, r: float) -> list[tuple[int, int]]:
+    """An LIDC-like outline: the ordered pixel chain of a circle."""
+    points: list[tuple[int, int]] = []
+    for t in np.linspace(0, 2 * np.pi, 72, endpoint=False):
+        p = (int(round(cx + r * np.cos(t))), int(round(cy + r * np.sin(t))))
+        if not points or points[-1] != p:
+            points.append(p)
+    return points
+
+
+def roi_xml(k: int, uids: list[str], points: list[tuple[int, int]], use_uid: bool = True,
+            inclusion: bool = True) -> str:
+    uid = f"<imageSOP_UID>{uids[k]}</imageSOP_UID>" if use_uid else ""
+    edges = "".join(f"<edgeMap><xCoord>{x}</xCoord><yCoord>{y}</yCoord></edgeMap>" for x, y in points)
+    return (f"<roi><imageZposition>{ORIGIN[2] + k * SLICE_MM:.6f} </imageZposition>{uid}"
+            f"<inclusion>{'TRUE' if inclusion else 'FALSE'}</inclusion>{edges}</roi>")
+
+
+def nodule_xml(nodule_id: str, rois: list[str]) -> str:
+    return f"<unblindedReadNodule><noduleID>{nodule_id}</noduleID>{''.join(rois)}</unblindedReadNodule>"
+
+
+def lidc_xml(series_uid: str, sessions: list[list[str]]) -> str:
+    body = "".join(
+        f"<readingSession><annotationVersion>3.12</annotationVersion>"
+        f"<servicingRadiologistID>reader{i}</servicingRadiologistID>{''.join(nodules)}"
+        f"<nonNodule><nonNoduleID>n</nonNoduleID><imageZposition>0</imageZposition><locus><xCoord>1</xCoord>"
+        f"<yCoord>1</yCoord></locus></nonNodule></readingSession>"
+        for i, nodules in enumerate(sessions)
+    )
+    return (f'<?xml version="1.0" encoding="UTF-8"?><LidcReadMessage uid="1" xmlns="http://www.nih.gov">'
+            f"<ResponseHeader><SeriesInstanceUid>{series_uid}</SeriesInstanceUid></ResponseHeader>{body}"
+            f"</LidcReadMessage>")
+
+
+def standard_sessions(uids: list[str]) -> list[list[str]]:
+    """Readers 0-2 outline nodule A (overlapping circles); reader 3 outlines nodule B alone; reader 0 also
+    marks a < 3 mm nodule by its centre (one point). Reader 2's contours carry no SOP UID (matched by z)."""
+    a0 = nodule_xml("A0", [roi_xml(k, uids, circle(12, 16, 5)) for k in range(2, 6)])
+    a1 = nodule_xml("A1", [roi_xml(k, uids, circle(13, 16, 6)) for k in range(2, 6)])
+    a2 = nodule_xml("A2", [roi_xml(k, uids, circle(12, 17, 5), use_uid=False) for k in range(3, 6)])
+    b3 = nodule_xml("B3", [roi_xml(k, uids, circle(*NODULE_B, 4)) for k in (4, 5)])
+    small = nodule_xml("small", [roi_xml(1, uids, [(5, 27)])])
+    return [[a0, small], [a1], [a2], [b3]]
+
+
+def write_case(folder: Path, patient: str, seed: int = 0, sessions=None, series_uid: str | None = None) -> Path:
+    uids, uid = write_series(folder, patient, seed)
+    xml = folder / "069.xml"
+    xml.write_text(lidc_xml(series_uid or uid, (sessions or standard_sessions)(uids)))
+    return xml
+
+
+def ras_mm(x: float, y: float, k: float) -> list[float]:
+    """World RAS mm of pixel (x, y) on slice k, from the DICOM geometry (LPS -> RAS flips x and y)."""
+    return [-(ORIGIN[0] + x * PIXEL_MM), -(ORIGIN[1] + y * PIXEL_MM), ORIGIN[2] + k * SLICE_MM]
+
+
+def kept(entry: dict) -> list[dict]:
+    return [les for les in entry["lesions"] if not les["ignore"]]
+
+
+class TestConvertLidc(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.root = Path(cls.tmp.name) / "LIDC-IDRI"
+        cls.case_dir = cls.root / "LIDC-T-0001" / "1.2.3" / "1.2.3.4"
+        write_case(cls.case_dir, "LIDC-T-0001")
+        cls.out = Path(cls.tmp.name) / "k2"
+        cls.report = convert_lidc(cls.root, cls.out, consensus=2)
+        cls.entry = load_datalist(cls.out / "datalist.json", "training")[0]
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def test_consensus_two_one_lesion(self):
+        self.assertTrue(self.report.ok, self.report.summary())
+        lesions = kept(self.entry)
+        self.assertEqual(len(lesions), 1)
+        lesion = lesions[0]
+        # readers' centres (12, 16), (13, 16), (12, 17) on slices 2-5 (reader 2: 3-5)
+        np.testing.assert_allclose(lesion["center_voxel"], [12.3, 16.3, 3.5], atol=0.5)
+        np.testing.assert_allclose(lesion["center_mm"], ras_mm(*lesion["center_voxel"]), atol=0.01)
+        # inside >= 2 readers' outlines (contour pixels excluded): a disc of radius ~4.5 px over 4 slices
+        expected = (6 * np.pi * (4.5 * PIXEL_MM) ** 2 * 4 * SLICE_MM / np.pi) ** (1 / 3)
+        self.assertAlmostEqual(lesion["diameter_mm"], expected, delta=0.12 * expected)
+        self.assertEqual((lesion["readers"], lesion["n_reading_sessions"], lesion["agreement"]), (3, 4, 0.75))
+        self.assertEqual(lesion["reader_ids"], ["reader0", "reader1", "reader2"])
+        self.assertEqual((lesion["size_band"], lesion["box_voxel"][0][2], lesion["box_voxel"][1][2]), ("6-10", 2, 6))
+
+    def test_ignored_records(self):
+        ignored = {les["nodule_ids"][0]: les for les in self.entry["lesions"] if les["ignore"]}
+        self.assertEqual(sorted(ignored), ["reader0:small", "reader3:B3"])
+        self.assertIn("marked by 1 of 4 readers, fewer than consensus=2", ignored["reader3:B3"]["ignore_reason"])
+        np.testing.assert_allclose(ignored["reader3:B3"]["center_voxel"][:2], NODULE_B, atol=0.5)
+        self.assertEqual(ignored["reader0:small"]["center_voxel"], [5.0, 27.0, 1.0])
+
+    def test_image_and_label_files(self):
+        image = nib.load(self.entry["image"])
+        label = np.asarray(nib.load(self.entry["label"]).dataobj)
+        self.assertEqual(label.shape, (SIZE, SIZE, N_SLICES))
+        np.testing.assert_allclose(image.affine, nib.load(self.entry["label"]).affine)
+        hu = np.asarray(image.dataobj)
+        self.assertEqual(hu.dtype, np.int16)
+        # the XML's (x, y) and the DICOM pixels land on the same voxel: HU 0 inside the nodule, -800 elsewhere
+        self.assertEqual((hu[NODULE[0], NODULE[1], 3], label[NODULE[0], NODULE[1], 3]), (0, 1))
+        self.assertEqual((hu[NODULE_B[0], NODULE_B[1], 4], label[NODULE_B[0], NODULE_B[1], 4]), (0, 0))
+        self.assertEqual((hu[NODULE[1], NODULE[0], 3], hu[0, 0, 0]), (-800, -800))
+        self.assertEqual(ndimage.label(label)[1], 1)
+        self.assertEqual(label.sum(), np.sum(label[:, :, 2:6]))  # only on the nodule's slices
+        np.testing.assert_allclose(image.affine @ [12, 16, 3, 1], ras_mm(12, 16, 3) + [1], atol=1e-4)
+
+    @parameterized.expand([
+        [{"consensus": 1}, 2, {"reader0:small": "consensus diameter"}],
+        [{"consensus": 4}, 0, {"reader0:A0": "marked by 3 of 4 readers"}],
+        [{"consensus": 2, "max_diameter_mm": 5.0}, 0, {"reader0:A0": "> max_diameter_mm=5.0"}],
+    ])
+    def test_rules(self, kwargs, n_kept, reasons):
+        with tempfile.TemporaryDirectory() as out:
+            report = convert_lidc(self.case_dir, out, **kwargs)  # the series folder itself as root
+            entry = load_datalist(Path(out) / "datalist.json", "training")[0]
+        self.assertTrue(report.ok, report.summary())
+        self.assertEqual(len(kept(entry)), n_kept)
+        self.assertEqual(report.n_lesions, n_kept)
+        by_id = {les["nodule_ids"][0]: les for les in entry["lesions"]}
+        for nodule_id, reason in reasons.items():
+            self.assertIn(reason, by_id[nodule_id]["ignore_reason"])
+
+    def test_batch_split_and_errors(self):
+        root = Path(self.tmp.name) / "batch"
+        write_case(root / "LIDC-T-0001" / "s1" / "series_a", "LIDC-T-0001", seed=1)
+        write_case(root / "LIDC-T-0001" / "s2" / "series_b", "LIDC-T-0001", seed=2)
+        write_case(root / "LIDC-T-0002" / "s" / "s", "LIDC-T-0002", sessions=lambda u: [[], [], [], []])
+        write_case(root / "LIDC-T-0003" / "s" / "s", "LIDC-T-0003")
+        bad_xml = write_case(root / "LIDC-T-0004" / "s" / "s", "LIDC-T-0004")
+        bad_xml.write_text(bad_xml.read_text()[:-30])  # truncated
+        other = write_case(root / "LIDC-T-0005" / "s" / "s", "LIDC-T-0005", series_uid="9.9.9")
+        off_grid = write_case(root / "LIDC-T-0006" / "s" / "s", "LIDC-T-0006", sessions=lambda u: [
+            [nodule_xml("Z", [roi_xml(1, u, circle(10, 10, 3), use_uid=False).replace(
+                f"{ORIGIN[2] + 1.5:.6f}", "55.0")])]])
+        outside = write_case(root / "LIDC-T-0007" / "s" / "s", "LIDC-T-0007", sessions=lambda u: [
+            [nodule_xml("Q", [roi_xml(2, u, circle(30, 10, 4))])]])
+        no_dicom = root / "LIDC-T-0008" / "s"
+        no_dicom.mkdir(parents=True)
+        (no_dicom / "001.xml").write_text(lidc_xml("1.2", [[]]))
+        twice = write_case(root / "LIDC-T-0010" / "s" / "s", "LIDC-T-0010")
+        (twice.parent / "070.xml").write_text(twice.read_text())
+        (root / "LIDC-T-0009" / "cxr").mkdir(parents=True)  # radiograph reads: not a CT case, skipped
+        (root / "LIDC-T-0009" / "cxr" / "1.xml").write_text("<IdriReadMessage/>")
+        cases = find_lidc_cases(root)
+        names = [c["case"] for c in cases]
+        self.assertEqual(names[:3], ["LIDC-T-0001_series_a", "LIDC-T-0001_series_b", "LIDC-T-0002"])
+        self.assertEqual(len(cases), 10)
+        out = Path(self.tmp.name) / "batch_out"
+        report = convert_lidc(root, out, val_fraction=0.4, seed=0)
+        self.assertEqual(
+            report.converted, ["LIDC-T-0001_series_a", "LIDC-T-0001_series_b", "LIDC-T-0002", "LIDC-T-0003"]
+        )
+        errors = {f["case"]: f["error"] for f in report.failed}
+        self.assertEqual(sorted(errors), [f"LIDC-T-{i:04d}" for i in (4, 5, 6, 7, 8, 10)])
+        self.assertTrue(errors["LIDC-T-0004"].startswith(f"{bad_xml}: cannot parse the LIDC XML"))
+        self.assertTrue(errors["LIDC-T-0005"].startswith(f"{other}: LIDC XML is for series 9.9.9"))
+        self.assertIn(f"{off_grid}: reader reader0, nodule 'Z', roi 0: no slice of the series", errors["LIDC-T-0006"])
+        self.assertIn(f"{outside}: nodule 'Q' of reader reader0: contour points must lie inside", errors["LIDC-T-0007"])
+        self.assertTrue(errors["LIDC-T-0008"].startswith(f"{no_dicom}: cannot read the DICOM series"))
+        self.assertTrue(errors["LIDC-T-0010"].startswith(f"{twice.parent}: several LIDC XML files for series"))
+        # 3 patients: bands 6-10 (two series), none, 6-10; round(3 * 0.4) = 1 to validation, by patient
+        data = json.loads((out / "datalist.json").read_text())
+        train = {e["patient"] for e in data["training"]}
+        val = {e["patient"] for e in data["validation"]}
+        self.assertEqual((len(train), len(val)), (2, 1))
+        self.assertFalse(train & val)
+        bands = {"6-10": {"training": 1, "validation": 1}, "none": {"training": 1, "validation": 0}}
+        self.assertEqual(data["split"]["bands"], bands)
+        entries = data["training"] + data["validation"]
+        self.assertEqual({e["size_band"] for e in entries if e["patient"] == "LIDC-T-0002"}, {"none"})
+        self.assertEqual(len(data["failed"]), 6)
+
+    @parameterized.expand([
+        [{"consensus": 0}, "consensus must be an integer >= 1"],
+        [{"min_diameter_mm": 30.0, "max_diameter_mm": 3.0}, "min_diameter_mm < max_diameter_mm"],
+        [{"val_fraction": 1.0}, "val_fraction"],
+        [{"stratify_by": "mean"}, "stratify_by"],
+        [{"cluster_distance_mm": -1.0}, "cluster_distance_mm"],
+    ])
+    def test_ill_arg(self, kwargs, message):
+        with self.assertRaisesRegex(ValueError, message):
+            convert_lidc(self.root, self.out, **kwargs)
+
+    def test_no_lidc_folder(self):
+        with tempfile.TemporaryDirectory() as empty:
+            with self.assertRaisesRegex(ValueError, "root must hold LIDC series folders"):
+                convert_lidc(empty, self.out)
+        with self.assertRaisesRegex(ValueError, "root must be an existing folder"):
+            convert_lidc(Path(self.tmp.name) / "nope", self.out)
+
+
+class TestLidcPieces(unittest.TestCase):
+    def test_read_lidc_xml(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "a.xml"
+            path.write_text(lidc_xml("1.2.3", standard_sessions([f"u{k}" for k in range(N_SLICES)])))
+            reading = read_lidc_xml(path)
+            self.assertEqual(reading.series_uid, "1.2.3")
+            self.assertEqual(reading.reader_ids, ["reader0", "reader1", "reader2", "reader3"])
+            self.assertEqual([n.nodule_id for n in reading.nodules], ["A0", "small", "A1", "A2", "B3"])
+            self.assertEqual(reading.nodules[0].rois[0].sop_uid, "u2")
+            self.assertAlmostEqual(reading.nodules[0].rois[0].z_position, -97.0)
+            self.assertIsNone(reading.nodules[3].rois[0].sop_uid)
+            np.testing.assert_array_equal(reading.nodules[1].rois[0].points, [[5, 27]])
+            for text, message in [
+                ("<IdriReadMessage/>", "root element must be LidcReadMessage"),
+                ('<LidcReadMessage xmlns="http://www.nih.gov"/>', "no readingSession"),
+                (lidc_xml("1", [[nodule_xml("n", ["<roi><imageZposition>1</imageZposition></roi>"])]]), "no edgeMap"),
+                (lidc_xml("1", [[nodule_xml("n", ["<roi><edgeMap><xCoord>1</xCoord><yCoord>1</yCoord></edgeMap>"
+                                                  "</roi>"])]]),
+                 "neither imageSOP_UID nor imageZposition"),
+                (lidc_xml("1", [[nodule_xml("n", ["<roi><imageZposition>1</imageZposition><edgeMap><xCoord>a</xCoord>"
+                                                  "<yCoord>1</yCoord></edgeMap></roi>"])]]), "bad coordinate"),
+            ]:
+                path.write_text(text)
+                with self.assertRaisesRegex(ValueError, f"^{path}: .*{message}"):
+                    read_lidc_xml(path)
+
+    def test_rasterize_contour_and_hole(self):
+        square = [(2, 2), (8, 2), (8, 8), (2, 8)]
+        hole = [(4, 4), (6, 4), (6, 6), (4, 6)]
+        nodule = LidcNodule(0, "r", "n", [
+            LidcRoi(0.0, None, True, np.array(square)), LidcRoi(0.0, None, False, np.array(hole)),
+            LidcRoi(1.0, None, True, np.array(square)),
+        ])
+        offset, mask = rasterize_nodule(nodule, [3, 3, 4], (12, 12, 6))
+        np.testing.assert_array_equal(offset, [2, 2, 3])
+        self.assertEqual(mask.shape, (7, 7, 2))
+        self.assertEqual(mask[:, :, 1].sum(), 25)  # inside the outline only: 3..7 x 3..7
+        self.assertEqual(mask[:, :, 0].sum(), 24)  # minus the hole's inside pixel (5, 5)
+        self.assertFalse(mask[3, 3, 0])
+        _, with_contour = rasterize_nodule(nodule, [3, 3, 4], (12, 12, 6), include_contour=True)
+        self.assertEqual(with_contour[:, :, 1].sum(), 49)
+        with self.assertRaisesRegex(ValueError, "one index per roi"):
+            rasterize_nodule(nodule, [3], (12, 12, 6))
+        with self.assertRaisesRegex(ValueError, "contour points must lie inside the 8 x 12 slice"):
+            rasterize_nodule(nodule, [3, 3, 4], (8, 12, 6))
+
+    def test_cluster_annotations(self):
+        affine = np.diag([0.8, 0.8, 1.5, 1.0])
+        point = np.ones((1, 1, 1), dtype=bool)
+        boxes = [(np.array([0, 0, 0]), point), (np.array([1, 0, 0]), point), (np.array([3, 0, 0]), point),
+                 (np.array([2, 0, 1]), point)]
+        self.assertEqual(cluster_annotations(boxes, affine, 0.8), [[0, 1], [2], [3]])
+        self.assertEqual(cluster_annotations(boxes, affine, 1.7), [[0, 1, 2, 3]])  # transitive
+        with self.assertRaisesRegex(ValueError, "distance_mm must be >= 0"):
+            cluster_annotations(boxes, affine, -1.0)
+
+    def test_size_bands_match_metrics(self):
+        from bundle.data.converters.decathlon import SIZE_BANDS_MM
+        from bundle.metrics.lesion import SIZE_BANDS_MM as METRIC_BANDS
+
+        self.assertEqual(SIZE_BANDS_MM, METRIC_BANDS)
+
+
+if __name__ == "__main__":
+    unittest.main()
