@@ -236,12 +236,21 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
                 "lesion inference: %d done, %d failed, %d skipped of %d cases in %.1f s; summary: %s",
                 counts["done"], counts["failed"], counts["skipped"], len(self.records), seconds, self.summary_path,
             )  # fmt: skip
+        message = self.failure_message()
+        if self.raise_on_failure and message:
+            raise RuntimeError(message)
+
+    def failure_message(self) -> str | None:
+        """One line listing the cases that failed in the last :py:meth:`run` (None when none failed).
+
+        ``configs/inference.json`` ends its ``run`` with ``sys.exit(evaluator.failure_message())`` when cases
+        failed, so the command prints this line (no traceback) and exits with status 1 after all cases ran.
+        """
         failed = self.failed_cases
-        if self.raise_on_failure and failed:
-            listing = "; ".join(f"{f['case']} ({f['error']})" for f in failed)
-            raise RuntimeError(
-                f"{len(failed)} of {len(self.records)} cases failed: {listing}. See {self.summary_path}."
-            )
+        if not failed:
+            return None
+        listing = "; ".join(f"{f['case']} ({f['error']})" for f in failed)
+        return f"{len(failed)} of {len(self.records)} cases failed: {listing}. See {self.summary_path}."
 
     def _iteration(self, engine: LesionInferenceEvaluator, batchdata: Any) -> list[dict[str, Any]]:  # type: ignore[override]
         """

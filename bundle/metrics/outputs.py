@@ -78,25 +78,37 @@ class LesionListsOutputTransform:
         label_key: key of the label mask. Defaults to ``"label"``.
         candidate_threshold: see :py:func:`case_lesion_lists`. Defaults to 0.2.
         min_volume_mm3: see :py:func:`case_lesion_lists`. Defaults to 0.
+        mask_key: optional key of a candidate mask (1, *spatial) in each output dict (e.g. the lung envelope of
+            :py:class:`bundle.transforms.lung.LungCandidateMaskd`); candidates centred outside it are dropped, as the
+            inference does.
     """
 
     def __init__(
-        self, pred_key: str = "pred", label_key: str = "label", candidate_threshold: float = 0.2, min_volume_mm3: float = 0.0
+        self,
+        pred_key: str = "pred",
+        label_key: str = "label",
+        candidate_threshold: float = 0.2,
+        min_volume_mm3: float = 0.0,
+        mask_key: str | None = None,
     ) -> None:
         if not 0.0 < candidate_threshold < 1.0:
             raise ValueError(f"candidate_threshold must be in (0, 1), got candidate_threshold={candidate_threshold}.")
-        self.pred_key, self.label_key = pred_key, label_key
+        self.pred_key, self.label_key, self.mask_key = pred_key, label_key, mask_key
         self.candidate_threshold, self.min_volume_mm3 = candidate_threshold, min_volume_mm3
 
     def __call__(self, output: Sequence[dict[str, Any]] | dict[str, Any]) -> tuple[list[list[dict]], list[list[dict]]]:
         items = [output] if isinstance(output, dict) else list(output)
         y_pred, y = [], []
         for item in items:
+            mask = None
+            if self.mask_key is not None:
+                mask = np.asarray(torch.as_tensor(item[self.mask_key]).cpu())[0] > 0
             candidates, lesions = case_lesion_lists(
                 item[self.pred_key],
                 item[self.label_key],
                 candidate_threshold=self.candidate_threshold,
                 min_volume_mm3=self.min_volume_mm3,
+                mask=mask,
             )
             y_pred.append(candidates)
             y.append(lesions)

@@ -32,19 +32,30 @@ class LungCandidateMask(Transform):
         a_min: HU mapped to 0 by the preprocessing window. Defaults to -1000.
         a_max: HU mapped to 1 by the preprocessing window. Defaults to 400.
         margin_mm: in-plane dilation of the envelope, so candidates on the pleura are kept. Defaults to 5.
-        empty_means_all: when no lung is found (not a chest CT, e.g. a head scan), return an all-ones mask so
-            nothing is dropped, and log it. Defaults to True.
+        empty_means_all: when no plausible lung is found (less than ``min_lung_ml`` of lung: not a chest CT, e.g.
+            a head scan, or a crop whose lungs touch the cut so the threshold segmentation fails), return an
+            all-ones mask so nothing is dropped, and log it. Defaults to True.
+        min_lung_ml: lung volume below which the segmentation counts as failed. Defaults to 200 ml (one adult lung
+            holds 1-3 l).
 
     Raises:
         ValueError: when ``a_min >= a_max`` or ``margin_mm < 0``; when the image is not (1, H, W, D).
     """
 
-    def __init__(self, a_min: float = -1000.0, a_max: float = 400.0, margin_mm: float = 5.0, empty_means_all: bool = True):
+    def __init__(
+        self,
+        a_min: float = -1000.0,
+        a_max: float = 400.0,
+        margin_mm: float = 5.0,
+        empty_means_all: bool = True,
+        min_lung_ml: float = 200.0,
+    ):
         if not a_min < a_max:
             raise ValueError(f"a_min must be smaller than a_max, got a_min={a_min}, a_max={a_max}.")
         if margin_mm < 0:
             raise ValueError(f"margin_mm must be >= 0, got margin_mm={margin_mm}.")
         self.a_min, self.a_max, self.margin_mm, self.empty_means_all = a_min, a_max, margin_mm, empty_means_all
+        self.min_lung_ml = min_lung_ml
 
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
         if img.dim() != 4 or img.shape[0] != 1:
@@ -54,9 +65,10 @@ class LungCandidateMask(Transform):
         )  # (x, y, z) mm after Spacingd
         hu = self.a_min + np.asarray(img[0].detach().cpu(), dtype=np.float32) * (self.a_max - self.a_min)
         lungs = lung_mask(hu, spacing)
-        if not lungs.any():
+        lung_ml = float(lungs.sum()) * float(np.prod(spacing)) / 1000.0
+        if lung_ml < self.min_lung_ml:
             if self.empty_means_all:
-                logger.info("no lung found: the candidate mask keeps everything")
+                logger.info("no plausible lung found (%.0f ml): the candidate mask keeps everything", lung_ml)
                 mask = np.ones(hu.shape, dtype=bool)
             else:
                 mask = lungs

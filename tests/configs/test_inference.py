@@ -75,8 +75,10 @@ class TestInferenceConfig(unittest.TestCase):
         seg = nib.load(str(case / "seg.nii.gz"))
         self.assertEqual(seg.shape, (48, 40, 12))  # the input's own grid
         np.testing.assert_allclose(seg.affine, np.diag([2.0, 2.0, 5.0, 1.0]), atol=1e-4)
-        # a failed case makes the command exit non-zero, after the good case was written
-        self.assertNotEqual(proc.returncode, 0)
+        # a failed case makes the command exit 1 after the good case was written, with one line and no traceback
+        self.assertEqual(proc.returncode, 1, msg)
+        self.assertIn("1 of 2 cases failed: broken", proc.stderr)
+        self.assertNotIn("Traceback", proc.stderr)
 
     def test_run_from_bundle_root(self):
         out = self.tmp_path / "out_root"

@@ -80,6 +80,24 @@ class TestTrainWorkflow(unittest.TestCase):
             self.assertTrue((tmp / "run").is_dir())
             self.assertTrue(any(p.name.startswith("last") for p in (tmp / "run").iterdir()))
 
+            # evaluate.json on top of train.json: held-out list, routed inference, lung mask, report files
+            evaluation = ConfigWorkflow(
+                config_file=[str(CONFIGS / "train.json"), str(CONFIGS / "evaluate.json")],
+                meta_file=str(CONFIGS / "metadata.json"),
+                logging_file=str(CONFIGS / "logging.conf"),
+                workflow_type="train",
+                eval_dir=str(tmp / "eval"),
+                **override,
+            )
+            evaluation.initialize()
+            evaluation.run()
+            results = json.loads((tmp / "eval" / "metrics.json").read_text())
+            self.assertEqual(results["n_scans"], 1)
+            self.assertGreater(results["n_lesions"], 0)
+            for key in ("recall", "precision", "f1", "cpm"):
+                self.assertTrue(0.0 <= results[key] <= 1.0, key)
+            self.assertTrue((tmp / "eval" / "froc.png").stat().st_size > 1000)
+
 
 if __name__ == "__main__":
     unittest.main()

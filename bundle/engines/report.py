@@ -1,0 +1,81 @@
+"""An ignite handler that turns a lesion-detection evaluation into the reports users read.
+
+At the end of an evaluator run it evaluates every scan collected by a :py:class:`bundle.metrics.LesionDetectionMetric`
+(recall, precision, F1, FROC/CPM, size bands, balance score with the network's parameters and the measured seconds
+per volume), prints the markdown table, and writes ``metrics.json`` and ``froc.png`` to ``output_dir``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from ignite.engine import Engine, Events
+
+from bundle.metrics import LesionDetectionMetric, evaluate_detection, format_table, plot_froc, save_json
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DetectionReportHandler"]
+
+
+class DetectionReportHandler:
+    """Write the detection report of an evaluator run.
+
+    Args:
+        metric: the metric object that collected the per-scan candidate and lesion lists (the same object given
+            to ``IgniteMetricHandler``).
+        output_dir: folder for ``metrics.json`` and ``froc.png``.
+        network: optional network whose parameters are counted for the balance score.
+        threshold: operating score threshold for recall / precision / F1. Defaults to 0.5.
+        title: title of the FROC plot.
+
+    Attributes:
+        results: the dict of :py:func:`bundle.metrics.evaluate_detection` after the run.
+    """
+
+    def __init__(
+        self,
+        metric: LesionDetectionMetric,
+        output_dir: str | Path,
+        network: torch.nn.Module | None = None,
+        threshold: float = 0.5,
+        title: str | None = None,
+    ) -> None:
+        self.metric = metric
+        self.output_dir = Path(output_dir)
+        self.network = network
+        self.threshold = threshold
+        self.title = title
+        self.results: dict[str, Any] = {}
+        self._seconds: list[float] = []
+        self._start = 0.0
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_STARTED, self._iteration_started)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._iteration_completed)
+        engine.add_event_handler(Events.EPOCH_STARTED, lambda _: self._seconds.clear())
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def _iteration_started(self, _: Engine) -> None:
+        self._start = time.perf_counter()
+
+    def _iteration_completed(self, _: Engine) -> None:
+        self._seconds.append(time.perf_counter() - self._start)
+
+    def __call__(self, engine: Engine) -> None:
+        per_scan = self.metric.get_per_scan()
+        n_params = None if self.network is None else sum(p.numel() for p in self.network.parameters())
+        seconds = sum(self._seconds) / len(self._seconds) if self._seconds else None
+        self.results = evaluate_detection(
+            per_scan, threshold=self.threshold, n_params=n_params, seconds_per_volume=seconds
+        )
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        save_json(self.results, self.output_dir / "metrics.json")
+        plot_froc(self.results, self.output_dir / "froc.png", title=self.title)
+        table = format_table(self.results)
+        logger.info("lesion detection on %d scans:\n%s", len(per_scan), table)
+
