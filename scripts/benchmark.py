@@ -107,7 +107,8 @@ def main(
                                                       ("peak_rss_mb_child", "peak MB")]))
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "benchmark.json").write_text(json.dumps(rows, indent=2) + "\n")
+    # machine-specific absolute paths stay out of the committed report
+    (out / "benchmark.json").write_text(json.dumps(rows, indent=2).replace(str(ROOT), ".") + "\n")
     (out / "benchmark.md").write_text("\n".join(md) + "\n")
     return str(out / "benchmark.md")
 
