@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["body_mask", "lung_mask", "lung_envelope", "fill_holes_slicewise", "closing_slicewise"]
+__all__ = ["body_mask", "lung_mask", "lung_envelope", "fill_holes_slicewise", "closing_slicewise", "cut_faces"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,44 @@ def _inplane_border_labels(labels: np.ndarray) -> np.ndarray:
     """Label values present on the four in-plane faces (first/last index of the first two axes)."""
     faces = [labels[0].ravel(), labels[-1].ravel(), labels[:, 0].ravel(), labels[:, -1].ravel()]
     return np.unique(np.concatenate(faces))
+
+
+def cut_faces(hu: np.ndarray, threshold: float = -500.0, min_fraction: float = 0.3) -> list[tuple[int, int]]:
+    """In-plane faces of the volume that cut through the body: a crop, or a field of view tighter than the patient.
+
+    A full chest CT is surrounded by outside air, so its in-plane faces are mostly air. On a cut face the lungs and
+    the trachea touch the volume border and would be taken for outside air; :py:func:`lung_mask` closes such faces
+    with a wall of tissue first.
+
+    Args:
+        hu: CT volume (H, W, D) in HU, slice axis last.
+        threshold: tissue threshold in HU. Defaults to -500.
+        min_fraction: a face is cut when at least this fraction of its voxels is tissue. Defaults to 0.3.
+
+    Returns:
+        list of (axis, side) with axis 0 or 1 and side 0 (first index) or -1 (last index).
+    """
+    hu = _check_volume(hu)
+    faces = []
+    for axis in (0, 1):
+        for side in (0, -1):
+            face = np.take(hu, side, axis=axis)
+            if float((face > threshold).mean()) >= min_fraction:
+                faces.append((axis, side))
+    return faces
+
+
+def _close_cut_faces(
+    hu: np.ndarray, faces: list[tuple[int, int]], wall_hu: float = 0.0, width: int = 8
+) -> tuple[np.ndarray, tuple]:
+    """Pad ``hu`` with a wall of tissue ``width`` voxels thick on each of ``faces`` (thick enough to survive the body
+    mask's subsampling and opening); returns the padded array and the slices that undo the padding."""
+    pad = [[0, 0], [0, 0], [0, 0]]
+    for axis, side in faces:
+        pad[axis][0 if side == 0 else 1] = width
+    padded = np.pad(hu, pad, mode="constant", constant_values=wall_hu)
+    crop = tuple(slice(p[0], padded.shape[a] - p[1]) for a, p in enumerate(pad))
+    return padded, crop
 
 
 def fill_holes_slicewise(mask: np.ndarray) -> np.ndarray:
@@ -192,6 +230,11 @@ def lung_mask(
     if not 0.0 <= min_component_ratio <= 1.0:
         raise ValueError(f"min_component_ratio must be in [0, 1], got min_component_ratio={min_component_ratio}.")
     if body is None:
+        faces = cut_faces(hu)
+        if faces:  # a crop: wall the cut faces so lungs and trachea that touch them are not taken for outside air
+            padded, crop = _close_cut_faces(hu, faces)
+            return lung_mask(padded, spacing, threshold, body_mask(padded), max_components,
+                             min_component_ratio, closing_mm)[crop]
         body = body_mask(hu)
     elif np.shape(body) != hu.shape:
         raise ValueError(f"body must have the shape of hu {hu.shape}, got {np.shape(body)}.")

@@ -6,7 +6,7 @@ import numpy as np
 from parameterized import parameterized
 from scipy import ndimage
 
-from bundle.data.lung import body_mask, closing_slicewise, fill_holes_slicewise, lung_envelope, lung_mask
+from bundle.data.lung import body_mask, closing_slicewise, cut_faces, fill_holes_slicewise, lung_envelope, lung_mask
 
 
 def make_chest_phantom(
@@ -86,6 +86,21 @@ class TestLungMask(unittest.TestCase):
         mask = lung_mask(hu, (1.0, 1.0, 2.5), body=body, max_components=1)
         self.assertFalse(mask[0, 0, 0])
         self.assertGreater(mask.sum(), 0)
+
+    def test_crop_through_the_airway_keeps_the_lung(self):
+        # a half-chest crop cut at the midline, where a bronchus joins the lung to the cut face: before the cut face is
+        # walled, the lung touches the volume border and is thrown away as outside air
+        hu, truth = make_chest_phantom((64, 48, 16))
+        bronchus = np.zeros(hu.shape, dtype=bool)
+        bronchus[int(0.3 * 64) : 33, 22:26, 2:-2] = True
+        hu[bronchus] = -900.0
+        crop = hu[:32]
+        self.assertEqual(cut_faces(crop), [(0, -1)])
+        self.assertEqual(cut_faces(hu), [])
+        mask = lung_mask(crop, (1.0, 1.0, 2.5))
+        self.assertEqual(mask.shape, crop.shape)
+        self.assertGreater(dice(mask, truth["lung_right"][:32]), 0.9)
+        self.assertFalse(np.any(mask & truth["outside"][:32]))
 
     def test_no_air_returns_empty_and_warns(self):
         hu = np.full((16, 16, 4), 40.0, dtype=np.float32)
