@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import unittest
+
+import numpy as np
+import torch
+from monai.transforms import RandWeightedCropd
+from parameterized import parameterized
+
+from bundle.transforms.sampling import LesionBalancedWeight, LesionBalancedWeightd
+
+
+def two_lesions(shape=(20, 20, 10)) -> np.ndarray:
+    """A 1-voxel lesion and a 4x4x4 (64-voxel) lesion far apart, shape (1, *shape)."""
+    lab = np.zeros((1, *shape), dtype=np.float32)
+    lab[0, 2, 2, 2] = 1
+    lab[0, 10:14, 10:14, 4:8] = 1
+    return lab
+
+
+class TestLesionBalancedWeight(unittest.TestCase):
+    def test_equal_mass_per_lesion_whatever_its_size(self):
+        lab = two_lesions()
+        w = LesionBalancedWeight(pos_mass=0.5, neg_mask_mass=0.0, neg_any_mass=0.5)(lab)[0].numpy()
+        self.assertAlmostEqual(float(w[2, 2, 2]), 0.25, places=6)
+        self.assertAlmostEqual(float(w[10:14, 10:14, 4:8].sum()), 0.25, places=5)
+        self.assertAlmostEqual(float(w[lab[0] == 0].sum()), 0.5, places=5)
+        self.assertAlmostEqual(float(w.sum()), 1.0, places=5)
+
+    def test_mask_mass_goes_to_background_inside_the_mask(self):
+        lab = two_lesions()
+        mask = np.zeros_like(lab)
+        mask[0, :10] = 1  # includes the small lesion, which is not background
+        w = LesionBalancedWeight(pos_mass=0.5, neg_mask_mass=0.3, neg_any_mass=0.2)(lab, mask)[0].numpy()
+        inside_bg = (mask[0] > 0) & (lab[0] == 0)
+        outside_bg = (mask[0] == 0) & (lab[0] == 0)
+        n_bg = float((lab[0] == 0).sum())
+        self.assertAlmostEqual(float(w[inside_bg].sum()), 0.3 + 0.2 * inside_bg.sum() / n_bg, places=5)
+        self.assertAlmostEqual(float(w[outside_bg].sum()), 0.2 * outside_bg.sum() / n_bg, places=5)
+        self.assertAlmostEqual(float(w[2, 2, 2]), 0.25, places=6)
+
+    def test_no_lesion_only_background(self):
+        w = LesionBalancedWeight()(np.zeros((1, 4, 4, 4)))
+        self.assertEqual(tuple(w.shape), (1, 4, 4, 4))
+        self.assertTrue(torch.allclose(w, torch.full_like(w, 0.15 / 64)))
+
+    def test_all_lesion(self):
+        w = LesionBalancedWeight()(np.ones((1, 3, 3)))
+        self.assertAlmostEqual(float(w.sum()), 0.5, places=6)
+
+    @parameterized.expand([[{"pos_mass": -1.0}], [{"pos_mass": 0.0, "neg_mask_mass": 0.0, "neg_any_mass": 0.0}]])
+    def test_ill_arg(self, kwargs):
+        with self.assertRaises(ValueError):
+            LesionBalancedWeight(**kwargs)
+
+    def test_bad_shapes(self):
+        with self.assertRaises(ValueError):
+            LesionBalancedWeight()(np.zeros((2, 4, 4, 4)))
+        with self.assertRaises(ValueError):
+            LesionBalancedWeight()(np.zeros((1, 4, 4, 4)), np.zeros((1, 4, 4, 3)))
+
+
+class TestLesionBalancedWeightd(unittest.TestCase):
+    def test_small_lesion_sampled_as_often_as_large(self):
+        # with uniform foreground sampling the 1-voxel lesion would be hit in 1 of 65 positive draws
+        lab = two_lesions((40, 40, 12))
+        data = {"image": torch.zeros(1, 40, 40, 12), "label": torch.as_tensor(lab)}
+        data = LesionBalancedWeightd("label", pos_mass=1.0, neg_mask_mass=0.0, neg_any_mass=0.0)(data)
+        cropper = RandWeightedCropd(["image", "label"], w_key="sample_weight", spatial_size=(5, 5, 5), num_samples=400)
+        cropper.set_random_state(0)
+        small = sum(float(s["label"][0, 2, 2, 2]) > 0 and float(s["label"].sum()) == 1 for s in cropper(data))
+        self.assertGreater(small, 140)
+        self.assertLess(small, 260)
+
+
+if __name__ == "__main__":
+    unittest.main()
