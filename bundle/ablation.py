@@ -1,0 +1,199 @@
+"""The source paper's ablation and the MONAI baselines: every variant trained and evaluated by the bundle's own configs.
+
+Each variant is one network definition trained by ``configs/train.json`` with the same data, seed, patch sampling,
+loss, schedule and number of epochs, then evaluated by ``configs/evaluate.json`` on the held-out host scans (the
+datalist's ``validation`` list), each in its own ``python -m monai.bundle run`` process. Variants:
+
+- ``unet``: the bundle's U-Net without Ghost modules or Coordinate Attention (same widths);
+- ``ghost``: + Ghost modules at the middle level; ``ca``: + Coordinate Attention after decoder stage 3;
+- ``ghost_ca``: both (the bundle's network, routing off); ``ghost_ca_routed``: the same weights, routing on;
+- ``monai_unet``, ``monai_basicunet``, ``monai_segresnet``: MONAI's networks at the settings of the benchmark
+  (:py:func:`bundle.benchmark.build_network`).
+
+The table has recall, precision, F1, CPM, parameters and seconds per volume (as timed by the evaluation, in the
+same run: comparable with each other only when nothing else loads the machine).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bundle.io.writers import atomic_write_text
+
+__all__ = ["VARIANTS", "variant_overrides", "run_variant", "ablation_table", "run_ablation"]
+
+logger = logging.getLogger(__name__)
+
+_GHOST = "bundle.networks.GhostCAUNet"
+_BASE = {"spatial_dims": 3, "in_channels": 1, "out_channels": 2, "features": [8, 24, 48, 96], "norm": "batch",
+         "ca_drop_prob": 0.3}
+
+# name -> (network_def, routing at evaluation, weights shared with another variant or None)
+VARIANTS: dict[str, tuple[dict[str, Any], bool, str | None]] = {
+    "unet": ({"_target_": _GHOST, **_BASE, "ghost_levels": [], "ca_stages": []}, False, None),
+    "ghost": ({"_target_": _GHOST, **_BASE, "ghost_levels": [2], "ca_stages": []}, False, None),
+    "ca": ({"_target_": _GHOST, **_BASE, "ghost_levels": [], "ca_stages": [3]}, False, None),
+    "ghost_ca": ({"_target_": _GHOST, **_BASE, "ghost_levels": [2], "ca_stages": [3]}, False, None),
+    "ghost_ca_routed": ({"_target_": _GHOST, **_BASE, "ghost_levels": [2], "ca_stages": [3]}, True, "ghost_ca"),
+    "monai_unet": (
+        {"_target_": "monai.networks.nets.UNet", "spatial_dims": 3, "in_channels": 1, "out_channels": 2,
+         "channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2], "num_res_units": 2, "norm": "batch"},
+        False,
+        None,
+    ),
+    "monai_basicunet": (
+        {"_target_": "monai.networks.nets.BasicUNet", "spatial_dims": 3, "in_channels": 1, "out_channels": 2},
+        False,
+        None,
+    ),
+    "monai_segresnet": (
+        {"_target_": "monai.networks.nets.SegResNet", "spatial_dims": 3, "in_channels": 1, "out_channels": 2,
+         "init_filters": 16},
+        False,
+        None,
+    ),
+}
+
+LABELS = {
+    "unet": "U-Net (same widths)",
+    "ghost": "+ Ghost",
+    "ca": "+ Coordinate Attention",
+    "ghost_ca": "+ Ghost + CA (bundle network)",
+    "ghost_ca_routed": "+ Ghost + CA + routing",
+    "monai_unet": "MONAI UNet",
+    "monai_basicunet": "MONAI BasicUNet",
+    "monai_segresnet": "MONAI SegResNet",
+}
+
+
+def variant_overrides(name: str, num_eval_cases: int | None = None) -> dict[str, Any]:
+    """The config override of one variant (a JSON object merged after train.json / evaluate.json).
+
+    Args:
+        name: a key of :py:data:`VARIANTS`.
+        num_eval_cases: evaluate on the first N held-out cases only (None: all).
+
+    Raises:
+        ValueError: for an unknown variant or ``num_eval_cases`` < 1.
+    """
+    if name not in VARIANTS:
+        raise ValueError(f"unknown ablation variant {name!r}; choose from {sorted(VARIANTS)}.")
+    if num_eval_cases is not None and num_eval_cases < 1:
+        raise ValueError(f"num_eval_cases must be >= 1, got num_eval_cases={num_eval_cases}.")
+    network_def, routing, _ = VARIANTS[name]
+    overrides: dict[str, Any] = {"network_def": network_def, "routing": routing}
+    if network_def["_target_"] != _GHOST:  # no screening head to calibrate
+        overrides["finalize"] = ["$torch.save(@network.state_dict(), os.path.join(@ckpt_dir, 'model.pt'))"]
+    if num_eval_cases is not None:
+        overrides["heldout_datalist"] = (
+            "$[{'image': d['image'], 'label': d['label']} for d in "
+            f"bundle.data.datalist.load_datalist(@datalist_file, 'validation')][:{int(num_eval_cases)}]"
+        )
+    return overrides
+
+
+def _bundle_run(config_files: Sequence[str], args: dict[str, Any], log_path: Path, bundle_root: str) -> None:
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", json.dumps(list(config_files))]
+    for key, value in args.items():
+        cmd += [f"--{key}", str(value)]
+    logger.info("running %s", " ".join(cmd))
+    with open(log_path, "w") as log:
+        proc = subprocess.run(cmd, cwd=bundle_root, stdout=log, stderr=subprocess.STDOUT, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:5])} failed with exit status {proc.returncode}; see {log_path}.")
+
+
+def run_variant(
+    name: str,
+    dataset_dir: str,
+    output_root: str,
+    epochs: int,
+    num_eval_cases: int | None = None,
+    bundle_root: str = ".",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Train (unless its weights are shared) and evaluate one variant; returns the evaluation's metrics dict.
+
+    Writes under ``output_root/<name>/``: ``override.json``, ``train.log``, ``model.pt``, ``evaluate.log`` and
+    ``eval/metrics.json`` (the evaluation's :py:class:`bundle.engines.report.DetectionReportHandler` output).
+    """
+    out = Path(output_root).resolve() / name
+    out.mkdir(parents=True, exist_ok=True)
+    override = out / "override.json"
+    atomic_write_text(override, json.dumps(variant_overrides(name, num_eval_cases), indent=4) + "\n")
+    root = os.path.abspath(bundle_root)
+    train_cfg = os.path.join(root, "configs", "train.json")
+    eval_cfg = os.path.join(root, "configs", "evaluate.json")
+    shared = VARIANTS[name][2]
+    ckpt_dir = out.parent / shared if shared else out
+    common = {"bundle_root": root, "dataset_dir": os.path.abspath(dataset_dir), "seed": seed}
+    if shared is None:
+        _bundle_run(
+            [train_cfg, str(override)],
+            {**common, "epochs": epochs, "val_interval": epochs + 1, "output_dir": out, "ckpt_dir": out},
+            out / "train.log",
+            root,
+        )
+    _bundle_run(
+        [train_cfg, eval_cfg, str(override)],
+        {**common, "ckpt_dir": ckpt_dir, "eval_dir": out / "eval"},
+        out / "evaluate.log",
+        root,
+    )
+    with open(out / "eval" / "metrics.json") as f:
+        return json.load(f)
+
+
+def ablation_table(results: dict[str, dict[str, Any]]) -> str:
+    """Markdown table: one row per variant with recall, precision, F1, CPM, parameters and seconds per volume."""
+    lines = [
+        "| Variant | Recall | Precision | F1 | CPM | Params (M) | s / volume |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, m in results.items():
+        sec = m.get("seconds_per_volume")
+        lines.append(
+            f"| {LABELS.get(name, name)} | {m['recall']:.3f} | {m['precision']:.3f} | {m['f1']:.3f} | {m['cpm']:.3f} | "
+            f"{m['params_millions']:.3f} | {'n/a' if sec is None else f'{sec:.1f}'} |"
+        )
+    return "\n".join(lines)
+
+
+def run_ablation(
+    dataset_dir: str,
+    output_root: str,
+    epochs: int,
+    variants: Sequence[str] | None = None,
+    num_eval_cases: int | None = None,
+    bundle_root: str = ".",
+    seed: int = 0,
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Run the variants in order (those sharing weights after their source); returns (results, failures).
+
+    A variant that fails is logged and listed; the others still run. ``output_root/ablation.json`` and
+    ``output_root/ablation.md`` are rewritten after every variant, so a long run can be read while it goes.
+    """
+    names = list(variants) if variants else list(VARIANTS)
+    for name in names:
+        if name not in VARIANTS:
+            raise ValueError(f"unknown ablation variant {name!r}; choose from {sorted(VARIANTS)}.")
+    results: dict[str, dict[str, Any]] = {}
+    failures: list[str] = []
+    for name in names:
+        try:
+            results[name] = run_variant(name, dataset_dir, output_root, epochs, num_eval_cases, bundle_root, seed)
+        except (RuntimeError, OSError, KeyError, ValueError) as err:
+            logger.error("ablation variant %s failed: %s", name, err)
+            failures.append(f"{name}: {err}")
+        summary = {"epochs": epochs, "num_eval_cases": num_eval_cases, "seed": seed, "results": results,
+                   "failures": failures}
+        atomic_write_text(Path(output_root) / "ablation.json", json.dumps(summary, indent=4) + "\n")
+        atomic_write_text(Path(output_root) / "ablation.md", ablation_table(results) + "\n")
+    return results, failures

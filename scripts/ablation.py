@@ -1,0 +1,53 @@
+"""Train and evaluate the source paper's ablation and the MONAI baselines with the bundle's own configs.
+
+Usage (from the bundle root; see docs/README.md for the run that produced the table there)::
+
+    python scripts/ablation.py --dataset_dir data/synth_ct_v2 --output_root runs/ablation --epochs 12 \
+        --num_eval_cases 6
+
+Every variant is trained by ``configs/train.json`` (same data, seed, sampling, loss and epochs) and evaluated by
+``configs/evaluate.json`` on the held-out host; the table goes to ``<output_root>/ablation.md`` and the numbers to
+``<output_root>/ablation.json``. Exits 1 when a variant failed (the others still run).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import fire
+
+if __package__ in (None, ""):  # run as a file: make the bundle root (parent of scripts/) importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bundle.ablation import ablation_table, run_ablation  # noqa: E402
+
+
+def main(
+    dataset_dir: str = "data/synth_ct_v2",
+    output_root: str = "runs/ablation",
+    epochs: int = 12,
+    variants: str | None = None,
+    num_eval_cases: int | None = None,
+    seed: int = 0,
+) -> None:
+    """
+    Args:
+        dataset_dir: folder with the synthesis ``datalist.json`` (training and held-out ``validation`` lists).
+        output_root: where each variant's logs, weights and metrics go.
+        epochs: training epochs of every variant (the shared budget).
+        variants: comma-separated subset of ``bundle.ablation.VARIANTS`` (default: all, in table order).
+        num_eval_cases: evaluate on the first N held-out scans only (default: all).
+        seed: the training seed.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    names = [v.strip() for v in variants.split(",")] if isinstance(variants, str) else variants
+    results, failures = run_ablation(dataset_dir, output_root, epochs, names, num_eval_cases, seed=seed)
+    print(ablation_table(results))
+    if failures:
+        sys.exit("ablation: " + "; ".join(failures))
+
+
+if __name__ == "__main__":
+    fire.Fire(main)
