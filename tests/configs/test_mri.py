@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import tempfile
+import unittest
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from monai.bundle import ConfigParser
+
+CT_ONLY = ("LungCandidateMaskd",)
+
+
+def write_head(folder: Path) -> dict[str, str]:
+    """A tiny MRI-like volume (1 mm) with one bright 4-voxel lesion, and its label."""
+    rng = np.random.default_rng(0)
+    img = rng.normal(300.0, 20.0, (24, 24, 20)).astype(np.float32)
+    lab = np.zeros(img.shape, dtype=np.uint8)
+    lab[10:12, 10:12, 9:10] = 1
+    img[lab > 0] += 200.0
+    paths = {"image": str(folder / "img.nii.gz"), "label": str(folder / "lab.nii.gz")}
+    nib.save(nib.Nifti1Image(img, np.eye(4)), paths["image"])
+    nib.save(nib.Nifti1Image(lab, np.eye(4)), paths["label"])
+    return paths
+
+
+class TestMriOverride(unittest.TestCase):
+    def test_train_sampling_has_no_ct_steps_and_yields_patches(self):
+        parser = ConfigParser()
+        parser.read_config(["configs/train.json", "configs/mri.json"])
+        parser["patch_size"] = [16, 16, 8]
+        parser["num_samples"] = 3
+        with tempfile.TemporaryDirectory() as tmp:
+            item = write_head(Path(tmp))
+            pipeline = parser.get_parsed_content("train#preprocessing")
+            names = [type(t).__name__ for t in pipeline.transforms]
+            self.assertFalse(set(CT_ONLY) & set(names))
+            self.assertIn("ClipIntensityPercentilesd", names)
+            samples = pipeline(item)
+        self.assertEqual(len(samples), 3)
+        for s in samples:
+            self.assertEqual(tuple(s["image"].shape), (1, 16, 16, 8))
+            self.assertNotIn("sample_weight", s)
+            self.assertLess(float(s["image"].abs().max()), 1.5)  # [0, 1] plus the augmentation's noise
+
+    def test_evaluation_override_drops_the_lung_mask(self):
+        parser = ConfigParser()
+        parser.read_config(
+            ["configs/train.json", "configs/evaluate.json", "configs/mri.json", "configs/evaluate_mri.json"]
+        )
+        names = [type(t).__name__ for t in parser.get_parsed_content("validate#preprocessing").transforms]
+        self.assertFalse(set(CT_ONLY) & set(names))
+        self.assertIsNone(parser.get_parsed_content("validate#key_metric#heldout_cpm#output_transform").mask_key)
+        self.assertTrue(parser.get_parsed_content("dataset_dir").endswith("synth_mri"))
+
+
+if __name__ == "__main__":
+    unittest.main()
