@@ -73,20 +73,26 @@ LABELS = {
 }
 
 
-def variant_overrides(name: str, num_eval_cases: int | None = None) -> dict[str, Any]:
+def variant_overrides(
+    name: str, num_eval_cases: int | None = None, num_train_cases: int | None = None
+) -> dict[str, Any]:
     """The config override of one variant (a JSON object merged after train.json / evaluate.json).
 
     Args:
         name: a key of :py:data:`VARIANTS`.
         num_eval_cases: evaluate on the first N held-out cases only (None: all).
+        num_train_cases: train on the first N training cases only (None: all; train.json holds back its last
+            ``num_val_cases`` of them for validation, which the ablation does not run).
 
     Raises:
-        ValueError: for an unknown variant or ``num_eval_cases`` < 1.
+        ValueError: for an unknown variant, ``num_eval_cases`` < 1 or ``num_train_cases`` < 3.
     """
     if name not in VARIANTS:
         raise ValueError(f"unknown ablation variant {name!r}; choose from {sorted(VARIANTS)}.")
     if num_eval_cases is not None and num_eval_cases < 1:
         raise ValueError(f"num_eval_cases must be >= 1, got num_eval_cases={num_eval_cases}.")
+    if num_train_cases is not None and num_train_cases < 3:
+        raise ValueError(f"num_train_cases must be >= 3, got num_train_cases={num_train_cases}.")
     network_def, routing, _ = VARIANTS[name]
     overrides: dict[str, Any] = {"network_def": network_def, "routing": routing}
     if network_def["_target_"] != _GHOST:  # no screening head to calibrate
@@ -95,6 +101,11 @@ def variant_overrides(name: str, num_eval_cases: int | None = None) -> dict[str,
         overrides["heldout_datalist"] = (
             "$[{'image': d['image'], 'label': d['label']} for d in "
             f"bundle.data.datalist.load_datalist(@datalist_file, 'validation')][:{int(num_eval_cases)}]"
+        )
+    if num_train_cases is not None:
+        overrides["train_all"] = (
+            "$[{'image': d['image'], 'label': d['label']} for d in "
+            f"bundle.data.datalist.load_datalist(@datalist_file, 'training')][:{int(num_train_cases)}]"
         )
     return overrides
 
@@ -118,6 +129,7 @@ def run_variant(
     num_eval_cases: int | None = None,
     bundle_root: str = ".",
     seed: int = 0,
+    num_train_cases: int | None = None,
 ) -> dict[str, Any]:
     """Train (unless its weights are shared) and evaluate one variant; returns the evaluation's metrics dict.
 
@@ -127,13 +139,16 @@ def run_variant(
     out = Path(output_root).resolve() / name
     out.mkdir(parents=True, exist_ok=True)
     override = out / "override.json"
-    atomic_write_text(override, json.dumps(variant_overrides(name, num_eval_cases), indent=4) + "\n")
+    atomic_write_text(override, json.dumps(variant_overrides(name, num_eval_cases, num_train_cases), indent=4) + "\n")
     root = os.path.abspath(bundle_root)
     train_cfg = os.path.join(root, "configs", "train.json")
     eval_cfg = os.path.join(root, "configs", "evaluate.json")
     shared = VARIANTS[name][2]
     ckpt_dir = out.parent / shared if shared else out
     common = {"bundle_root": root, "dataset_dir": os.path.abspath(dataset_dir), "seed": seed}
+    if shared is not None and not (ckpt_dir / "model.pt").is_file():
+        raise RuntimeError(f"variant {name} evaluates the weights of {shared}, but {ckpt_dir / 'model.pt'} does not "
+                           f"exist: run {shared} first.")
     if shared is None:
         _bundle_run(
             [train_cfg, str(override)],
@@ -174,6 +189,7 @@ def run_ablation(
     num_eval_cases: int | None = None,
     bundle_root: str = ".",
     seed: int = 0,
+    num_train_cases: int | None = None,
 ) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Run the variants in order (those sharing weights after their source); returns (results, failures).
 
@@ -188,12 +204,14 @@ def run_ablation(
     failures: list[str] = []
     for name in names:
         try:
-            results[name] = run_variant(name, dataset_dir, output_root, epochs, num_eval_cases, bundle_root, seed)
+            results[name] = run_variant(
+                name, dataset_dir, output_root, epochs, num_eval_cases, bundle_root, seed, num_train_cases
+            )
         except (RuntimeError, OSError, KeyError, ValueError) as err:
             logger.error("ablation variant %s failed: %s", name, err)
             failures.append(f"{name}: {err}")
-        summary = {"epochs": epochs, "num_eval_cases": num_eval_cases, "seed": seed, "results": results,
-                   "failures": failures}
+        summary = {"epochs": epochs, "num_train_cases": num_train_cases, "num_eval_cases": num_eval_cases,
+                   "seed": seed, "results": results, "failures": failures}
         atomic_write_text(Path(output_root) / "ablation.json", json.dumps(summary, indent=4) + "\n")
         atomic_write_text(Path(output_root) / "ablation.md", ablation_table(results) + "\n")
     return results, failures

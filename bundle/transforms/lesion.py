@@ -86,6 +86,7 @@ def find_lesions(
     refine_threshold: float | None = None,
     mask: NdarrayOrTensor | None = None,
     return_label_map: bool = False,
+    max_candidates: int | None = 1000,
 ) -> list[dict[str, Any]] | tuple[list[dict[str, Any]], np.ndarray]:
     """
     Lesion candidates of a probability map (or a binary mask): 26-connected (8 in 2D) components of
@@ -121,6 +122,9 @@ def find_lesions(
         refine_threshold: hysteresis threshold of the refinement, in (0, threshold]. Default ``threshold / 2``.
         mask: optional boolean mask, same shape as ``prob``; candidates whose centroid is outside are dropped.
         return_label_map: also return the lesion label map (see Returns).
+        max_candidates: keep only this many candidate cores, those with the highest scores, before refinement and
+            NMS (a warning is logged). An untrained or badly mismatched network can leave tens of thousands of noise
+            cores, whose pairwise NMS would take hours. None keeps all. Default 1000.
 
     Returns:
         A list of lesion dicts, highest score first, each with the keys of :py:data:`LESION_KEYS`:
@@ -143,6 +147,8 @@ def find_lesions(
 
     """
     score = _check_params(threshold, refine_threshold, min_volume_mm3, min_diameter_mm, score, nms_iou)
+    if max_candidates is not None and (isinstance(max_candidates, bool) or int(max_candidates) < 1):
+        raise ValueError(f"max_candidates must be None or >= 1, got max_candidates={max_candidates!r}.")
     if affine is None:
         if not isinstance(prob, MetaTensor):
             raise ValueError("affine must be given when prob is not a MetaTensor, got affine=None.")
@@ -189,6 +195,11 @@ def find_lesions(
     if inside is not None:
         alive = np.array([bool(inside[_voxel_index(c, p.shape)]) for c in centers])
     core_score = peak if score == "max" else mass / sizes
+    if max_candidates is not None and int(alive.sum()) > max_candidates:
+        alive_ids = np.flatnonzero(alive)
+        dropped = alive_ids[np.argsort(-core_score[alive_ids], kind="stable")[max_candidates:]]
+        alive[dropped] = False
+        logger.warning("%d candidate lesions: keeping the %d with the highest scores.", len(alive_ids), max_candidates)
 
     refined = alive & (tier >= _MEDIUM) if refine else np.zeros(n, dtype=bool)
     if refined.any():

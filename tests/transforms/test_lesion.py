@@ -120,6 +120,16 @@ class TestFindLesions(unittest.TestCase):
         self.assertEqual(len(find_lesions(prob, AFFINE_FLIP, min_diameter_mm=10.0)), 1)
         self.assertEqual(len(find_lesions(prob, AFFINE_FLIP, min_volume_mm3=2000.0)), 0)
 
+    def test_max_candidates_keeps_the_highest_scores(self):
+        # a noise map of isolated single-voxel cores (an untrained network): only the best `max_candidates` survive
+        prob = np.zeros((20, 20, 20), np.float32)
+        prob[::2, ::2, ::2] = np.linspace(0.55, 0.99, 1000).reshape(10, 10, 10)
+        with self.assertLogs("bundle.transforms.lesion", level="WARNING"):
+            lesions = find_lesions(prob, np.eye(4), max_candidates=7)
+        self.assertEqual(len(lesions), 7)
+        self.assertAlmostEqual(min(lesion["score"] for lesion in lesions), float(np.sort(prob.ravel())[-7]), places=6)
+        self.assertEqual(len(find_lesions(prob, np.eye(4), max_candidates=None)), 1000)
+
     def test_empty(self):
         self.assertEqual(find_lesions(np.zeros(SHAPE, np.float32), AFFINE_FLIP), [])
         lesions, labels = find_lesions(torch.zeros(SHAPE), AFFINE_FLIP, return_label_map=True)
@@ -163,6 +173,7 @@ class TestFindLesions(unittest.TestCase):
             [{"mask": np.ones((4, 4, 4), bool)}],
             [{"affine": np.eye(3)}],
             [{"affine": None}],
+            [{"max_candidates": 0}],
         ]
     )
     def test_ill_arg(self, kwargs):
