@@ -2,8 +2,8 @@
 
 Usage (from the bundle root; see docs/README.md for the run that produced the table there)::
 
-    python scripts/ablation.py --dataset_dir data/synth_ct_v2 --output_root runs/ablation --epochs 12 \
-        --num_eval_cases 6
+    python scripts/ablation.py --dataset_dir data/synth_ct_v2 --output_root runs/ablation --epochs 20 \
+        --num_train_cases 16 --num_eval_cases 4
 
 Every variant is trained by ``configs/train.json`` (same data, seed, sampling, loss and epochs) and evaluated by
 ``configs/evaluate.json`` on the held-out host; the table goes to ``<output_root>/ablation.md`` and the numbers to
@@ -30,6 +30,7 @@ def main(
     epochs: int = 12,
     variants: str | None = None,
     num_eval_cases: int | None = None,
+    num_train_cases: int | None = None,
     seed: int = 0,
 ) -> None:
     """
@@ -39,11 +40,14 @@ def main(
         epochs: training epochs of every variant (the shared budget).
         variants: comma-separated subset of ``bundle.ablation.VARIANTS`` (default: all, in table order).
         num_eval_cases: evaluate on the first N held-out scans only (default: all).
+        num_train_cases: train on the first N training cases only (default: all).
         seed: the training seed.
     """
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     names = [v.strip() for v in variants.split(",")] if isinstance(variants, str) else variants
-    results, failures = run_ablation(dataset_dir, output_root, epochs, names, num_eval_cases, seed=seed)
+    results, failures = run_ablation(
+        dataset_dir, output_root, epochs, names, num_eval_cases, seed=seed, num_train_cases=num_train_cases
+    )
     print(ablation_table(results))
     if failures:
         sys.exit("ablation: " + "; ".join(failures))

@@ -15,7 +15,7 @@ class TestAblation(unittest.TestCase):
     def test_every_variant_builds_from_train_json(self, name):
         parser = ConfigParser()
         parser.read_config("configs/train.json")
-        parser.update(variant_overrides(name, num_eval_cases=2))
+        parser.update(variant_overrides(name, num_eval_cases=2, num_train_cases=4))
         net = parser.get_parsed_content("network_def", instantiate=True).eval()
         with torch.no_grad():
             out = net(torch.rand(1, 1, 32, 32, 16))
@@ -36,12 +36,16 @@ class TestAblation(unittest.TestCase):
         self.assertIn("finalize", variant_overrides("monai_unet"))
         self.assertNotIn("finalize", variant_overrides("ghost_ca"))
         self.assertIn("[:3]", variant_overrides("unet", 3)["heldout_datalist"])
+        self.assertIn("'training')][:5]", variant_overrides("unet", None, 5)["train_all"])
+        self.assertNotIn("train_all", variant_overrides("unet"))
 
     def test_ill_arg(self):
         with self.assertRaises(ValueError):
             variant_overrides("resnet")
         with self.assertRaises(ValueError):
             variant_overrides("unet", 0)
+        with self.assertRaises(ValueError):
+            variant_overrides("unet", None, 2)
 
     def test_table(self):
         m = {"recall": 0.5, "precision": 0.25, "f1": 1 / 3, "cpm": 0.4, "params_millions": 0.64,
