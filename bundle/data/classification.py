@@ -44,6 +44,7 @@ from monai.transforms import (
     RandRotated,
     Resized,
     ScaleIntensityd,
+    ScaleIntensityRanged,
     Transform,
 )
 from monai.utils import TransformBackends, ensure_tuple
@@ -406,6 +407,7 @@ def classification_transforms(
     rotate_degrees: float = 15.0,
     prob: float = 0.5,
     keys: KeysCollection = "image",
+    intensity_range: Sequence[float] | None = None,
 ) -> Compose:
     """
     The seeds' recipe as MONAI transforms: load (PNG/JPEG/DICOM), channel count, resize, scale to [0, 1] and,
@@ -419,6 +421,9 @@ def classification_transforms(
         rotate_degrees: maximum absolute rotation. Defaults to 15.
         prob: probability of the rotation and of the flip. Defaults to 0.5.
         keys: image keys. Defaults to ``"image"``.
+        intensity_range: ``(low, high)`` stored values mapped linearly to [0, 1] (clipped) for every image
+            alike, e.g. ``(0, 255)`` for PNGs that already hold a CT window; None scales each image's own
+            min..max to [0, 1] (the seeds' recipe). Defaults to None.
 
     Returns:
         a ``Compose`` for dict items ``{"image": path, "label": int, ...}``; the image becomes a float32
@@ -428,7 +433,9 @@ def classification_transforms(
         LoadImaged(keys, reader=image_2d_readers(), ensure_channel_first=True, image_only=True),
         EnsureChannelCountd(keys, num_channels=in_channels),
         Resized(keys, spatial_size=tuple(spatial_size), mode="area"),  # area: anti-aliased downsampling
-        ScaleIntensityd(keys, minv=0.0, maxv=1.0),
+        ScaleIntensityd(keys, minv=0.0, maxv=1.0) if intensity_range is None else ScaleIntensityRanged(
+            keys, a_min=float(intensity_range[0]), a_max=float(intensity_range[1]), b_min=0.0, b_max=1.0, clip=True
+        ),
     ]
     if train:
         chain += [

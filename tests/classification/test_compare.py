@@ -76,6 +76,13 @@ class TestEngineAndCompare(unittest.TestCase):
         self.assertEqual(text.count("classify_compare:begin"), 1)
         self.assertIn("second", text)
         self.assertNotIn("first", text)
+        write_markdown_block(path, "other block", name="ct_slices")  # a second, independent block
+        write_markdown_block(path, "third")
+        text = path.read_text()
+        self.assertEqual(text.count("<!-- ct_slices:begin -->"), 1)
+        self.assertIn("other block", text)
+        self.assertIn("third", text)
+        self.assertNotIn("second", text)
 
 
 if __name__ == "__main__":

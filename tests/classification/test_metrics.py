@@ -66,6 +66,19 @@ class TestAUC(unittest.TestCase):
         self.assertGreaterEqual(narrow[0], low)
         self.assertLessEqual(narrow[1], high)
 
+    def test_bootstrap_groups(self):
+        y, p1 = [0, 1, 0, 1, 0, 1], [0.1, 0.6, 0.7, 0.9, 0.2, 0.3]
+        auc = roc_auc(y, binary_probs(p1))
+        # one group: every resample is the whole set, so the interval collapses onto the AUC
+        low, high, n = bootstrap_auc_ci(y, binary_probs(p1), n_bootstrap=20, groups=["a"] * 6)
+        self.assertEqual((low, high, n), (auc, auc, 20))
+        # groups of 2 move together: the resamples differ from the per-image bootstrap
+        grouped = bootstrap_auc_ci(y, binary_probs(p1), n_bootstrap=200, seed=0, groups=[0, 0, 1, 1, 2, 2])
+        self.assertNotEqual(grouped, bootstrap_auc_ci(y, binary_probs(p1), n_bootstrap=200, seed=0))
+        self.assertLessEqual(grouped[0], grouped[1])
+        with self.assertRaisesRegex(ValueError, "groups"):
+            bootstrap_auc_ci(y, binary_probs(p1), groups=[0, 1])
+
     def test_bootstrap_single_class(self):
         low, high, n = bootstrap_auc_ci([1, 1, 1], binary_probs([0.2, 0.5, 0.9]), n_bootstrap=10)
         self.assertTrue(math.isnan(low) and math.isnan(high))
