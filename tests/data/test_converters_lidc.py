@@ -12,6 +12,7 @@ from parameterized import parameterized
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from scipy import ndimage
+from sklearn.metrics import cohen_kappa_score
 
 from bundle.data.converters.lidc import (
     LidcNodule,
@@ -162,6 +163,26 @@ class TestConvertLidc(unittest.TestCase):
         self.assertEqual((lesion["readers"], lesion["n_reading_sessions"], lesion["agreement"]), (3, 4, 0.75))
         self.assertEqual(lesion["reader_ids"], ["reader0", "reader1", "reader2"])
         self.assertEqual((lesion["size_band"], lesion["box_voxel"][0][2], lesion["box_voxel"][1][2]), ("6-10", 2, 6))
+
+    def test_reader_agreement(self):
+        # lesion A: readers 0-2; the < 3 mm nodule: reader 0; nodule B: reader 3 (hand-made 4-reader case)
+        self.assertEqual(sorted(les["reader_sessions"] for les in self.entry["lesions"]), [[0], [0, 1, 2], [3]])
+        marks = np.zeros((3, 4), dtype=int)
+        for i, les in enumerate(self.entry["lesions"]):
+            marks[i, les["reader_sessions"]] = 1
+        # by hand (see tests/analysis/test_agreement.py): Fleiss -1/35; Cohen r0|r1 0.4, r1|r2 1, r0|r3 -0.8, ...
+        hand = {"r0|r1": 0.4, "r0|r2": 0.4, "r0|r3": -0.8, "r1|r2": 1.0, "r1|r3": -0.5, "r2|r3": -0.5}
+        agreement = self.entry["reader_agreement"]
+        self.assertEqual(agreement["cohen_kappa"], hand)
+        for pair, kappa in hand.items():
+            i, j = (int(r[1]) for r in pair.split("|"))
+            self.assertAlmostEqual(cohen_kappa_score(marks[:, i], marks[:, j]), kappa)
+        self.assertEqual((agreement["fleiss_kappa"], agreement["n_lesions"]), (round(-1 / 35, 4), 3))
+        header = json.loads((self.out / "datalist.json").read_text())["reader_agreement"]
+        self.assertEqual((header["n_cases"], header["fleiss_kappa"]), (1, round(-1 / 35, 4)))
+        self.assertEqual(self.report.agreement, header)
+        self.assertRegex(self.report.summary(), r"3 lesion\(s\) of 1 case\(s\), 4 readers.*Fleiss' kappa -0\.029, mean "
+                         r"Cohen's kappa -?0\.000 \(r0\|r1 0\.400")
 
     def test_ignored_records(self):
         ignored = {les["nodule_ids"][0]: les for les in self.entry["lesions"] if les["ignore"]}

@@ -18,6 +18,9 @@ What the conversion does for one series folder (DICOM slices + its ``LidcReadMes
    diameter outside ``[min_diameter_mm, max_diameter_mm]``, becomes an ``"ignore": true`` record (detection
    metrics neither reward nor punish hits on it) and stays background in the label; the others are label 1.
 5. Split 7:3 by patient, stratified by the size band of each patient's largest (default) non-ignored lesion.
+6. Report inter-reader agreement at lesion level (:py:mod:`bundle.analysis.agreement`): per case in the entry's
+   ``reader_agreement``, pooled over the data set in the datalist's ``reader_agreement`` and in the report's
+   summary (Fleiss' kappa and Cohen's kappa per reading-slot pair of "marked / not marked" per lesion).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import pydicom
 from scipy.spatial import cKDTree
 from skimage.draw import polygon, polygon_perimeter
 
+from bundle.analysis.agreement import lesion_agreement, pooled_agreement, reader_marks
 from bundle.data.converters.decathlon import (
     ConversionError,
     ConversionReport,
@@ -52,6 +56,7 @@ __all__ = [
     "LidcNodule",
     "LidcReading",
     "LidcAnnotation",
+    "LidcConversionReport",
     "is_lidc_xml",
     "read_lidc_xml",
     "find_lidc_cases",
@@ -115,6 +120,36 @@ class LidcReading:
     series_uid: str | None
     reader_ids: list[str]
     nodules: list[LidcNodule]
+
+
+def _kappa_text(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:.3f}"
+
+
+@dataclass
+class LidcConversionReport(ConversionReport):
+    """:py:class:`~bundle.data.converters.decathlon.ConversionReport` plus the readers' lesion-level agreement.
+
+    Attributes:
+        agreement: :py:func:`bundle.analysis.agreement.pooled_agreement` over the converted cases (empty when
+            none was converted).
+    """
+
+    agreement: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """The base summary plus one line of reader agreement (Fleiss' kappa, mean pairwise Cohen's kappa)."""
+        text = super().summary()
+        a = self.agreement
+        if not a.get("n_lesions"):
+            return text
+        fmt = _kappa_text
+        pairs = ", ".join(f"{k} {fmt(v)}" for k, v in a["cohen_kappa"].items())
+        return (
+            f"{text}\nreader agreement ({a['n_lesions']} lesion(s) of {a['n_cases']} case(s), {a['n_readers']} "
+            f"readers, lesion level): Fleiss' kappa {fmt(a['fleiss_kappa'])}, mean Cohen's kappa "
+            f"{fmt(a['mean_cohen_kappa'])} ({pairs})"
+        )
 
 
 def _local(tag: str) -> str:
@@ -401,7 +436,8 @@ def consensus_lesions(
     Returns:
         ``(label, records)``: uint8 label (W, H, D) with the kept lesions at 1, and one record per lesion
         (:py:func:`bundle.data.synthesis.lesion_record` plus ``readers`` (how many distinct readers marked it),
-        ``reader_ids``, ``n_reading_sessions``, ``agreement`` (readers / sessions), ``consensus``,
+        ``reader_ids``, ``reader_sessions`` (their 0-based reading session indices), ``n_reading_sessions``,
+        ``agreement`` (readers / sessions), ``consensus``,
         ``nodule_ids``, ``size_band``, ``ignore`` and, when ignored, ``ignore_reason``). The record of a lesion
         without a consensus mask describes the union of its readers' marks.
     """
@@ -422,6 +458,7 @@ def consensus_lesions(
         fields = {
             "readers": n,
             "reader_ids": sorted({a.reader_id for a in members}),
+            "reader_sessions": sorted(int(r) for r in per_reader),
             "n_reading_sessions": int(n_readers),
             "agreement": round(n / max(int(n_readers), 1), 3),
             "consensus": int(consensus),
@@ -569,6 +606,7 @@ def _convert_case(
         "lesions": records,
         "series_uid": series_uid,
         "n_reading_sessions": len(reading.reader_ids),
+        "reader_agreement": lesion_agreement(reader_marks(records, len(reading.reader_ids))),
         "source": {"folder": str(folder), "xml": str(reading.path)},
     }
 
@@ -584,7 +622,7 @@ def convert_lidc(
     stratify_by: str = "largest",
     include_contour: bool = False,
     cluster_distance_mm: float | None = None,
-) -> ConversionReport:
+) -> LidcConversionReport:
     """Convert LIDC-IDRI series folders into NIfTI images, consensus labels and ``<output_dir>/datalist.json``.
 
     See the module docstring for the steps. Writes ``<output_dir>/images/<case>.nii.gz`` (int16 HU) and
@@ -607,7 +645,7 @@ def convert_lidc(
             (touching voxels link). Defaults to None.
 
     Returns:
-        :py:class:`bundle.data.converters.decathlon.ConversionReport`.
+        :py:class:`LidcConversionReport` (with the pooled reader agreement).
 
     Raises:
         ValueError: when ``consensus`` < 1, the diameters are not ``0 <= min < max``, ``val_fraction`` or
@@ -624,7 +662,7 @@ def convert_lidc(
     check_split_args(val_fraction, stratify_by)
     cases = find_lidc_cases(root)
     out = Path(output_dir)
-    report = ConversionReport(dataset="LIDC-IDRI")
+    report = LidcConversionReport(dataset="LIDC-IDRI")
     entries = run_cases(
         cases,
         lambda c: _convert_case(
@@ -649,5 +687,7 @@ def convert_lidc(
             "cluster_distance_mm": cluster_distance_mm,
         },
     }
+    report.agreement = pooled_agreement(entries) if entries else {}
+    header["reader_agreement"] = report.agreement
     write_split_datalist(out / "datalist.json", entries, header, report, val_fraction, seed, stratify_by)
     return report

@@ -1,0 +1,132 @@
+"""Windows (patches) of a preprocessed volume for the analyses: centred on each lesion, or tiling the volume."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+__all__ = ["crop_window", "lesion_windows", "grid_windows"]
+
+
+def _check_roi(volume: torch.Tensor, roi: Sequence[int]) -> tuple[int, ...]:
+    roi_t = tuple(int(r) for r in roi)
+    if volume.dim() != len(roi_t) + 1 or any(r < 1 for r in roi_t):
+        raise ValueError(
+            f"volume must be (C, *S) with len(S) == len(roi) and roi positive, got shape {tuple(volume.shape)} "
+            f"and roi={roi_t}."
+        )
+    return roi_t
+
+
+def crop_window(
+    volume: torch.Tensor, center: Sequence[float], roi: Sequence[int], pad_value: float = 0.0
+) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """
+    The ``roi`` window of ``volume`` centred on ``center``, shifted to stay inside the volume where it fits and
+    padded with ``pad_value`` where the volume is smaller than ``roi``.
+
+    Args:
+        volume: (C, *S).
+        center: voxel position per spatial axis.
+        roi: window size per spatial axis.
+        pad_value: value of padded voxels. Defaults to 0 (the minimum of a [0, 1] normalised image).
+
+    Returns:
+        ``(window, start)``: the (C, *roi) window and its first voxel in ``volume`` (may be negative when padded).
+
+    Raises:
+        ValueError: when the dimensions of ``volume``, ``center`` and ``roi`` disagree.
+    """
+    roi_t = _check_roi(volume, roi)
+    if len(center) != len(roi_t):
+        raise ValueError(f"center must have {len(roi_t)} coordinates, got center={tuple(center)}.")
+    sizes = volume.shape[1:]
+    start = []
+    for c, r, n in zip(center, roi_t, sizes):
+        s = int(round(float(c) - r / 2))
+        start.append(min(max(s, 0), n - r) if n >= r else (n - r) // 2)  # inside when it fits, else centred pad
+    window = torch.full((volume.shape[0], *roi_t), float(pad_value), dtype=volume.dtype)
+    src = tuple(slice(max(s, 0), min(s + r, n)) for s, r, n in zip(start, roi_t, sizes))
+    dst = tuple(slice(sl.start - s, sl.stop - s) for sl, s in zip(src, start))
+    window[(slice(None), *dst)] = volume[(slice(None), *src)]
+    return window, tuple(start)
+
+
+def lesion_windows(
+    image: torch.Tensor, label: torch.Tensor, roi: Sequence[int], pad_value: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
+    """
+    One window per connected lesion of ``label`` (full connectivity), centred on its centre of mass.
+
+    Args:
+        image: (C, *S) preprocessed image.
+        label: (1, *S) lesion mask (nonzero is lesion) in the same grid.
+        roi: window size.
+        pad_value: see :py:func:`crop_window`.
+
+    Returns:
+        ``(windows (N, C, *roi), masks (N, 1, *roi) of all lesion voxels in the window, info)`` with one
+        ``{"center_voxel", "n_voxels", "start"}`` per lesion.
+
+    Raises:
+        ValueError: when the shapes disagree.
+    """
+    if label.shape != (1, *image.shape[1:]):
+        raise ValueError(f"label must be (1, *S) = {(1, *image.shape[1:])}, got {tuple(label.shape)}.")
+    mask = label[0].cpu().numpy() > 0
+    components, n = ndimage.label(mask, structure=np.ones((3,) * mask.ndim))
+    windows, masks, info = [], [], []
+    lab = (label > 0).to(image.dtype)
+    for index in range(1, n + 1):
+        center = ndimage.center_of_mass(components == index)
+        w, start = crop_window(image, center, roi, pad_value)
+        m, _ = crop_window(lab, center, roi, 0.0)
+        windows.append(w)
+        masks.append(m)
+        info.append({"center_voxel": [float(c) for c in center], "n_voxels": int((components == index).sum()),
+                     "start": list(start)})
+    if not windows:
+        return torch.zeros((0, image.shape[0], *roi)), torch.zeros((0, 1, *roi)), []
+    return torch.stack(windows), torch.stack(masks), info
+
+
+def grid_windows(
+    image: torch.Tensor, label: torch.Tensor, roi: Sequence[int], pad_value: float = 0.0
+) -> tuple[torch.Tensor, np.ndarray, list[tuple[int, ...]]]:
+    """
+    Non-overlapping windows tiling the whole volume (the last one on each axis aligned to the volume's end, so it
+    may overlap its neighbour), as a sliding window with no overlap would see them.
+
+    Args:
+        image: (C, *S) preprocessed image.
+        label: (1, *S) lesion mask in the same grid.
+        roi: window size.
+        pad_value: see :py:func:`crop_window`.
+
+    Returns:
+        ``(windows (N, C, *roi), positive (N,) bool: the window holds a lesion voxel, starts)``.
+
+    Raises:
+        ValueError: when the shapes disagree.
+    """
+    roi_t = _check_roi(image, roi)
+    if label.shape != (1, *image.shape[1:]):
+        raise ValueError(f"label must be (1, *S) = {(1, *image.shape[1:])}, got {tuple(label.shape)}.")
+    axes = []
+    for n, r in zip(image.shape[1:], roi_t):
+        starts = list(range(0, max(n - r, 0) + 1, r))
+        if n > r and starts[-1] != n - r:
+            starts.append(n - r)
+        axes.append(starts)
+    windows, positive, starts = [], [], []
+    for start in np.array(np.meshgrid(*axes, indexing="ij")).reshape(len(roi_t), -1).T:
+        center = [s + r / 2 for s, r in zip(start, roi_t)]
+        w, s = crop_window(image, center, roi_t, pad_value)
+        m, _ = crop_window(label, center, roi_t, 0.0)
+        windows.append(w)
+        positive.append(bool((m > 0).any()))
+        starts.append(s)
+    return torch.stack(windows), np.asarray(positive, dtype=bool), starts

@@ -1,0 +1,126 @@
+"""The source paper's analyses on the bundle's data (thin CLI over ``bundle.analysis``); see ``docs/analysis.md``.
+
+Examples::
+
+    python scripts/analyze.py features --datalist data/synth_ct/datalist.json --prefix docs/figures/analysis_features_ct
+    python scripts/analyze.py layers --prefix docs/figures/analysis_layers --max_cases 4
+    python scripts/analyze.py attention --prefix docs/figures/analysis_attention --max_cases 4
+    python scripts/analyze.py explain --case_dir outputs/Chest_CT
+    python scripts/analyze.py agreement --datalist data/lidc/datalist.json
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import fire
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from anywhere: the repo root holds `bundle`
+
+
+def _setup(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(int(threads))
+
+
+def features(
+    datalist: str = "data/synth_ct/datalist.json",
+    prefix: str = "docs/figures/analysis_features_ct",
+    split: str = "all",
+    ring_mm: float = 3.0,
+    max_cases: int | None = None,
+    unit: str = "HU",
+) -> None:
+    """Lesion vs surrounding grey-level mean/variance and edge gradient by size band (paper 3.1.1)."""
+    from bundle.analysis.pipeline import run_features
+
+    result = run_features(datalist, prefix, split, ring_mm, max_cases, unit)
+    print(f"{result['n_lesions']} lesions of {result['n_cases']} cases ({result['n_outside_bands']} outside the bands)")
+    print(Path(prefix).with_suffix(".md").read_text())
+
+
+def _net_and_preprocessing(config: str, ckpt: str, preprocessing_config: str, key: str):
+    from bundle.analysis.pipeline import load_network, load_preprocessing
+
+    return load_network(ROOT / config, ROOT / ckpt), load_preprocessing(ROOT / preprocessing_config, key)
+
+
+def layers(
+    datalist: str = "data/synth_ct/datalist.json",
+    prefix: str = "docs/figures/analysis_layers",
+    split: str = "validation",
+    max_cases: int | None = None,
+    config: str = "configs/inference.json",
+    ckpt: str = "models/model.pt",
+    train_config: str = "configs/train.json",
+    threads: int = 1,
+) -> None:
+    """Shallow / middle / deep stage responses inside vs outside lesions (paper 3.1.2)."""
+    from bundle.analysis.pipeline import run_layers
+
+    _setup(threads)
+    net, pre = _net_and_preprocessing(config, ckpt, train_config, "preprocessing")
+    result = run_layers(net, pre, datalist, prefix, split=split, max_cases=max_cases)
+    print(f"{result['n_windows']} lesion windows of {result['n_cases']} cases")
+    print(Path(prefix).with_suffix(".md").read_text())
+
+
+def attention(
+    datalist: str = "data/synth_ct/datalist.json",
+    prefix: str = "docs/figures/analysis_attention",
+    split: str = "validation",
+    max_cases: int | None = None,
+    config: str = "configs/inference.json",
+    ckpt: str = "models/model.pt",
+    train_config: str = "configs/train.json",
+    threads: int = 1,
+) -> None:
+    """Coordinate Attention gain in lesions and the screening score's ROC AUC (paper 4.2)."""
+    from bundle.analysis.pipeline import run_attention
+
+    _setup(threads)
+    net, pre = _net_and_preprocessing(config, ckpt, train_config, "preprocessing")
+    result = run_attention(net, pre, datalist, prefix, split=split, max_cases=max_cases)
+    print(f"{result['n_lesion_windows']} lesion windows of {result['n_cases']} cases")
+    print(Path(prefix).with_suffix(".md").read_text())
+
+
+def explain(
+    case_dir: str = "outputs/Chest_CT",
+    max_lesions: int | None = None,
+    target_layer: str = "net.decoder.2",
+    config: str = "configs/inference.json",
+    ckpt: str = "models/model.pt",
+    threads: int = 1,
+) -> None:
+    """Grad-CAM of each detection of ``<case_dir>/lesions.json``, written as ``<case_dir>/explain_<k>.png``."""
+    from bundle.analysis.pipeline import explain_case
+
+    _setup(threads)
+    net, pre = _net_and_preprocessing(config, ckpt, config, "image_preprocessing")
+    roi = json.loads((ROOT / config).read_text()).get("roi_size", [64, 64, 32])
+    for path in explain_case(net, pre, case_dir, roi, max_lesions, target_layer):
+        print(path)
+
+
+def agreement(datalist: str, split: str = "all") -> None:
+    """Lesion-level reader agreement of a converted multi-reader datalist (records with ``reader_sessions``)."""
+    from bundle.analysis.agreement import pooled_agreement
+    from bundle.analysis.pipeline import dataset_entries
+
+    print(json.dumps(pooled_agreement(dataset_entries(datalist, split)), indent=1))
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        fire.Fire({"features": features, "layers": layers, "attention": attention, "explain": explain,
+                   "agreement": agreement})
+    except ValueError as e:  # bad input: one clear line, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import unittest
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from bundle.analysis.explain import LesionScore, ball_mask, lesion_gradcam, render_explanation, world_to_voxel
+from bundle.networks import GhostCAUNet
+
+
+class _ConstLogits(nn.Module):
+    """Logits: background 0, lesion = the input itself (so the lesion margin is x)."""
+
+    def forward(self, x: torch.Tensor, enhancement: str = "full") -> torch.Tensor:
+        return torch.cat([torch.zeros_like(x), x], dim=1)
+
+
+def tiny_net() -> GhostCAUNet:
+    torch.manual_seed(0)
+    return GhostCAUNet(features=(4, 8, 8, 8)).eval()
+
+
+class TestExplain(unittest.TestCase):
+    def test_ball_mask(self):
+        self.assertEqual(int(ball_mask((5, 5, 5), (2, 2, 2), 1.0, (1, 1, 1)).sum()), 7)  # centre + 6 neighbours
+        self.assertEqual(int(ball_mask((5, 5, 5), (2, 2, 2), 1.0, (1, 1, 2)).sum()), 5)  # z neighbours 2 mm away
+        tiny = ball_mask((5, 5), (9.0, -3.0), 0.1, (1, 1))  # far outside: the nearest voxel only
+        self.assertEqual(np.argwhere(tiny).tolist(), [[4, 0]])
+
+    def test_world_to_voxel(self):
+        affine = np.diag([2.0, 2.0, 2.5, 1.0])
+        affine[:3, 3] = (-10.0, 4.0, 0.0)
+        np.testing.assert_allclose(world_to_voxel((-4.0, 8.0, 5.0), affine), (3.0, 2.0, 2.0))
+
+    def test_lesion_score(self):
+        mask = torch.zeros(1, 1, 4, 4)
+        mask[0, 0, 1, 1] = mask[0, 0, 2, 2] = 1
+        x = torch.arange(16.0).reshape(1, 1, 4, 4)
+        out = LesionScore(_ConstLogits(), mask)(x)
+        torch.testing.assert_close(out, torch.tensor([[-7.5, 7.5]]))  # mean of x at 5 and 10
+        with self.assertRaisesRegex(ValueError, "empty mask"):
+            LesionScore(_ConstLogits(), torch.zeros(1, 1, 4, 4))
+
+    def test_gradcam_and_render(self):
+        image = torch.rand(1, 20, 20, 12)
+        result = lesion_gradcam(tiny_net(), image, (10.0, 9.0, 6.0), 3.0, (1.0, 1.0, 2.5), (16, 16, 8))
+        self.assertEqual(result["cam"].shape, (16, 16, 8))
+        self.assertTrue(result["cam"].min() >= 0.0 and result["cam"].max() <= 1.0 + 1e-6)
+        self.assertEqual(result["center"], [8.0, 8.0, 4.0])  # window starts at (2, 1, 2)
+        self.assertTrue(result["target"][8, 8, 4])
+        png = render_explanation(result, "case #1", (1.0, 1.0, 2.5))
+        self.assertEqual(png[:8], b"\x89PNG\r\n\x1a\n")
+        with self.assertRaisesRegex(ValueError, "target_layer"):
+            lesion_gradcam(tiny_net(), image, (10.0, 9.0, 6.0), 3.0, (1.0, 1.0, 2.5), (16, 16, 8), "net.nothing")
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import json
+import tempfile
+import unittest
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+
+from bundle.analysis.pipeline import explain_case, run_features
+from bundle.networks import GhostCAUNet
+from bundle.transforms import ct_preprocessing
+
+
+def write_cube_case(folder: Path, name: str, value: float = 100.0) -> dict:
+    image = np.full((16, 16, 12), -800.0, np.float32)
+    image[6:10, 6:10, 4:8] = value
+    affine = np.diag([1.0, 1.0, 1.0, 1.0])
+    nib.save(nib.Nifti1Image(image, affine), folder / f"{name}.nii.gz")
+    nib.save(nib.Nifti1Image((image > -800).astype(np.uint8), affine), folder / f"{name}_label.nii.gz")
+    return {"case": name, "image": f"{name}.nii.gz", "label": f"{name}_label.nii.gz"}
+
+
+class TestPipeline(unittest.TestCase):
+    def test_run_features_writes_tables(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            entries = [write_cube_case(root, "a", 100.0), write_cube_case(root, "b", 300.0)]
+            (root / "datalist.json").write_text(json.dumps({"training": entries[:1], "validation": entries[1:]}))
+            result = run_features(root / "datalist.json", root / "out" / "feat", split="all", ring_mm=2.0)
+            self.assertEqual((result["n_cases"], result["n_lesions"]), (2, 2))
+            small = result["bands"][0]
+            self.assertEqual((small["band"], small["n"], small["lesion_mean"], small["surround_mean"]),
+                             ("3-5", 2, 200.0, -800.0))
+            saved = json.loads((root / "out" / "feat.json").read_text())
+            self.assertEqual(saved["lesions"][1]["case"], "b")
+            self.assertIn("| 3-5 | 2 |", (root / "out" / "feat.md").read_text())
+            self.assertEqual((root / "out" / "feat.png").read_bytes()[:4], b"\x89PNG")
+
+    def test_run_features_bad_label(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            entry = write_cube_case(root, "a")
+            nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.uint8), np.eye(4)), root / "a_label.nii.gz")
+            (root / "datalist.json").write_text(json.dumps({"training": [entry]}))
+            with self.assertRaisesRegex(ValueError, "a_label.nii.gz: label shape"):
+                run_features(root / "datalist.json", root / "feat", split="training")
+
+    def test_explain_case_writes_next_to_overlay(self):
+        torch.manual_seed(0)
+        net = GhostCAUNet(features=(4, 8, 8, 8)).eval()
+        pre = ct_preprocessing(keys=["image"], pixdim=None, normalize="window", reader="NibabelReader")  # no ITK import
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            write_cube_case(root, "a")
+            case_dir = root / "out" / "a"
+            case_dir.mkdir(parents=True)
+            lesion = {"center_mm": [7.5, 7.5, 5.5], "diameter_mm": 5.0, "score": 0.9, "tier": "high"}
+            (case_dir / "lesions.json").write_text(json.dumps({"case": "a", "image": str(root / "a.nii.gz"),
+                                                               "lesions": [lesion, lesion]}))
+            written = explain_case(net, pre, case_dir, roi=(16, 16, 8), max_lesions=1)
+            self.assertEqual([p.name for p in written], ["explain_1.png"])
+            self.assertEqual((case_dir / "explain_1.png").read_bytes()[:4], b"\x89PNG")
+            with self.assertRaisesRegex(ValueError, "lesions.json: cannot read"):
+                explain_case(net, pre, root / "missing")
+
+
+if __name__ == "__main__":
+    unittest.main()
