@@ -19,14 +19,22 @@ batch, and adds it for every window; an importance map that differs per window (
 fails to broadcast or is normalised by the wrong count. The extra weight channel is the equivalent hook that stays
 exact.
 
+Candidate-mask gate (``mask_gate=True``, the default): when the caller passes ``mask=`` (e.g. the dilated lung
+envelope of :py:class:`bundle.transforms.lung.LungCandidateMaskd`, which the evaluator already uses to drop lesions
+centred outside it), a window that holds no mask voxel is LOW without being screened. Every mask voxel still lies in
+at least one window that ran, so a lesion inside the mask is never lost to the gate; only its blend may use fewer
+windows. The router's tissue gate (``SuspicionRouter(tissue_threshold=...)``) does the same from the image alone.
+
 Without routing (``routing=False``, a disabled router, or a network without ``screen`` such as a TorchScript module
 or a MONAI baseline, e.g. MONAI Label's ``inferer(inputs, network)``) the predictor simply forwards every window, so
-the output is exactly :py:func:`monai.inferers.sliding_window_inference` of the network.
+the output is exactly :py:func:`monai.inferers.sliding_window_inference` of the network (with ``fold_batchnorm=True``,
+of its BatchNorm-folded copy: equal up to float rounding).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -35,8 +43,10 @@ import torch
 from monai.data.meta_tensor import MetaTensor
 from monai.inferers import Inferer, sliding_window_inference
 from monai.utils import BlendMode, PytorchPadMode, convert_to_dst_type, ensure_tuple_rep, look_up_option
+from torch.nn.parallel import DistributedDataParallel
 
 from bundle.inferers.router import RoutingTier, SuspicionRouter, get_screen
+from bundle.networks.fusion import count_batchnorm, fold_batchnorm
 
 __all__ = ["RoutedSlidingWindowInferer"]
 
@@ -71,10 +81,17 @@ class RoutedSlidingWindowInferer(Inferer):
         sw_device: device of the windows (and the network). Defaults to the input's device.
         device: device of the stitched output. Defaults to the input's device.
         progress: show a tqdm progress bar over window batches. Defaults to False.
+        mask_gate: with routing on and a ``mask`` passed to :py:meth:`__call__`, windows without a mask voxel are
+            LOW (not screened, not run). Defaults to True.
+        fold_batchnorm: run (and screen with) a copy of an eval-mode ``nn.Module`` network in which BatchNorm is
+            folded into the preceding convolutions (:py:func:`bundle.networks.fusion.fold_batchnorm`): the same
+            function up to float rounding, one pass less over every activation on CPU. The network itself is not
+            modified. Defaults to False (routing off then equals plain sliding window of the network exactly).
 
     Attributes:
         last_stats: statistics of the last call, a dict with ``routing`` (bool), ``num_windows``, ``num_high``,
-            ``num_medium``, ``num_low``, ``windows`` (list of ``{"batch": b, "slices": [[start, stop], ...],
+            ``num_medium``, ``num_low``, ``num_gated`` (LOW windows that the mask gate or the router's tissue gate
+            skipped without screening), ``windows`` (list of ``{"batch": b, "slices": [[start, stop], ...],
             "score": float | None, "tier": int}``, slices in input coordinates), ``time_screen_s``,
             ``time_high_s``, ``time_medium_s``, ``seconds_per_window`` (``screen``/``high``/``medium``, None when
             unmeasured), ``skipped_fraction`` (LOW windows / all windows), ``compute_saved_fraction``
@@ -115,6 +132,8 @@ class RoutedSlidingWindowInferer(Inferer):
         sw_device: torch.device | str | None = None,
         device: torch.device | str | None = None,
         progress: bool = False,
+        mask_gate: bool = True,
+        fold_batchnorm: bool = False,
     ) -> None:
         super().__init__()
         roi_tuple = (roi_size,) if isinstance(roi_size, int) else tuple(roi_size)
@@ -129,8 +148,9 @@ class RoutedSlidingWindowInferer(Inferer):
         overlap_tuple = (overlap,) if isinstance(overlap, (int, float)) else tuple(overlap)
         if not overlap_tuple or any(not 0.0 <= float(o) < 1.0 for o in overlap_tuple):
             raise ValueError(f"overlap must be in [0, 1) in every dimension, got overlap={overlap!r}.")
-        if not isinstance(routing, bool):
-            raise TypeError(f"routing must be a bool, got routing={routing!r}.")
+        for name, flag in (("routing", routing), ("mask_gate", mask_gate), ("fold_batchnorm", fold_batchnorm)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, got {name}={flag!r}.")
         if isinstance(background_logits, (str, bytes)) or not isinstance(background_logits, Sequence):
             raise TypeError(f"background_logits must be a sequence of floats, got {background_logits!r}.")
         if len(background_logits) == 0:
@@ -150,15 +170,27 @@ class RoutedSlidingWindowInferer(Inferer):
         self.sw_device = sw_device
         self.device = device
         self.progress = progress
+        self.mask_gate = mask_gate
+        self.fold_batchnorm = fold_batchnorm
+        self._folded: tuple[Any, torch.nn.Module] | None = None
         self.last_stats: dict[str, Any] = {}
         self.last_tier_map: torch.Tensor | None = None
         self._warned_no_screen = False
 
-    def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
+    def __call__(
+        self,
+        inputs: torch.Tensor,
+        network: Callable[..., Any],
+        *args: Any,
+        mask: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> torch.Tensor:
         """
         Args:
             inputs: image batch in shape (B, C, spatial_1[, spatial_2, ...]).
             network: the network; see the class docstring for the expected interface.
+            mask: optional candidate mask, (B or 1, 1, *spatial), (1, *spatial) or (*spatial); > 0 is candidate.
+                Used only with routing on and ``mask_gate``; never passed to the network.
             args: optional positional args passed to every ``network`` forward.
             kwargs: optional keyword args passed to every ``network`` forward.
 
@@ -166,7 +198,8 @@ class RoutedSlidingWindowInferer(Inferer):
             stitched logits in shape (B, out_channels, spatial_1[, spatial_2, ...]).
 
         Raises:
-            ValueError: when ``roi_size`` does not match the input's number of spatial dimensions, ``network.screen``
+            ValueError: when ``roi_size`` does not match the input's number of spatial dimensions, ``mask`` does not
+                match the input's spatial shape, ``network.screen``
                 does not return one score per window, or the network's output is not (N, out_channels, *roi) with
                 ``out_channels == len(background_logits)``.
             TypeError: when, with routing on, the network returns something other than a tensor.
@@ -180,6 +213,7 @@ class RoutedSlidingWindowInferer(Inferer):
                     f"roi_size must have one entry per spatial dimension of inputs {tuple(inputs.shape)} "
                     f"(B, C, *spatial), got roi_size={self.roi_size!r}."
                 )
+        network = self._inference_copy(network)
         # the contract network (forward takes `enhancement`) is recognised by its `screen`
         takes_enhancement = get_screen(network) is not None
         routed = self.routing and self.router.enabled
@@ -189,17 +223,34 @@ class RoutedSlidingWindowInferer(Inferer):
                 self._warned_no_screen = True
             routed = False
 
+        gate = self._mask_per_batch(mask, inputs) if routed and self.mask_gate and mask is not None else None
         # (start offset of the unpadded image inside MONAI's padded image, per spatial axis)
         pad_before = tuple(max(r - s, 0) // 2 for r, s in zip(roi, spatial_shape))
-        record: dict[str, Any] = {"windows": [], "time_screen_s": 0.0, "time_high_s": 0.0, "time_medium_s": 0.0}
+        record: dict[str, Any] = {
+            "windows": [], "time_screen_s": 0.0, "time_high_s": 0.0, "time_medium_s": 0.0, "num_gated": 0
+        }
+
+        def unpadded(coord: list[slice]) -> list[list[int]]:
+            return [
+                [min(max(c.start - p, 0), s), min(max(c.stop - p, 0), s)]
+                for c, p, s in zip(coord[2:], pad_before, spatial_shape)
+            ]
 
         def add_windows(coords: list[list[slice]], scores: list[float | None], tiers: list[int]) -> None:
             for coord, score, tier in zip(coords, scores, tiers):
-                slices = [
-                    [min(max(c.start - p, 0), s), min(max(c.stop - p, 0), s)]
-                    for c, p, s in zip(coord[2:], pad_before, spatial_shape)
-                ]
-                record["windows"].append({"batch": coord[0].start, "slices": slices, "score": score, "tier": tier})
+                window = {"batch": coord[0].start, "slices": unpadded(coord), "score": score, "tier": tier}
+                record["windows"].append(window)
+
+        def screened(coords: list[list[slice]], win_data: torch.Tensor) -> torch.Tensor:
+            """(N,) bool: the window passes the mask gate and the router's tissue gate, so it is screened."""
+            keep = torch.ones(len(coords), dtype=torch.bool, device=win_data.device)
+            if gate is not None:
+                inside = [bool(gate[(c[0].start, *(slice(a, b) for a, b in unpadded(c)))].any()) for c in coords]
+                keep &= torch.tensor(inside, dtype=torch.bool, device=win_data.device)
+            tissue_gate = getattr(self.router, "tissue_gate", None)
+            if callable(tissue_gate):
+                keep &= tissue_gate(win_data).to(keep.device)
+            return keep
 
         def plain_predictor(win_data: torch.Tensor, coords: list[list[slice]], *a: Any, **kw: Any) -> Any:
             start = time.perf_counter()
@@ -213,10 +264,18 @@ class RoutedSlidingWindowInferer(Inferer):
 
         def routed_predictor(win_data: torch.Tensor, coords: list[list[slice]], *a: Any, **kw: Any) -> torch.Tensor:
             start = time.perf_counter()
-            scores = self.router.score(network, win_data)
-            record["time_screen_s"] += time.perf_counter() - start
-            tiers = self.router.tiers(scores).to(win_data.device)
             num, out_channels = win_data.shape[0], len(self.background_logits)
+            keep_screen = screened(coords, win_data)
+            index = torch.nonzero(keep_screen, as_tuple=True)[0]
+            tiers = torch.full((num,), int(RoutingTier.LOW), dtype=torch.long, device=win_data.device)
+            window_scores: list[float | None] = [None] * num
+            if index.numel() > 0:
+                scores = self.router.score(network, win_data if index.numel() == num else win_data[index])
+                tiers[index] = self.router.tiers(scores).to(win_data.device)
+                for i, value in zip(index.tolist(), scores.detach().float().cpu().tolist()):
+                    window_scores[i] = value
+            record["time_screen_s"] += time.perf_counter() - start
+            record["num_gated"] += num - index.numel()
             logits = win_data.new_zeros((num, out_channels, *win_data.shape[2:]))  # (N, C_out, *roi)
             for tier, enhancement, key in (
                 (RoutingTier.HIGH, self.high_enhancement, "time_high_s"),
@@ -241,7 +300,7 @@ class RoutedSlidingWindowInferer(Inferer):
                     )
                 logits[index] = out.to(logits.dtype)
             keep = (tiers > int(RoutingTier.LOW)).to(logits.dtype).view(num, 1, *[1] * (win_data.ndim - 2))
-            add_windows(coords, scores.detach().float().cpu().tolist(), tiers.cpu().tolist())
+            add_windows(coords, window_scores, tiers.cpu().tolist())
             # skipped windows contribute 0 to both parts; (N, C_out + 1, *roi)
             return torch.cat([logits * keep, keep.expand(num, 1, *win_data.shape[2:])], dim=1)
 
@@ -270,6 +329,45 @@ class RoutedSlidingWindowInferer(Inferer):
         self.last_stats = self._summarise(record, routed)
         self.last_tier_map = self._tier_map(record["windows"], spatial_shape, result.device)
         return result  # type: ignore[no-any-return]
+
+    def _inference_copy(self, network: Callable[..., Any]) -> Callable[..., Any]:
+        """``network`` with BatchNorm folded when ``fold_batchnorm`` applies (a plain eval-mode ``nn.Module`` that
+        has BatchNorm layers; not a TorchScript module or a DataParallel wrapper), else ``network`` itself."""
+        if (
+            not self.fold_batchnorm
+            or not isinstance(network, torch.nn.Module)
+            or isinstance(network, (torch.jit.ScriptModule, torch.nn.DataParallel, DistributedDataParallel))
+            or network.training
+            or count_batchnorm(network) == 0
+        ):
+            return network
+        # reuse the folded copy while the network's tensors are unchanged (same storage, no in-place update)
+        tensors = (*network.parameters(), *network.buffers())
+        key = (id(network), tuple((t.data_ptr(), -1 if t.is_inference() else t._version) for t in tensors))
+        if self._folded is None or self._folded[0] != key:
+            self._folded = (key, fold_batchnorm(network))
+        return self._folded[1]
+
+    @staticmethod
+    def _mask_per_batch(mask: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        """The candidate mask as a CPU bool tensor (B, *spatial), one per input image.
+
+        Raises:
+            ValueError: when ``mask`` is not (B or 1, 1, *spatial), (1, *spatial) or (*spatial) for the input's
+                spatial shape.
+        """
+        batch, spatial = inputs.shape[0], tuple(inputs.shape[2:])
+        raw = torch.as_tensor(mask.as_tensor() if isinstance(mask, MetaTensor) else mask).detach()
+        if tuple(raw.shape[-len(spatial) :]) != spatial or raw.numel() not in (
+            math.prod(spatial),
+            batch * math.prod(spatial),
+        ):
+            raise ValueError(
+                f"mask must be (B or 1, 1, *spatial), (1, *spatial) or (*spatial) for inputs {tuple(inputs.shape)}, "
+                f"got mask.shape={tuple(raw.shape)}."
+            )
+        gate = (raw > 0).reshape(-1, *spatial).cpu()  # (1 or B, *spatial)
+        return gate.expand(batch, *spatial) if gate.shape[0] == 1 else gate
 
     def _blend(self, stitched: torch.Tensor) -> torch.Tensor:
         """``sum(w k p) / sum(w k)`` from the stitched (B, C_out + 1, *spatial); background where ``sum(w k) = 0``."""
@@ -303,6 +401,7 @@ class RoutedSlidingWindowInferer(Inferer):
             "num_high": counts[RoutingTier.HIGH],
             "num_medium": counts[RoutingTier.MEDIUM],
             "num_low": counts[RoutingTier.LOW],
+            "num_gated": record["num_gated"],
             "windows": windows,
             "time_screen_s": record["time_screen_s"],
             "time_high_s": record["time_high_s"],

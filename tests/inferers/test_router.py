@@ -54,6 +54,18 @@ ILL_CASES = [
     ({"high_threshold": "0.6"}, TypeError),
     ({"low_threshold": True}, TypeError),
     ({"enabled": 1}, TypeError),
+    ({"tissue_threshold": "0.1"}, TypeError),
+    ({"tissue_threshold": float("nan")}, ValueError),
+    ({"min_tissue_fraction": 1.0}, ValueError),
+    ({"min_tissue_fraction": -0.1}, ValueError),
+    ({"min_tissue_fraction": float("nan")}, ValueError),
+]
+
+# (router kwargs, per-window constant values, expected tissue gate)
+GATE_CASES = [
+    ({}, [0.0, 0.5], [True, True]),  # gate off by default
+    ({"tissue_threshold": 0.15}, [0.0, 0.1499, 0.15, 0.9], [False, False, True, True]),
+    ({"tissue_threshold": 0.15, "min_tissue_fraction": 0.5}, [0.0, 0.9], [False, True]),
 ]
 
 
@@ -111,6 +123,43 @@ class TestSuspicionRouter(unittest.TestCase):
     def test_score_bad_windows(self):
         with self.assertRaisesRegex(ValueError, "windows must be"):
             SuspicionRouter().score(MeanScreenNet(), torch.zeros(2, 4))
+
+    @parameterized.expand(GATE_CASES)
+    def test_tissue_gate(self, kwargs, values, expected):
+        windows = torch.stack([torch.full((1, 4, 5, 6), v) for v in values])
+        self.assertEqual(SuspicionRouter(**kwargs).tissue_gate(windows).tolist(), expected)
+
+    def test_tissue_gate_fraction(self):
+        windows = torch.zeros(2, 1, 10, 10)
+        windows[0, 0, :5] = 1.0  # 50 % tissue
+        windows[1, 0, :6] = 1.0  # 60 % tissue
+        router = SuspicionRouter(tissue_threshold=0.5, min_tissue_fraction=0.5)  # keeps fractions > 0.5
+        self.assertEqual(router.tissue_gate(windows).tolist(), [False, True])
+        one_voxel = torch.zeros(1, 2, 10, 10)
+        one_voxel[0, 1, 3, 3] = 1.0  # any channel counts
+        self.assertEqual(SuspicionRouter(tissue_threshold=0.5).tissue_gate(one_voxel).tolist(), [True])
+
+    def test_score_skips_gated_windows(self):
+        net = MeanScreenNet()
+        windows = torch.stack([torch.full((1, 4, 5, 6), v) for v in (0.0, 0.5, 0.9)])
+        router = SuspicionRouter(tissue_threshold=0.2)
+        scores = router.score(net, windows)
+        torch.testing.assert_close(scores, torch.tensor([0.0, 0.5, 0.9]))
+        self.assertEqual(router.tiers(scores).tolist(), [0, 1, 2])
+        all_air = router.score(net, torch.zeros(3, 1, 4, 5, 6))
+        self.assertEqual(all_air.tolist(), [0.0] * 3)
+        self.assertEqual(net.screen_calls, 1)  # the all-air batch is never screened
+
+    def test_gated_windows_are_not_screened(self):
+        class CountingNet(MeanScreenNet):
+            def screen(self, x: torch.Tensor) -> torch.Tensor:
+                self.seen = x.shape[0]
+                return super().screen(x)
+
+        net = CountingNet()
+        windows = torch.stack([torch.full((1, 4, 4), v) for v in (0.0, 0.7, 0.0, 0.4)])
+        SuspicionRouter(tissue_threshold=0.1).score(net, windows)
+        self.assertEqual(net.seen, 2)
 
     @parameterized.expand(ILL_CASES)
     def test_ill_arg(self, kwargs, error):
