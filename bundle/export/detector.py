@@ -1,0 +1,107 @@
+"""A lesion-box detector with the interface MONAI Label's detection mode calls (``detector``/``detector_ops`` ids).
+
+MONAI Label 0.8.5 (``BasicInferTask.run_detector``) parses the bundle's ``detector``, sets ``detector.network`` to
+the network it loaded from ``models/model.pt``, calls ``detector.eval()`` and then ``detector(inputs,
+use_inferer=True)`` with the preprocessed image (1, C, *spatial), and merges the first output dict into its data.
+Its ``DetectionWriter`` reads ``box`` (N, 6) as centre + size and ``label`` (N,), and writes a Slicer ROI JSON in
+the **LPS** frame, which is why the boxes here are LPS millimetres (as the zoo's lung_nodule_ct_detection gives).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+
+from bundle.transforms.lesion import find_lesions
+
+__all__ = ["LesionBoxDetector", "voxel_box_to_world"]
+
+_RAS_TO_LPS = np.array([-1.0, -1.0, 1.0])
+
+
+def voxel_box_to_world(box_voxel: Any, affine: np.ndarray, lps: bool = True) -> list[float]:
+    """
+    A voxel box ``[[i0, j0, k0], [i1, j1, k1]]`` (start inclusive, stop exclusive) as world ``[cx, cy, cz, w, h,
+    d]`` mm: the axis-aligned hull of the box's voxel-edge corners mapped by ``affine`` (RAS), in LPS by default.
+    """
+    lo, hi = np.asarray(box_voxel[0], float) - 0.5, np.asarray(box_voxel[1], float) - 0.5
+    corners = np.array([[(lo, hi)[bit][axis] for axis, bit in enumerate(bits)] for bits in np.ndindex(2, 2, 2)])
+    world = corners @ affine[:3, :3].T + affine[:3, 3]  # (8, 3) RAS mm
+    if lps:
+        world = world * _RAS_TO_LPS
+    wmin, wmax = world.min(0), world.max(0)
+    return [*((wmin + wmax) / 2).tolist(), *(wmax - wmin).tolist()]
+
+
+class LesionBoxDetector:
+    """
+    Lesion boxes of an image: the inferer's logits -> foreground probability -> :py:func:`find_lesions` -> boxes.
+
+    Args:
+        inferer: e.g. the bundle's routed sliding-window inferer, called as ``inferer(inputs, network)``.
+        network: the network; MONAI Label replaces it with the one it loaded. Defaults to None.
+        foreground_channel: the lesion channel of the logits. Defaults to 1.
+        lesion_kwargs: keyword arguments of :py:func:`bundle.transforms.lesion.find_lesions`.
+        lps: report boxes in LPS (True, what MONAI Label's Slicer writer expects) or RAS mm.
+
+    Raises:
+        ValueError: from ``__call__`` when no network is set or the inputs are not (B, C, X, Y, Z).
+    """
+
+    def __init__(
+        self,
+        inferer: Callable[..., torch.Tensor],
+        network: torch.nn.Module | None = None,
+        foreground_channel: int = 1,
+        lesion_kwargs: Mapping[str, Any] | None = None,
+        lps: bool = True,
+    ) -> None:
+        self.inferer = inferer
+        self.network = network
+        self.foreground_channel = foreground_channel
+        self.lesion_kwargs = dict(lesion_kwargs or {})
+        self.lps = lps
+
+    def eval(self) -> LesionBoxDetector:
+        """Put the network in eval mode (MONAI Label calls this)."""
+        if self.network is not None:
+            self.network.eval()
+        return self
+
+    def __call__(self, inputs: torch.Tensor, use_inferer: bool = True) -> list[dict[str, torch.Tensor]]:
+        """
+        Args:
+            inputs: preprocessed images (B, C, X, Y, Z), a MetaTensor whose affine (RAS) maps its voxels to mm.
+            use_inferer: run the inferer (True) or the network on the whole image.
+
+        Returns:
+            one dict per image: ``box`` (N, 6) float32 centre + size mm, ``label`` (N,) int64 zeros (one class),
+            ``label_scores`` (N,) float32.
+        """
+        if self.network is None:
+            raise ValueError("LesionBoxDetector.network is not set: MONAI Label sets it, or pass network=...")
+        if inputs.ndim != 5:
+            raise ValueError(f"inputs must be (B, C, X, Y, Z), got shape {tuple(inputs.shape)}.")
+        with torch.no_grad():
+            logits = self.inferer(inputs, self.network) if use_inferer else self.network(inputs)
+        logits = torch.as_tensor(logits).float().cpu()
+        affines = inputs.affine if isinstance(inputs, MetaTensor) else torch.eye(4)
+        affines = torch.as_tensor(affines).reshape(-1, 4, 4).double().numpy()
+        results = []
+        for b in range(logits.shape[0]):
+            prob = torch.softmax(logits[b], 0)[self.foreground_channel].numpy()
+            affine = affines[min(b, len(affines) - 1)]
+            lesions = find_lesions(prob, affine, **self.lesion_kwargs)
+            boxes = [voxel_box_to_world(les["box_voxel"], affine, self.lps) for les in lesions]
+            results.append(
+                {
+                    "box": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 6),
+                    "label": torch.zeros(len(lesions), dtype=torch.int64),
+                    "label_scores": torch.tensor([float(les["score"]) for les in lesions], dtype=torch.float32),
+                }
+            )
+        return results

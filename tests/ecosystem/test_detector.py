@@ -1,0 +1,63 @@
+"""MONAI Label detection-mode detector and the Spacingd compatibility transforms (no server)."""
+
+from __future__ import annotations
+
+import unittest
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.inferers import SimpleInferer
+
+from bundle.export.detector import LesionBoxDetector, voxel_box_to_world
+from bundle.export.monailabel_compat import STASH_PREFIX, RestoreKeysd, StashKeysd
+
+AFFINE = np.diag([1.0, 2.0, 2.5, 1.0])
+AFFINE[:3, 3] = [10.0, -20.0, 5.0]
+
+
+class Ball(torch.nn.Module):
+    """Logits of a lesion wherever the input is > 0.5."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([-(x - 0.5) * 20.0, (x - 0.5) * 20.0], dim=1)
+
+
+class TestDetector(unittest.TestCase):
+    def test_voxel_box_to_world(self):
+        box = voxel_box_to_world([[2, 3, 4], [6, 5, 8]], AFFINE, lps=False)  # voxels 2..5, 3..4, 4..7
+        np.testing.assert_allclose(box, [10 + 3.5, -20 + 7.0, 5 + 13.75, 4.0, 4.0, 10.0])
+        lps = voxel_box_to_world([[2, 3, 4], [6, 5, 8]], AFFINE)
+        np.testing.assert_allclose(lps, [-13.5, 13.0, 18.75, 4.0, 4.0, 10.0])
+
+    def test_boxes(self):
+        img = torch.zeros(1, 1, 20, 20, 12)
+        img[..., 4:10, 6:12, 3:7] = 1.0
+        det = LesionBoxDetector(SimpleInferer(), lps=False)
+        det.network = Ball()
+        out = det.eval()(MetaTensor(img, affine=torch.as_tensor(AFFINE)), use_inferer=True)
+        self.assertEqual(len(out), 1)
+        self.assertEqual(tuple(out[0]["box"].shape), (1, 6))
+        np.testing.assert_allclose(out[0]["box"][0].numpy(), [10 + 6.5, -20 + 17.0, 5 + 11.25, 6.0, 12.0, 10.0], atol=1e-4)
+        self.assertEqual(out[0]["label"].tolist(), [0])
+        self.assertGreater(float(out[0]["label_scores"][0]), 0.9)
+
+    def test_ill_arg(self):
+        with self.assertRaisesRegex(ValueError, "network is not set"):
+            LesionBoxDetector(SimpleInferer())(torch.zeros(1, 1, 4, 4, 4))
+        with self.assertRaisesRegex(ValueError, "inputs must be"):
+            LesionBoxDetector(SimpleInferer(), network=Ball())(torch.zeros(1, 4, 4, 4))
+
+
+class TestCompat(unittest.TestCase):
+    def test_stash_restore(self):
+        data = {"image": 1, "image_path": "/x.nii.gz", "image_meta_dict": {"a": 1}, "label": 2}
+        stashed = StashKeysd("image")(data)
+        self.assertNotIn("image_path", stashed)
+        self.assertEqual(stashed[STASH_PREFIX + "image_path"], "/x.nii.gz")
+        self.assertEqual(stashed["image_meta_dict"], {"a": 1})  # dicts stay: Spacingd may update them
+        self.assertEqual(RestoreKeysd()(stashed), data)
+
+
+if __name__ == "__main__":
+    unittest.main()

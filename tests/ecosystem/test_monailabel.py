@@ -1,0 +1,175 @@
+"""MONAI Label 0.8.5 serves this bundle: the real server on loopback, offline, segmentation and detection modes.
+
+The server runs from ``.venv-monailabel`` (``.ci/setup-monailabel``; ``MONAILABEL_PYTHON`` overrides the
+interpreter). Without it the tests skip, except when ``BUNDLE_REQUIRE_MONAILABEL=1`` (CI), where they fail.
+The bundle is linked into the ``monaibundle`` sample app's ``model/`` folder twice: as
+``small_lesion_ct_segmentation`` (segmentation mode) and ``small_lesion_ct_detection`` (detection mode: the
+``detector``/``detector_ops`` ids).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+SEG, DET = "small_lesion_ct_segmentation", "small_lesion_ct_detection"
+LINKED = ("configs", "models", "bundle", "LICENSE", "docs")
+START_TIMEOUT_S = float(os.environ.get("MONAILABEL_START_TIMEOUT", "600"))
+REQUEST_TIMEOUT_S = 600.0
+
+
+def _python() -> Path | None:
+    """The MONAI Label environment's interpreter, or None when it is absent or cannot import monailabel."""
+    py = Path(os.environ.get("MONAILABEL_PYTHON", ROOT / ".venv-monailabel" / "bin" / "python"))
+    if not py.is_file():
+        return None
+    ok = subprocess.run([str(py), "-c", "import monailabel"], capture_output=True, timeout=300).returncode == 0
+    return py if ok else None
+
+
+PYTHON = _python()
+REQUIRED = os.environ.get("BUNDLE_REQUIRE_MONAILABEL") == "1"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _write_study(path: Path) -> np.ndarray:
+    """A small CT-like volume (HU): lung-density background with a 16 mm soft-tissue ball; returns the ball mask."""
+    rng = np.random.default_rng(0)
+    shape, spacing = (64, 64, 24), np.array([1.0, 1.0, 2.5])
+    img = -800.0 + rng.normal(0.0, 20.0, shape)
+    grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1) * spacing
+    ball = np.linalg.norm(grid - np.array([32.0, 32.0, 30.0]), axis=-1) <= 8.0
+    img[ball] = 40.0
+    nib.save(nib.Nifti1Image(img.astype(np.float32), np.diag([*spacing, 1.0])), str(path))
+    return ball
+
+
+@unittest.skipIf(PYTHON is None and not REQUIRED, "MONAI Label environment absent: build it with .ci/setup-monailabel")
+class TestMonaiLabelServer(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls) -> None:
+        if PYTHON is None:
+            raise RuntimeError("BUNDLE_REQUIRE_MONAILABEL=1 but no MONAI Label environment: run .ci/setup-monailabel")
+        cls.tmp = tempfile.TemporaryDirectory()
+        work = Path(cls.tmp.name)
+        prefix = subprocess.run(
+            [str(PYTHON), "-c", "import sys; print(sys.prefix)"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        app = work / "app"
+        shutil.copytree(Path(prefix) / "monailabel" / "sample-apps" / "monaibundle", app)
+        for name in (SEG, DET):
+            (app / "model" / name).mkdir(parents=True)
+            for item in LINKED:
+                (app / "model" / name / item).symlink_to(ROOT / item)
+        (work / "studies").mkdir()
+        cls.ball = _write_study(work / "studies" / "case1.nii.gz")
+        cls.port = _free_port()
+        cls.url = f"http://127.0.0.1:{cls.port}"
+        cls.log = open(work / "server.log", "wb")
+        env = {**os.environ, "PATH": f"{Path(PYTHON).parent}:{os.environ.get('PATH', '')}", "OMP_NUM_THREADS": "1"}
+        cmd = [str(PYTHON), "-m", "monailabel.main", "start_server", "--app", str(app), "--studies",
+               str(work / "studies"), "--conf", "models", f"{SEG},{DET}", "--conf", "zoo_source", "github",
+               "--conf", "sam2", "false", "--host", "127.0.0.1", "--port", str(cls.port)]  # fmt: skip
+        cls.server = subprocess.Popen(cmd, cwd=work, env=env, stdout=cls.log, stderr=subprocess.STDOUT)
+        try:
+            cls.info = cls._wait_ready()
+        except Exception:
+            cls._stop()
+            raise
+
+    @classmethod
+    def _wait_ready(cls) -> dict:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if cls.server.poll() is not None:
+                raise RuntimeError(f"MONAI Label exited with {cls.server.returncode}; log:\n{cls._log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{cls.url}/info/", timeout=10) as r:
+                    return json.loads(r.read())
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(2.0)
+        raise TimeoutError(f"MONAI Label not ready after {START_TIMEOUT_S:.0f} s; log:\n{cls._log_tail()}")
+
+    @classmethod
+    def _log_tail(cls) -> str:
+        cls.log.flush()
+        return (Path(cls.tmp.name) / "server.log").read_text(errors="replace")[-3000:]
+
+    @classmethod
+    def _stop(cls) -> None:
+        if cls.server.poll() is None:
+            cls.server.terminate()
+            try:
+                cls.server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                cls.server.kill()
+                cls.server.wait(timeout=30)
+        cls.log.close()
+        cls.tmp.cleanup()
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls._stop()
+
+    def _infer(self, model: str, output: str) -> bytes:
+        request = urllib.request.Request(f"{self.url}/infer/{model}?image=case1&output={output}", method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as r:
+                return r.read()
+        except urllib.error.HTTPError as e:
+            self.fail(f"/infer/{model} failed with HTTP {e.code}: {e.read()[:500]!r}; log:\n{self._log_tail()}")
+
+    def test_info_lists_both_modes(self):
+        models = self.info["models"]
+        self.assertEqual(models[SEG]["type"], "segmentation")
+        self.assertEqual(models[DET]["type"], "detection")
+        self.assertEqual(models[SEG]["labels"], {"lesion": 1})
+        self.assertEqual(models[SEG]["dimension"], 3)
+
+    def test_infer_label_map(self):
+        data = self._infer(SEG, "image")
+        with tempfile.NamedTemporaryFile(suffix=".nii.gz") as f:
+            f.write(data)
+            f.flush()
+            label = nib.load(f.name)
+            arr = np.asarray(label.dataobj)
+        self.assertEqual(arr.shape, self.ball.shape)  # restored to the input's grid
+        np.testing.assert_allclose(label.affine, np.diag([1.0, 1.0, 2.5, 1.0]), atol=1e-4)
+        self.assertTrue(set(np.unique(arr).tolist()) <= {0, 1})
+        # the shipped model labels only part of a lesion (docs/README.md#performance), but what it labels must
+        # be on the ball: at least one voxel, and most labelled voxels inside it
+        labelled = arr > 0
+        self.assertGreater(int(labelled.sum()), 0, "nothing labelled")
+        self.assertGreaterEqual((labelled & self.ball).sum() / labelled.sum(), 0.5, "labels mostly off the ball")
+
+    def test_detection_boxes(self):
+        result = json.loads(self._infer(DET, "json"))
+        boxes = np.asarray(result["box"], dtype=float).reshape(-1, 6)
+        self.assertGreaterEqual(len(boxes), 1, result)
+        self.assertEqual(len(result["label"]), len(boxes))
+        # the ball's centre (32, 32, 30) mm in RAS is (-32, -32, 30) in LPS; the best box must contain it
+        centre = np.array([-32.0, -32.0, 30.0])
+        inside = np.all(np.abs(boxes[:, :3] - centre) <= boxes[:, 3:] / 2 + 2.5, axis=1)
+        self.assertTrue(inside.any(), boxes.tolist())
+
+
+if __name__ == "__main__":
+    unittest.main()

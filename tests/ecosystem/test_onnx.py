@@ -1,0 +1,99 @@
+"""ONNX export of the three graphs and the ONNX Runtime stand-in network (tiny network, CPU)."""
+
+from __future__ import annotations
+
+import unittest
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+import torch
+from monai.utils import optional_import
+
+from bundle.export import OnnxRuntimeNetwork, export_onnx, onnx_variant_paths, select_network
+from bundle.inferers import RoutedSlidingWindowInferer, SuspicionRouter
+from bundle.networks import GhostCAUNet
+
+_, has_ort = optional_import("onnxruntime")
+_, has_onnxscript = optional_import("onnxscript")
+
+ROI = (16, 16, 32)
+
+
+def _tiny_net() -> GhostCAUNet:
+    torch.manual_seed(0)
+    return GhostCAUNet(spatial_dims=3, in_channels=1, out_channels=2, features=(4, 8, 8, 16)).eval()
+
+
+@unittest.skipUnless(has_ort and has_onnxscript, "onnxruntime/onnxscript not installed (requirements-ecosystem.txt)")
+class TestOnnxExport(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.tmp = TemporaryDirectory()
+        cls.net = _tiny_net()
+        cls.path = Path(cls.tmp.name) / "model.onnx"
+        cls.diffs = export_onnx(cls.net, cls.path, ROI)
+        cls.ort_net = OnnxRuntimeNetwork(cls.path, num_threads=1)
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.tmp.cleanup()
+
+    def test_files_and_reported_agreement(self):
+        for variant, path in onnx_variant_paths(self.path).items():
+            self.assertTrue(path.is_file(), variant)
+            self.assertLessEqual(self.diffs[variant], 1e-4)
+
+    def test_graphs_agree_with_torch_any_batch(self):
+        torch.manual_seed(1)
+        for batch in (1, 5):
+            x = torch.rand(batch, 1, *ROI)
+            with torch.no_grad():
+                for enhancement in ("full", "basic"):
+                    ref = self.net(x, enhancement=enhancement)
+                    got = self.ort_net(x, enhancement=enhancement)
+                    self.assertEqual(got.shape, ref.shape)
+                    self.assertLessEqual(float((got - ref).abs().max()), 1e-4)
+                self.assertLessEqual(float((self.ort_net.screen(x) - self.net.screen(x)).abs().max()), 1e-4)
+
+    def test_routed_inferer_same_tiers_and_output(self):
+        x = torch.rand(1, 1, 24, 20, 40)
+        outs, tiers = [], []
+        for network in (self.net, self.ort_net):
+            inferer = RoutedSlidingWindowInferer(ROI, sw_batch_size=2, router=SuspicionRouter(0.6, 0.3))
+            with torch.no_grad():
+                outs.append(inferer(x, network))
+            tiers.append([w["tier"] for w in inferer.last_stats["windows"]])
+        self.assertEqual(tiers[0], tiers[1])
+        self.assertLessEqual(float((outs[0] - outs[1]).abs().max()), 1e-4)
+
+    def test_missing_graphs(self):
+        with TemporaryDirectory() as tmp:
+            full = Path(tmp) / "m.onnx"
+            full.write_bytes(self.path.read_bytes())  # only the full graph
+            net = OnnxRuntimeNetwork(full)
+            self.assertIsNone(net.screen)  # the routed inferer then runs with routing off
+            with self.assertRaisesRegex(ValueError, "m_basic.onnx"):
+                net(torch.rand(1, 1, *ROI), enhancement="basic")
+
+    def test_ill_arg(self):
+        with self.assertRaisesRegex(ValueError, "does not exist"):
+            OnnxRuntimeNetwork(Path(self.tmp.name) / "absent.onnx")
+        with self.assertRaisesRegex(ValueError, "enhancement"):
+            self.ort_net(torch.rand(1, 1, *ROI), enhancement="fast")
+        with self.assertRaisesRegex(ValueError, "variants"):
+            export_onnx(self.net, Path(self.tmp.name) / "x.onnx", ROI, variants=("half",))
+
+
+class TestSelectNetwork(unittest.TestCase):
+    def test_select(self):
+        a, b = torch.nn.Identity(), torch.nn.Identity()
+        self.assertIs(select_network("torch", a, b), a)
+        self.assertIs(select_network("onnxruntime", a, b), b)
+        with self.assertRaisesRegex(ValueError, "backend must be one of"):
+            select_network("tensorrt", a, b)
+        with self.assertRaisesRegex(ValueError, "not built"):
+            select_network("onnxruntime", a, None)
+
+
+if __name__ == "__main__":
+    unittest.main()
