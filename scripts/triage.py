@@ -82,7 +82,7 @@ def score(
     result = triage_auc(labels, scores, n_bootstrap=n_bootstrap, seed=seed)
     table = triage_markdown(manifest, scores, result)
     atomic_write_text(Path(triage_dir) / "triage_result.json",
-                      json.dumps({**result, "scores": dict(zip(cases, scores))}, indent=1))
+                      json.dumps({**result, "scores": dict(zip(cases, scores))}, indent=4))
     if markdown is not None:
         command = "python scripts/triage.py" + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
         write_markdown_block(markdown, f"Command: `{command}`\n\n{table}", name="triage")

@@ -60,7 +60,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _write(prefix: Path, result: dict, table: str, png: dict[str, bytes]) -> dict[str, Path]:
-    written = {"json": atomic_write_text(prefix.with_suffix(".json"), json.dumps(_jsonable(result), indent=1) + "\n")}
+    written = {"json": atomic_write_text(prefix.with_suffix(".json"), json.dumps(_jsonable(result), indent=4) + "\n")}
     written["md"] = atomic_write_text(prefix.with_suffix(".md"), table)
     for suffix, data in png.items():
         written[suffix] = atomic_write_bytes(prefix.parent / f"{prefix.name}{suffix}.png", data)
