@@ -1,17 +1,20 @@
 """A MONAI Dataset that turns a case that fails to load or transform into an error record, so one bad case never
-stops a batch run."""
+stops a batch run; and the one-line error reporting that the command lines use (:func:`describe_exception`,
+:func:`install_excepthook`)."""
 
 from __future__ import annotations
 
 import logging
 import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from monai.data import Dataset
 
-__all__ = ["SafeDataset", "describe_exception", "error_record"]
+__all__ = ["SafeDataset", "describe_exception", "error_record", "one_line_excepthook", "install_excepthook"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +39,12 @@ def describe_exception(exc: BaseException, max_chars: int = 400) -> str:
 
     """
     chain: list[BaseException] = [exc]
-    while (chain[-1].__cause__ or chain[-1].__context__) is not None and len(chain) < 32:
-        chain.append(chain[-1].__cause__ or chain[-1].__context__)  # type: ignore[arg-type]
+    while len(chain) < 32:
+        last = chain[-1]
+        inner = last.__cause__ or (None if last.__suppress_context__ else last.__context__)
+        if inner is None:  # ``raise ... from None`` marks a message that already says everything
+            break
+        chain.append(inner)
     transform = ""
     for e in chain:  # the innermost "applying transform" names the transform that raised, not its Compose
         found = _TRANSFORM_RE.search(str(e))
@@ -58,6 +65,32 @@ def describe_exception(exc: BaseException, max_chars: int = 400) -> str:
     message = " ".join(text.split()) or "(no message)"
     line = f"{transform + ': ' if transform else ''}{type(root).__name__}: {message}"
     return line if len(line) <= max_chars else line[: max_chars - 3] + "..."
+
+
+def one_line_excepthook(
+    exc_type: type[BaseException], exc: BaseException, traceback: TracebackType | None
+) -> None:
+    """
+    ``sys.excepthook`` that prints ``error: <one line>`` (see :func:`describe_exception`) to stderr instead of a
+    traceback; the traceback goes to this module's logger at DEBUG. ``KeyboardInterrupt`` keeps Python's default.
+    The interpreter still exits with status 1.
+    """
+    if issubclass(exc_type, KeyboardInterrupt):
+        sys.__excepthook__(exc_type, exc, traceback)
+        return
+    logger.debug("uncaught exception", exc_info=(exc_type, exc, traceback))
+    sys.stderr.write(f"error: {describe_exception(exc, max_chars=1000)}\n")
+    sys.stderr.flush()
+
+
+def install_excepthook() -> None:
+    """
+    Make uncaught exceptions print one line (:func:`one_line_excepthook`), e.g. as the first ``initialize`` step of
+    a bundle config, so that ``python -m monai.bundle run`` reports a bad ``--dataset_dir``, a weights file of
+    another architecture or an override of the wrong type as ``error: ...`` and exit status 1, not as a traceback
+    of MONAI's config machinery.
+    """
+    sys.excepthook = one_line_excepthook
 
 
 def error_record(

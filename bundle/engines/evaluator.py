@@ -31,7 +31,8 @@ from monai.utils import ForwardMode, convert_to_tensor
 from torch.utils.data import DataLoader
 
 from bundle.data.dataset import describe_exception
-from bundle.io.writers import case_done, check_output_dir, write_case_outputs, write_summary
+from bundle.io.dicom import dicom_case_outputs
+from bundle.io.writers import case_done, check_output_dir, safe_case_name, write_case_outputs, write_summary
 from bundle.transforms.lesion import TIER_NAMES, find_lesions
 
 __all__ = ["LesionInferenceEvaluator"]
@@ -62,6 +63,14 @@ def _scalars(stats: Mapping[str, Any] | None) -> dict[str, Any]:
         elif isinstance(v, Mapping) and all(isinstance(x, (int, float)) for x in v.values()):
             out[str(k)] = {str(a): b for a, b in v.items()}
     return out
+
+
+def _check_flags(**flags: Any) -> None:
+    """Raise TypeError unless every flag is a bool: a config override such as ``--overwrite maybe`` arrives as a
+    (truthy) string and would silently mean True."""
+    for name, value in flags.items():
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False, got {name}={value!r} ({type(value).__name__}).")
 
 
 class LesionInferenceEvaluator(SupervisedEvaluator):
@@ -106,7 +115,9 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
         image_key: key of the image (MetaTensor (C, *spatial)) in each case dict. Default ``"image"``.
         case_key: key of the case name. Default ``"case"``.
         mask_key: optional key of a candidate mask (1, *spatial) that went through the same preprocessing,
-            e.g. a dilated lung mask; lesions centred outside it are dropped.
+            e.g. a dilated lung mask; lesions centred outside it are dropped, and an inferer with a ``mask_gate``
+            attribute (:py:class:`bundle.inferers.RoutedSlidingWindowInferer`) gets it as ``mask=`` so that windows
+            without a mask voxel are skipped.
         foreground_channel: lesion channel of the network output. Default 1.
         lesion_kwargs: keyword arguments of :py:func:`bundle.transforms.lesion.find_lesions` (``threshold``,
             ``min_diameter_mm``, ``nms_iou``...); checked at construction.
@@ -114,12 +125,16 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
             image, e.g. ``[0, 1]`` when the preprocessing already windowed to [0, 1].
         max_panels: overlay panel cap. Default 12.
         progress: show a tqdm progress bar over cases (ignite's ``ProgressBar``). Default True.
+        dicom_seg: for a DICOM series input, also write ``seg.dcm`` (a DICOM-SEG of the lesion map on the source
+            slices, :py:func:`bundle.io.dicom.write_dicom_seg`). The series' patient/study/series identifiers
+            go into ``meta.json`` (``"dicom"``) for every DICOM input. Default False.
         epoch_length, non_blocking, val_handlers, amp, mode, amp_kwargs: as in
             :py:class:`monai.engines.SupervisedEvaluator`.
 
     Raises:
         ValueError: When ``output_dir`` is refused, ``preprocessing`` is not invertible, ``lesion_kwargs`` are
             invalid or ``foreground_channel`` < 0.
+        TypeError: When ``allow_inside``, ``overwrite`` or ``raise_on_failure`` is not a bool.
         RuntimeError: from :py:meth:`run`, when ``raise_on_failure`` and any case failed.
 
     """
@@ -144,6 +159,7 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
         overlay_window: Sequence[float] | None = None,
         max_panels: int = 12,
         progress: bool = True,
+        dicom_seg: bool = False,
         epoch_length: int | None = None,
         non_blocking: bool = False,
         val_handlers: Sequence | None = None,
@@ -151,6 +167,7 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
         mode: ForwardMode | str = ForwardMode.EVAL,
         amp_kwargs: dict | None = None,
     ) -> None:
+        _check_flags(allow_inside=allow_inside, overwrite=overwrite, raise_on_failure=raise_on_failure)
         super().__init__(
             device=torch.device(device),
             val_data_loader=val_data_loader,
@@ -200,6 +217,7 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
         self.foreground_channel = foreground_channel
         self.overlay_window = overlay_window
         self.max_panels = max_panels
+        self.dicom_seg = dicom_seg
         self.batched = isinstance(val_data_loader, DataLoader) and val_data_loader.batch_size is not None
         self.records: list[dict[str, Any]] = []
         self.summary_path: Path | None = None
@@ -305,12 +323,14 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
         if not isinstance(image, torch.Tensor) or image.ndim < 3:
             raise ValueError(f"'{self.image_key}' must be a channel-first image tensor, got {type(image).__name__}.")
         inputs = image[None].to(self.state.device, non_blocking=self.non_blocking)  # (1, C, *spatial)
+        # an inferer with a candidate-mask gate (the routed inferer) skips the windows without a mask voxel
+        gate = {"mask": item[self.mask_key]} if self.mask_key is not None and hasattr(self.inferer, "mask_gate") else {}
         with self.mode(self.network), torch.no_grad():
             if self.amp:
                 with torch.autocast(self.state.device.type, **self.amp_kwargs):
-                    logits = self.inferer(inputs, self.network)
+                    logits = self.inferer(inputs, self.network, **gate)
             else:
-                logits = self.inferer(inputs, self.network)
+                logits = self.inferer(inputs, self.network, **gate)
         logits = convert_to_tensor(logits, track_meta=False).float()  # (1, K, *spatial)
         k = logits.shape[1]
         if k > 1 and self.foreground_channel >= k:
@@ -369,6 +389,11 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
             "windows": windows,
             "inferer_stats": _scalars(stats),
         }
+        dicom = dicom_case_outputs(
+            path, self.output_dir / safe_case_name(case), labels, affine, self.dicom_seg, self.protected
+        )  # None for non-DICOM inputs; written before lesions.json, which marks a finished case
+        if dicom is not None:
+            meta["dicom"] = dicom
         write_case_outputs(
             self.output_dir,
             case,

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from monai.config import PathLike
 
-__all__ = ["load_pretrained"]
+__all__ = ["load_pretrained", "read_checkpoint"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +71,42 @@ def _select_state_dict(checkpoint: Any, path: str, key: str | None) -> dict[str,
     return tensors
 
 
+def read_checkpoint(path: PathLike, required_keys: Sequence[str] = ()) -> Any:
+    """
+    Read a ``torch.save`` file onto the CPU with ``weights_only=True``, failing with one line that names the file.
+
+    Use it before MONAI's ``CheckpointLoader`` (whose errors name neither the file nor the problem), e.g. in
+    ``configs/train.json`` when resuming: a checkpoint cut short by a killed run, or another file, is reported as
+    ``checkpoint '<path>' is not a readable torch.save file (...)``.
+
+    Args:
+        path: the checkpoint file.
+        required_keys: entries the checkpoint must hold (e.g. ``["model", "optimizer", "trainer"]``).
+
+    Returns:
+        the loaded object.
+
+    Raises:
+        ValueError: when ``path`` is not a file, cannot be read by ``torch.load``, or lacks a required entry.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"path must be an existing checkpoint file, got path='{path}' (no such file).")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises pickle, zip, EOF or runtime errors depending on how the file is broken
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(
+            f"checkpoint '{path}' is not a readable torch.save file, it may be truncated or corrupt "
+            f"({type(e).__name__}: {reason})."
+        ) from None
+    missing = [k for k in required_keys if not (isinstance(checkpoint, Mapping) and k in checkpoint)]
+    if missing:
+        found = _short([str(k) for k in checkpoint]) if isinstance(checkpoint, Mapping) else type(checkpoint).__name__
+        raise ValueError(f"checkpoint '{path}' lacks the entries {missing} (found: {found}).")
+    return checkpoint
+
+
 def load_pretrained(
     network: torch.nn.Module, path: PathLike, key: str | None = None, strict: bool = False
 ) -> dict[str, Any]:
@@ -110,15 +146,7 @@ def load_pretrained(
         ['head.bias', 'head.weight']
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ValueError(f"path must be an existing checkpoint file, got path='{path}' (no such file).")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises pickle, zip, EOF or runtime errors depending on how the file is broken
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(
-            f"pretrained checkpoint '{path}' is not a readable torch.save file ({type(e).__name__}: {reason})."
-        ) from e
+    checkpoint = read_checkpoint(path)
     source = _select_state_dict(checkpoint, path, key)
 
     wrappers = (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)

@@ -48,7 +48,7 @@ from monai.transforms import (
 )
 from monai.utils import ensure_tuple, look_up_option
 
-from bundle.data.readers import LargestSeriesITKReader
+from bundle.data.readers import LargestSeriesITKReader, LoadVolumed
 from bundle.transforms.dictionary import BorderGaussianSmoothd, ReplaceNonFinited
 
 __all__ = ["ct_preprocessing", "mri_preprocessing", "train_augmentation"]
@@ -85,7 +85,9 @@ def _spatial_steps(
     steps: list = []
     if load:
         steps += [
-            LoadImaged(
+            # LoadVolumed reads with the given reader only: a file it refuses (zero spacing, a DICOM series with a
+            # gap) is an error, not read again by MONAI's fallback readers (docs/reliability.md)
+            (LoadVolumed if reader is None or isinstance(reader, ImageReader) else LoadImaged)(
                 all_keys,
                 reader=LargestSeriesITKReader() if reader is None else reader,
                 image_only=False,

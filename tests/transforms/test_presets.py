@@ -12,6 +12,8 @@ from monai.data import MetaTensor
 from monai.transforms import Invertd
 from parameterized import parameterized
 
+from bundle.data.dataset import describe_exception
+from bundle.data.readers import LargestSeriesITKReader
 from bundle.transforms import ct_preprocessing, mri_preprocessing, train_augmentation
 
 
@@ -148,7 +150,13 @@ class TestMRIPreprocessing(unittest.TestCase):
                 "image": write_nifti(Path(tmp) / "t1.nii.gz", img, (1.0, 1.0, 2.0)),
                 "label": write_nifti(Path(tmp) / "seg.nii.gz", label, (1.0, 1.0, 2.0)),
             }
-            out = mri_preprocessing(label_keys=["label"])(data)
+            # the default reader refuses NaN voxels with a clear error (ITK would read them as 0 without a word) ...
+            with self.assertRaises(Exception) as raised:
+                mri_preprocessing(label_keys=["label"])(data)
+            self.assertRegex(describe_exception(raised.exception), "t1.nii.gz.*NaN/Inf")
+            # ... and reads the file when asked to, with every voxel finite after preprocessing
+            reader = LargestSeriesITKReader(allow_nonfinite=True)
+            out = mri_preprocessing(label_keys=["label"], reader=reader)(data)
         self.assertEqual(tuple(out["image"].shape), (1, 10, 12, 15))
         self.assertEqual(tuple(out["label"].shape), (1, 10, 12, 15))
         self.assertTrue(bool(torch.isfinite(out["image"]).all()))
