@@ -2,7 +2,8 @@
 
 At the end of an evaluator run it evaluates every scan collected by a :py:class:`bundle.metrics.LesionDetectionMetric`
 (recall, precision, F1, FROC/CPM, size bands, balance score with the network's parameters and the measured seconds
-per volume), prints the markdown table, and writes ``metrics.json`` and ``froc.png`` to ``output_dir``.
+per volume), prints the markdown table, and writes ``metrics.json``, ``froc.png`` and ``per_scan.json`` (every
+candidate and lesion with its match status, for error analysis) to ``output_dir``.
 """
 
 from __future__ import annotations
@@ -15,11 +16,51 @@ from typing import Any
 import torch
 from ignite.engine import Engine, Events
 
-from bundle.metrics import LesionDetectionMetric, evaluate_detection, format_table, plot_froc, save_json
+from bundle.metrics import LesionDetectionMetric, evaluate_detection, format_table, match_candidates, plot_froc, save_json
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DetectionReportHandler"]
+__all__ = ["DetectionReportHandler", "per_scan_report"]
+
+
+def per_scan_report(
+    per_scan: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]],
+    hit_radius: str | float = "radius",
+    min_radius_mm: float = 1.5,
+) -> list[dict[str, Any]]:
+    """Every scan's candidates and lesions with their match status (LUNA16 hit rule), in evaluation order.
+
+    Args:
+        per_scan: ``[(candidates, lesions), ...]`` as :py:meth:`bundle.metrics.LesionDetectionMetric.get_per_scan`.
+        hit_radius, min_radius_mm: see :py:func:`bundle.metrics.match_candidates`.
+
+    Returns:
+        one dict per scan: ``{"scan": index, "candidates": [{"center_mm", "score", "status", "lesion"}, ...],
+        "lesions": [{"center_mm", "diameter_mm", "ignore", "score"}, ...]}``; a candidate's ``status`` is ``"tp"``,
+        ``"fp"``, ``"double"``, ``"ignored"`` or ``"dropped"``, ``lesion`` the index of the lesion it hit (-1: none);
+        a lesion's ``score`` is its best hit's score (None: missed).
+    """
+    report = []
+    for index, (candidates, lesions) in enumerate(per_scan):
+        match = match_candidates(candidates, lesions, hit_radius, min_radius_mm)
+        report.append(
+            {
+                "scan": index,
+                "candidates": [
+                    {"center_mm": list(c["center_mm"]), "score": s, "status": st, "lesion": k}
+                    for c, s, st, k in zip(
+                        candidates, match.candidate_score, match.candidate_status, match.candidate_lesion, strict=True
+                    )
+                ],
+                "lesions": [
+                    {"center_mm": list(les["center_mm"]), "diameter_mm": d, "ignore": ig, "score": s}
+                    for les, d, ig, s in zip(
+                        lesions, match.lesion_diameter_mm, match.lesion_ignored, match.lesion_score, strict=True
+                    )
+                ],
+            }
+        )
+    return report
 
 
 class DetectionReportHandler:
@@ -75,6 +116,8 @@ class DetectionReportHandler:
         )
         self.output_dir.mkdir(parents=True, exist_ok=True)
         save_json(self.results, self.output_dir / "metrics.json")
+        kwargs = {k: self.metric.eval_kwargs[k] for k in ("hit_radius", "min_radius_mm")}
+        save_json({**kwargs, "scans": per_scan_report(per_scan, **kwargs)}, self.output_dir / "per_scan.json")
         plot_froc(self.results, self.output_dir / "froc.png", title=self.title)
         table = format_table(self.results)
         logger.info("lesion detection on %d scans:\n%s", len(per_scan), table)

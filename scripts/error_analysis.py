@@ -1,0 +1,59 @@
+"""Where a held-out evaluation's false positives lie and which lesions it misses.
+
+Usage (from the bundle root; the evaluation writes ``per_scan.json`` next to ``metrics.json``)::
+
+    python -m monai.bundle run --config_file "['configs/train.json','configs/evaluate.json']" --eval_dir runs/evaluate
+    python scripts/error_analysis.py --datalist data/synth_ct/datalist.json --per_scan runs/evaluate/per_scan.json
+
+Prints two markdown tables (false positives by region; recall by lesion kind, shape, location and size band) and
+writes ``errors.json`` and ``errors.md`` next to ``per_scan.json`` (or to ``--output_dir``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import fire
+
+if __package__ in (None, ""):  # run as a file: make the bundle root (parent of scripts/) importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bundle.analysis.errors import error_analysis, format_error_tables  # noqa: E402
+from bundle.io.writers import atomic_write_text  # noqa: E402
+
+
+def main(
+    datalist: str = "data/synth_ct/datalist.json",
+    per_scan: str = "runs/evaluate/per_scan.json",
+    split: str = "validation",
+    threshold: float = 0.5,
+    output_dir: str | None = None,
+) -> None:
+    """
+    Args:
+        datalist: the synthesis datalist of the evaluated data.
+        per_scan: the evaluation's ``per_scan.json``.
+        split: the datalist list that was evaluated (default: the held-out ``validation`` list).
+        threshold: operating score threshold (the evaluation's, 0.5).
+        output_dir: where ``errors.json`` / ``errors.md`` go (default: the folder of ``per_scan``).
+    """
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    for path in (datalist, per_scan):
+        if not Path(path).is_file():
+            sys.exit(f"error_analysis: {path}: no such file.")
+    try:
+        analysis = error_analysis(datalist, per_scan, split, threshold)
+    except (ValueError, KeyError, OSError) as e:
+        sys.exit(f"error_analysis: {e}")
+    table = format_error_tables(analysis)
+    out = Path(output_dir) if output_dir else Path(per_scan).parent
+    atomic_write_text(out / "errors.json", json.dumps(analysis, indent=2) + "\n")
+    atomic_write_text(out / "errors.md", table)
+    print(table)
+
+
+if __name__ == "__main__":
+    fire.Fire(main)
