@@ -7,6 +7,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 from monai.bundle import ConfigParser
+from monai.engines import default_prepare_batch
 
 CT_ONLY = ("LungCandidateMaskd",)
 
@@ -52,6 +53,9 @@ class TestMriOverride(unittest.TestCase):
         self.assertFalse(set(CT_ONLY) & set(names))
         self.assertIsNone(parser.get_parsed_content("validate#key_metric#heldout_cpm#output_transform").mask_key)
         self.assertTrue(parser.get_parsed_content("dataset_dir").endswith("synth_mri"))
+        # no lung mask, so no mask for the inferer's gate either
+        self.assertIs(parser.get_parsed_content("validate#evaluator#prepare_batch"), default_prepare_batch)
+        self.assertFalse(parser.get_parsed_content("validate#inferer").mask_gate)
 
 
 if __name__ == "__main__":

@@ -97,6 +97,11 @@ class TestTrainWorkflow(unittest.TestCase):
             for key in ("recall", "precision", "f1", "cpm"):
                 self.assertTrue(0.0 <= results[key] <= 1.0, key)
             self.assertTrue((tmp / "eval" / "froc.png").stat().st_size > 1000)
+            self.assertTrue((tmp / "eval" / "per_scan.json").is_file())
+            # the lung mask reaches the routed inferer's gate, as in configs/inference.json
+            evaluator = evaluation.parser.get_parsed_content("validate#evaluator")
+            self.assertEqual(evaluator.prepare_batch.extra_keys, {"mask": "lung_mask"})
+            self.assertTrue(evaluator.inferer.mask_gate)
 
 
 if __name__ == "__main__":
