@@ -6,6 +6,7 @@ Examples::
     python scripts/analyze.py layers --prefix docs/figures/analysis_layers --max_cases 4
     python scripts/analyze.py attention --prefix docs/figures/analysis_attention --max_cases 4
     python scripts/analyze.py explain --case_dir outputs/Chest_CT
+    python scripts/analyze.py case_layers --case_dir outputs/Chest_CT --lesion 4 --prefix docs/figures/analysis_layers_chest_ct
     python scripts/analyze.py agreement --datalist data/lidc/datalist.json
 """
 
@@ -93,12 +94,12 @@ def attention(
 def explain(
     case_dir: str = "outputs/Chest_CT",
     max_lesions: int | None = None,
-    target_layer: str = "net.decoder.2",
+    target_layer: str = "net.decoder.1",
     config: str = "configs/inference.json",
     ckpt: str = "models/model.pt",
     threads: int = 1,
 ) -> None:
-    """Grad-CAM of each detection of ``<case_dir>/lesions.json``, written as ``<case_dir>/explain_<k>.png``."""
+    """Grad-CAM and input gradient of each detection of ``<case_dir>/lesions.json``, as ``<case_dir>/explain_<k>.png``."""
     from bundle.analysis.pipeline import explain_case
 
     _setup(threads)
@@ -106,6 +107,25 @@ def explain(
     roi = json.loads((ROOT / config).read_text()).get("roi_size", [64, 64, 32])
     for path in explain_case(net, pre, case_dir, roi, max_lesions, target_layer):
         print(path)
+
+
+def case_layers(
+    case_dir: str = "outputs/Chest_CT",
+    prefix: str = "docs/figures/analysis_layers_chest_ct",
+    lesion: int = 1,
+    config: str = "configs/inference.json",
+    ckpt: str = "models/model.pt",
+    threads: int = 1,
+) -> None:
+    """Stage response maps over the whole axial slice through detection ``#lesion`` of an inference case."""
+    from bundle.analysis.pipeline import run_case_layers
+
+    _setup(threads)
+    net, pre = _net_and_preprocessing(config, ckpt, config, "image_preprocessing")
+    roi = json.loads((ROOT / config).read_text()).get("roi_size", [64, 64, 32])
+    result = run_case_layers(net, pre, case_dir, prefix, lesion, roi)
+    print(f"{result['case']}: axial slice {result['slice']} (slab {result['slab']}), detection #{result['lesion']}")
+    print(Path(prefix).with_suffix(".md").read_text())
 
 
 def agreement(datalist: str, split: str = "all") -> None:
@@ -120,7 +140,7 @@ if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         fire.Fire({"features": features, "layers": layers, "attention": attention, "explain": explain,
-                   "agreement": agreement})
+                   "case_layers": case_layers, "agreement": agreement})
     except ValueError as e:  # bad input: one clear line, no traceback
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

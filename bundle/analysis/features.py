@@ -156,7 +156,9 @@ def summarize_by_band(
         one row per band, in band order: ``band``, ``n``, and for ``f`` in :py:data:`FEATURES`:
         ``lesion_<f>``, ``lesion_<f>_sd``, ``surround_<f>``, ``surround_<f>_sd``, ``diff_<f>`` (mean of the
         per-lesion differences), ``ratio_<f>`` (mean of the per-lesion ratios, for ``var`` and ``gradient``
-        only; None when a surround value is 0), ``p_<f>``; values are None for an empty band.
+        only; None when a surround value is 0), ``p_<f>``; and ``abs_diff_mean``, the mean absolute grey-level
+        difference (lesions both brighter and darker than their surround do not cancel); values are None for an
+        empty band.
     """
     rows = []
     for lo, hi in bands:
@@ -169,6 +171,8 @@ def summarize_by_band(
             if len(pairs) == 0:
                 row.update({k: None for k in (f"lesion_{f}", f"lesion_{f}_sd", f"surround_{f}", f"surround_{f}_sd",
                                               f"diff_{f}", f"ratio_{f}", f"p_{f}")})
+                if f == "mean":
+                    row["abs_diff_mean"] = None
                 continue
             a, b = pairs[:, 0], pairs[:, 1]
             # a ratio of grey-level means is meaningless on a signed scale (HU), so means get only the difference
@@ -178,5 +182,7 @@ def summarize_by_band(
                 f"surround_{f}": float(b.mean()), f"surround_{f}_sd": float(b.std()),
                 f"diff_{f}": float(np.mean(a - b)), f"ratio_{f}": ratio, f"p_{f}": _paired_test(a, b),
             })
+            if f == "mean":  # brighter and darker lesions (MRI hyper/hypo) cancel in the signed mean difference
+                row["abs_diff_mean"] = float(np.mean(np.abs(a - b)))
         rows.append(row)
     return rows

@@ -14,10 +14,19 @@ from matplotlib.figure import Figure
 __all__ = ["markdown_table", "plot_features", "plot_layer_maps", "plot_layer_ratios", "plot_screening"]
 
 
-def _png(fig: Figure) -> bytes:
+def _png(fig: Figure, palette: bool = False) -> bytes:
+    """PNG bytes of ``fig``; ``palette``: 256 colours (about 3x smaller for dense colour maps)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    return buf.getvalue()
+    if not palette:
+        return buf.getvalue()
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    out = io.BytesIO()
+    image.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(out, format="png",
+                                                                                                optimize=True)
+    return out.getvalue()
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -103,12 +112,21 @@ def plot_layer_ratios(summary: Mapping[str, Mapping[str, float]], title: str = "
     return _png(fig)
 
 
+def _bounding_box(region: np.ndarray, margin: int = 4) -> tuple[slice, ...]:
+    """Slices of the bounding box of ``region``'s nonzero pixels plus ``margin``; the whole array when empty."""
+    nonzero = np.nonzero(region)
+    if len(nonzero[0]) == 0:
+        return tuple(slice(None) for _ in region.shape)
+    return tuple(slice(max(int(i.min()) - margin, 0), int(i.max()) + margin + 1) for i in nonzero)
+
+
 def plot_layer_maps(
-    image: np.ndarray, maps: Mapping[str, np.ndarray], mask: np.ndarray, title: str = "", aspect: float = 1.0
+    image: np.ndarray, maps: Mapping[str, np.ndarray], mask: np.ndarray, title: str = "", aspect: float = 1.0,
+    crop: np.ndarray | None = None, panel_inches: float = 3.0, palette: bool = False,
 ) -> bytes:
     """
     The slice and each stage's response map on it (each map scaled to its own 0..99th percentile), lesion outline
-    in white.
+    in cyan.
 
     Args:
         image: 2D slice in display orientation.
@@ -116,15 +134,25 @@ def plot_layer_maps(
         mask: 2D lesion mask of the same shape.
         title: figure title.
         aspect: pixel aspect (row spacing / column spacing). Defaults to 1.
+        crop: optional 2D region of the same shape (e.g. the body); every panel shows only its bounding box and
+            the percentile is taken over the region's pixels. Defaults to None (the whole slice).
+        panel_inches: width of one panel at 100 dpi. Defaults to 3.
+        palette: save with a 256-colour palette (smaller file). Defaults to False.
     """
+    region = np.ones(image.shape, dtype=bool)
+    if crop is not None:
+        box = _bounding_box(crop)
+        image, mask, region = image[box], mask[box], np.asarray(crop, dtype=bool)[box]
+        maps = {k: v[box] for k, v in maps.items()}
+        region = region if region.any() else np.ones(image.shape, dtype=bool)
     n = len(maps) + 1
     ncols = min(4, n)
     nrows = math.ceil(n / ncols)
-    fig = _new_figure(3.0 * ncols, 3.1 * nrows + 0.3)
+    fig = _new_figure(panel_inches * ncols, (panel_inches + 0.1) * nrows + 0.3)
     panels = [("image", image, "gray")] + [(k, v, "inferno") for k, v in maps.items()]
     for i, (name, values, cmap) in enumerate(panels):
         ax = fig.add_subplot(nrows, ncols, i + 1)
-        hi = float(np.percentile(values, 99)) or 1.0
+        hi = float(np.percentile(values[region], 99)) or 1.0
         ax.imshow(values, cmap=cmap, vmin=0.0 if cmap != "gray" else 0.0, vmax=hi if cmap != "gray" else 1.0,
                   aspect=aspect)
         if mask.any():
@@ -133,7 +161,7 @@ def plot_layer_maps(
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(title, fontsize=10)
-    return _png(fig)
+    return _png(fig, palette)
 
 
 def plot_screening(scores: Sequence[float], positive: Sequence[bool], auc: float | None, title: str = "") -> bytes:

@@ -20,10 +20,10 @@ import torch
 import torch.nn as nn
 
 from bundle.analysis import figures
-from bundle.analysis.explain import lesion_gradcam, render_explanation, world_to_voxel
+from bundle.analysis.explain import ball_mask, lesion_gradcam, render_explanation, world_to_voxel
 from bundle.analysis.features import lesion_features, summarize_by_band
 from bundle.analysis.responses import attention_gain, layer_responses, response_map, screening_auc, stage_modules
-from bundle.analysis.responses import capture_outputs
+from bundle.analysis.responses import capture_outputs, sliding_response_maps
 from bundle.analysis.windows import grid_windows, lesion_windows
 from bundle.data.datalist import load_datalist
 from bundle.io.writers import atomic_write_bytes, atomic_write_text
@@ -36,15 +36,17 @@ __all__ = [
     "run_layers",
     "run_attention",
     "explain_case",
+    "explain_outputs",
+    "run_case_layers",
 ]
 
 logger = logging.getLogger(__name__)
 
 FEATURE_COLUMNS = [("band", "size band (mm)"), ("n", "lesions"), ("lesion_mean", "lesion mean"),
-                   ("surround_mean", "surround mean"), ("diff_mean", "contrast"), ("lesion_var", "lesion var"),
-                   ("surround_var", "surround var"), ("ratio_var", "var ratio"), ("lesion_gradient", "edge grad"),
-                   ("surround_gradient", "surround grad"), ("ratio_gradient", "grad ratio"),
-                   ("p_gradient", "p (grad)")]
+                   ("surround_mean", "surround mean"), ("diff_mean", "contrast"), ("abs_diff_mean", "abs contrast"),
+                   ("lesion_var", "lesion var"), ("surround_var", "surround var"), ("ratio_var", "var ratio"),
+                   ("lesion_gradient", "edge grad"), ("surround_gradient", "surround grad"),
+                   ("ratio_gradient", "grad ratio"), ("p_gradient", "p (grad)")]
 
 
 def _jsonable(value: Any) -> Any:
@@ -241,9 +243,25 @@ def _fmt(value: float | None) -> str:
     return "undefined" if value is None else f"{value:.3f}"
 
 
+def _read_case(case_dir: Path, preprocessing: Callable) -> tuple[dict, torch.Tensor, np.ndarray]:
+    """``lesions.json`` of an inference case folder and the image it names, preprocessed: (found, (C, *S), affine)."""
+    path = case_dir / "lesions.json"
+    try:
+        found = json.loads(path.read_text())
+        image_path, _ = found["image"], found["lesions"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: cannot read the lesions file ({type(e).__name__}: {e}).") from e
+    try:
+        data = preprocessing({"image": image_path})
+    except Exception as e:  # MONAI wraps reader errors in RuntimeError
+        raise ValueError(f"{image_path}: cannot read or preprocess the image ({' '.join(str(e).split())[:300]}).") from e
+    image = torch.as_tensor(data["image"]).float()
+    return found, image, np.asarray(data["image"].affine, dtype=np.float64)
+
+
 def explain_case(
     net: nn.Module, preprocessing: Callable, case_dir: str | os.PathLike, roi: Sequence[int] = (64, 64, 32),
-    max_lesions: int | None = None, target_layer: str = "net.decoder.2",
+    max_lesions: int | None = None, target_layer: str = "net.decoder.1",
 ) -> list[Path]:
     """
     Write ``explain_<k>.png`` (k = 1, 2, ... as numbered in ``overlay.png``) into ``case_dir`` for the lesions of
@@ -253,18 +271,8 @@ def explain_case(
         ValueError: when ``case_dir`` has no readable ``lesions.json`` or the image cannot be read (naming it).
     """
     case_dir = Path(case_dir)
-    path = case_dir / "lesions.json"
-    try:
-        found = json.loads(path.read_text())
-        image_path, lesions = found["image"], found["lesions"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{path}: cannot read the lesions file ({type(e).__name__}: {e}).") from e
-    try:
-        data = preprocessing({"image": image_path})
-    except Exception as e:  # MONAI wraps reader errors in RuntimeError
-        raise ValueError(f"{image_path}: cannot read or preprocess the image ({' '.join(str(e).split())[:300]}).") from e
-    image = torch.as_tensor(data["image"]).float()
-    affine = np.asarray(data["image"].affine, dtype=np.float64)
+    found, image, affine = _read_case(case_dir, preprocessing)
+    lesions = found["lesions"]
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     written = []
     for k, lesion in enumerate(lesions[:max_lesions] if max_lesions else lesions, start=1):
@@ -272,5 +280,91 @@ def explain_case(
         result = lesion_gradcam(net, image, center, float(lesion["diameter_mm"]) / 2, spacing, roi, target_layer)
         title = f"{found.get('case', case_dir.name)} #{k}: {float(lesion['diameter_mm']):.1f} mm, score {lesion['score']}"
         written.append(atomic_write_bytes(case_dir / f"explain_{k}.png", render_explanation(result, title, spacing),
-                                          protected=[image_path]))
+                                          protected=[found["image"]]))
     return written
+
+
+def explain_outputs(
+    net: nn.Module, preprocessing: Callable, output_dir: str | os.PathLike, roi: Sequence[int] = (64, 64, 32),
+    max_lesions: int | None = None, target_layer: str = "net.decoder.1",
+) -> list[Path]:
+    """
+    :py:func:`explain_case` for every case folder of an inference run (each ``<output_dir>/<case>/lesions.json``,
+    sorted), so that ``explain_<k>.png`` lands next to each case's ``overlay.png``; meant as an optional step of
+    ``configs/inference.json``'s ``run`` list. A case that cannot be explained is logged and skipped.
+
+    Returns:
+        the written PNG paths.
+
+    Raises:
+        ValueError: when ``net`` has no parameters (the ONNX Runtime backend: Grad-CAM needs gradients).
+    """
+    if not any(True for _ in net.parameters()):
+        raise ValueError(f"net must be a PyTorch network with parameters to explain detections (backend 'torch'), "
+                         f"got {type(net).__name__}.")
+    written: list[Path] = []
+    for path in sorted(Path(output_dir).glob("*/lesions.json")):
+        try:
+            written += explain_case(net, preprocessing, path.parent, roi, max_lesions, target_layer)
+        except ValueError as e:
+            logger.error("explanation skipped: %s", e)
+    return written
+
+
+def _detection_masks(lesions: Sequence[dict], affine: np.ndarray, shape: Sequence[int]) -> list[np.ndarray]:
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    return [ball_mask(shape, world_to_voxel(r["center_mm"], affine), float(r["diameter_mm"]) / 2, spacing)
+            for r in lesions]
+
+
+@torch.no_grad()
+def run_case_layers(
+    net: nn.Module, preprocessing: Callable, case_dir: str | os.PathLike, prefix: str | os.PathLike,
+    lesion: int = 1, roi: Sequence[int] = (64, 64, 32), overlap: float = 0.25,
+) -> dict[str, Any]:
+    """
+    Stage response maps over a whole axial slab of an inference case (the image of ``<case_dir>/lesions.json``,
+    preprocessed like the inference), ``roi[2]`` slices centred on detection ``#lesion``, computed window by window
+    (:py:func:`~bundle.analysis.responses.sliding_response_maps`). Writes ``<prefix>.png`` (the full axial slice
+    through the detection and every stage's map on it, detections outlined), ``<prefix>.json`` and ``<prefix>.md``
+    (per stage and per detection in the slab: mean response inside the detection's ball, mean over the rest of the
+    slab's body, their ratio).
+
+    Raises:
+        ValueError: when the case cannot be read or ``lesion`` is not a detection number of the file.
+    """
+    case_dir = Path(case_dir)
+    found, image, affine = _read_case(case_dir, preprocessing)
+    lesions = found["lesions"]
+    if not 1 <= int(lesion) <= len(lesions):
+        raise ValueError(f"{case_dir / 'lesions.json'}: lesion must be 1..{len(lesions)}, got lesion={lesion}.")
+    shape = tuple(image.shape[1:])
+    center = world_to_voxel(lesions[int(lesion) - 1]["center_mm"], affine)
+    depth = min(int(roi[2]), shape[2])
+    z0 = int(min(max(round(center[2]) - depth // 2, 0), shape[2] - depth))
+    maps = sliding_response_maps(net, image[..., z0 : z0 + depth], roi, overlap)  # stage -> (X, Y, depth)
+    balls = [b[..., z0 : z0 + depth] for b in _detection_masks(lesions, affine, shape)]
+    body = image[0, ..., z0 : z0 + depth].numpy() > 0.05  # above about -930 HU: not air
+    inside_any = np.any(balls, axis=0)
+    rows, k_slab = [], int(round(center[2])) - z0
+    for n, ball in enumerate(balls, start=1):
+        if not ball.any():
+            continue
+        row: dict[str, Any] = {"detection": n, "diameter_mm": float(lesions[n - 1]["diameter_mm"])}
+        for name, m in maps.items():
+            v = m.numpy()
+            row[name] = float(v[ball].mean()) / float(v[body & ~inside_any].mean())
+        rows.append(row)
+    display = {name: _display(m.numpy(), k_slab) for name, m in maps.items()}
+    outline = _display(np.any(balls, axis=0).astype(np.float32), k_slab)
+    case = found.get("case", case_dir.name)
+    png = figures.plot_layer_maps(_display(image[0, ..., z0 : z0 + depth].numpy(), k_slab), display, outline,
+                                  f"{case}: stage responses on axial slice {z0 + k_slab} (through detection "
+                                  f"#{lesion}); detections outlined", crop=_display(body, k_slab),
+                                  panel_inches=2.6, palette=True)
+    columns = [("detection", "detection"), ("diameter_mm", "diameter mm")] + [(k, k) for k in maps]
+    table = figures.markdown_table(rows, columns, digits=2)
+    result = {"case": case, "image": found["image"], "lesion": int(lesion), "slab": [z0, z0 + depth],
+              "slice": z0 + k_slab, "roi": list(roi), "overlap": overlap, "ratios": rows}
+    _write(Path(prefix), result, table, {"": png})
+    return result

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from monai.inferers import sliding_window_inference
 from sklearn.metrics import roc_auc_score
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "layer_responses",
     "attention_gain",
     "screening_auc",
+    "sliding_response_maps",
 ]
 
 
@@ -285,3 +287,49 @@ def screening_auc(net: nn.Module, windows: torch.Tensor, positive: Sequence[bool
         "scores": [round(float(v), 5) for v in score],
         "positive": [bool(v) for v in positive],
     }
+
+
+@torch.no_grad()
+def sliding_response_maps(
+    net: nn.Module,
+    image: torch.Tensor,
+    roi: Sequence[int],
+    overlap: float = 0.25,
+    sw_batch_size: int = 2,
+    enhancement: str = "full",
+) -> dict[str, torch.Tensor]:
+    """
+    Every stage's response map (:py:func:`response_map` of its output) over a whole volume, computed window by
+    window as the inference does (MONAI ``sliding_window_inference``, Gaussian blending), so each map is what the
+    stage produces on the windows the network really sees.
+
+    Args:
+        net: a :class:`~bundle.networks.GhostCAUNet` (put in eval mode here).
+        image: (C, *S) preprocessed volume.
+        roi: window size.
+        overlap: window overlap. Defaults to 0.25 (the inference's).
+        sw_batch_size: windows per forward. Defaults to 2.
+        enhancement: forward mode, ``"full"`` or ``"basic"``. Defaults to ``"full"``.
+
+    Returns:
+        stage name -> (*S) response map, in stage order (see :py:func:`stage_modules`).
+
+    Raises:
+        ValueError: when ``image`` is not (C, *S) with one spatial axis per ``roi`` entry.
+    """
+    if image.dim() != len(roi) + 1:
+        raise ValueError(f"image must be (C, *S) with {len(roi)} spatial axes, got shape {tuple(image.shape)}.")
+    net.eval()
+    stages = stage_modules(net)
+
+    def predictor(x: torch.Tensor) -> torch.Tensor:
+        with capture_outputs(stages) as outs:
+            net(x, enhancement=enhancement)
+        return torch.cat([response_map(outs[k], x.shape[2:]) for k in stages], dim=1)  # (b, n_stages, *roi)
+
+    params = list(net.parameters())
+    sw_device = params[0].device if params else torch.device("cpu")  # windows go to the net, the maps stay on CPU
+    maps = sliding_window_inference(torch.as_tensor(image)[None].float().cpu(), tuple(int(r) for r in roi),
+                                    sw_batch_size, predictor, overlap=overlap, mode="gaussian", sw_device=sw_device,
+                                    device=torch.device("cpu"))  # (1, n_stages, *S)
+    return {k: maps[0, i] for i, k in enumerate(stages)}

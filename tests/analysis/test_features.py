@@ -86,6 +86,8 @@ class TestSummarize(unittest.TestCase):
         small, mid, large = summarize_by_band(records)
         self.assertEqual((small["band"], small["n"], mid["n"], large["n"]), ("3-5", 2, 1, 1))
         self.assertEqual((small["lesion_mean"], small["surround_mean"], small["diff_mean"]), (15.0, 5.0, 10.0))
+        darker = summarize_by_band([rec(4.0, 10, 0, 1, 1, 1, 1), rec(4.0, 0, 10, 1, 1, 1, 1)])[0]
+        self.assertEqual((darker["diff_mean"], darker["abs_diff_mean"]), (0.0, 10.0))  # signed cancels, abs not
         self.assertEqual((small["lesion_mean_sd"], small["ratio_mean"]), (5.0, None))  # no ratio of signed means
         self.assertEqual((small["ratio_var"], small["ratio_gradient"]), (3.0, 3.0))  # mean of 4/2, 8/2; 6/2, 9/3
         self.assertIsNotNone(small["p_gradient"])

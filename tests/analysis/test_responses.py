@@ -14,6 +14,7 @@ from bundle.analysis.responses import (
     region_means,
     response_map,
     screening_auc,
+    sliding_response_maps,
     stage_modules,
 )
 from bundle.networks import GhostCAUNet
@@ -112,6 +113,28 @@ class TestResponses(unittest.TestCase):
     def test_ill_arg(self, call, message):
         with self.assertRaisesRegex(ValueError, message):
             call()
+
+
+
+class TestSlidingResponseMaps(unittest.TestCase):
+    def test_pointwise_stages_stitch_exactly(self):
+        # pointwise stages: every window's map is |k x| there, so the blended volume must be |k x| everywhere
+        x = torch.randn(1, 9, 11, 7, generator=torch.Generator().manual_seed(0))
+        maps = sliding_response_maps(_StubNet(), x, roi=(4, 4, 4), overlap=0.25)
+        self.assertEqual(list(maps), ["enc0", "enc1", "dec1"])
+        for name, factor in (("enc0", 1.0), ("enc1", 2.0), ("dec1", 6.0)):
+            self.assertEqual(tuple(maps[name].shape), (9, 11, 7))
+            torch.testing.assert_close(maps[name], factor * x[0].abs(), rtol=1e-5, atol=1e-5)
+
+    def test_ghost_ca_unet_shapes(self):
+        net = GhostCAUNet(features=(4, 8, 8, 8))
+        maps = sliding_response_maps(net, torch.rand(1, 17, 16, 9), roi=(16, 16, 8))
+        self.assertEqual(len(maps), len(stage_modules(net)))
+        self.assertTrue(all(tuple(m.shape) == (17, 16, 9) and bool((m >= 0).all()) for m in maps.values()))
+
+    def test_ill_arg(self):
+        with self.assertRaisesRegex(ValueError, "image must be"):
+            sliding_response_maps(_StubNet(), torch.rand(9, 11, 7), roi=(4, 4, 4))
 
 
 if __name__ == "__main__":
