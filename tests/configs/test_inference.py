@@ -95,10 +95,17 @@ class TestInferenceConfig(unittest.TestCase):
                 str(self.ckpt),
                 "--roi_size",
                 "[32, 32, 16]",
+                "--explain",
+                "True",
+                "--explain_max_lesions",
+                "1",
             ],
             cwd=ROOT,
         )
         self._check_outputs(out, proc)
+        # the optional explanation step writes one figure per explained lesion next to the overlay
+        n_lesions = len(json.loads((out / "patient_a" / "lesions.json").read_text())["lesions"])
+        self.assertEqual(len(list((out / "patient_a").glob("explain_*.png"))), min(n_lesions, 1))
 
     def test_run_from_other_cwd(self):
         out = self.tmp_path / "out_elsewhere"
