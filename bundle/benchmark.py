@@ -19,11 +19,21 @@ Measured:
   off, and for the MONAI references;
 - ``end_to_end``: the bundle's whole inference command (read DICOM, preprocess, routed inference, lesions,
   outputs) on the embedded chest CT, routing on and off.
+
+Backends. ``slice``, ``volume`` and ``end_to_end`` tasks take ``backend`` ``"torch"`` (default) or
+``"onnxruntime"``: the latter runs the graphs written by :py:func:`export_benchmark_onnx` through
+:py:class:`bundle.export.OnnxRuntimeNetwork` (CPU, ``intra_op_num_threads`` = the task's ``threads``, the same
+count torch gets). That network has the PyTorch network's ``forward(x, enhancement=...)`` and ``screen``, so the
+routed inferer routes it exactly as it routes the PyTorch network (gates included).
+
+Rows. :py:func:`plan_tasks` lists every measurement as a named row (``"volume/GhostCAUNet/plain, onnxruntime"``);
+:py:func:`select_rows` picks a subset by glob pattern so that one comparison can be run alone.
 """
 
 from __future__ import annotations
 
 import json
+import fnmatch
 import logging
 import os
 import resource
@@ -40,9 +50,36 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["build_network", "time_call", "memory_probe", "run_worker", "worker", "markdown_table"]
+__all__ = [
+    "build_network",
+    "export_benchmark_onnx",
+    "end_to_end_command",
+    "time_call",
+    "memory_probe",
+    "run_worker",
+    "worker",
+    "markdown_table",
+    "plan_tasks",
+    "select_rows",
+    "add_comparisons",
+]
 
 NETWORKS = ("GhostCAUNet", "UNet", "BasicUNet", "SegResNet")
+BACKENDS = ("torch", "onnxruntime")
+ORT = ", onnxruntime"  # label suffix of the ONNX Runtime rows
+
+# (label, routing, gate, fold_batchnorm, backend) of the GhostCAUNet volume rows; "plain" rows are the references of
+# 'time saved' (per backend)
+GHOST_VOLUME_ROWS = (
+    ("plain", False, None, False, "torch"),
+    ("plain, BN folded", False, None, True, "torch"),
+    ("routed, screen only", True, None, False, "torch"),
+    ("routed + tissue gate 0.15", True, "tissue", False, "torch"),
+    ("routed + lung-mask gate", True, "mask", False, "torch"),
+    ("routed + lung-mask gate, BN folded", True, "mask", True, "torch"),
+    ("plain" + ORT, False, None, False, "onnxruntime"),
+    ("routed + lung-mask gate" + ORT, True, "mask", False, "onnxruntime"),
+)
 
 
 def build_network(name: str, spatial_dims: int, weights: str | None = None) -> torch.nn.Module:
@@ -70,16 +107,72 @@ def build_network(name: str, spatial_dims: int, weights: str | None = None) -> t
     return net.eval()
 
 
+def export_benchmark_onnx(
+    filepath: str | Path,
+    spatial_dims: int,
+    roi_size: Sequence[int],
+    weights: str | None = None,
+    variants: Sequence[str] = ("full", "basic", "screen"),
+) -> dict[str, float]:
+    """Export GhostCAUNet (``spatial_dims``, optional ``weights``) to ONNX for the ``onnxruntime`` rows.
+
+    Args:
+        filepath: the full graph's file; the ``basic``/``screen`` graphs go next to it
+            (:py:func:`bundle.export.onnx_variant_paths`).
+        spatial_dims: 2 for the slice rows, 3 for the volume rows.
+        roi_size: the input size the graphs are fixed to (the slice, or the sliding window).
+        weights: state dict file; None keeps the initial weights (latency only).
+        variants: which graphs to export. Defaults to all three (the routed inferer needs them).
+
+    Returns:
+        ``{variant: max abs difference ONNX Runtime vs PyTorch}`` (the export checks it is at most 1e-4).
+    """
+    from bundle.export import export_onnx
+
+    torch.manual_seed(0)  # the untrained 2-D network of the slice rows: the same graph on every run
+    net = build_network("GhostCAUNet", spatial_dims, weights)
+    return export_onnx(net, filepath, list(roi_size), variants=tuple(variants))
+
+
+def _runtime_network(task: dict[str, Any], spatial_dims: int) -> tuple[torch.nn.Module, int]:
+    """The network a slice/volume task times (PyTorch, or ONNX Runtime for ``backend="onnxruntime"``) and the
+    parameter count of its PyTorch network.
+
+    Raises:
+        ValueError: for an unknown ``backend``, or ``onnxruntime`` without ``onnx_path`` or with ``fold_batchnorm``.
+    """
+    backend = task.get("backend", "torch")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got backend={backend!r}.")
+    net = build_network(task["network"], spatial_dims, task.get("weights"))
+    params = sum(p.numel() for p in net.parameters())
+    if backend == "torch":
+        return net, params
+    if not task.get("onnx_path"):
+        raise ValueError("backend='onnxruntime' needs onnx_path (see export_benchmark_onnx), got none.")
+    if task.get("fold_batchnorm"):
+        raise ValueError("fold_batchnorm applies to the torch backend only, got backend='onnxruntime'.")
+    from bundle.export import OnnxRuntimeNetwork
+
+    return OnnxRuntimeNetwork(task["onnx_path"], num_threads=int(task["threads"])), params
+
+
 def time_call(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> dict[str, float]:
-    """Minimum and median wall-clock seconds of ``fn()`` over ``repeats`` calls after ``warmup`` calls."""
+    """Minimum and median wall-clock seconds of ``fn()`` over ``repeats`` calls after ``warmup`` calls, and the
+    minimum CPU seconds of this process (all its threads, :py:func:`time.process_time`) in one call.
+
+    CPU seconds are what a call costs when other jobs share the cores (wall time then also counts waiting for a
+    core); thread pools that spin while waiting for work add to them.
+    """
     for _ in range(warmup):
         fn()
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
         times.append(time.perf_counter() - start)
-    return {"min_s": min(times), "median_s": statistics.median(times)}
+        cpu.append(time.process_time() - start_cpu)
+    return {"min_s": min(times), "median_s": statistics.median(times), "cpu_s": min(cpu)}
 
 
 def _status_mb(field: str) -> float | None:
@@ -140,14 +233,16 @@ def _volume_inferer(task: dict[str, Any]) -> Any:
 def worker(task: dict[str, Any]) -> dict[str, Any]:
     """Run one measurement described by ``task`` in this process and return its numbers.
 
-    ``task`` keys: ``kind`` (``"slice"``, ``"volume"``, ``"end_to_end"``), ``threads``, ``repeats``; for slice:
-    ``network``, optional ``size`` (default 512) and ``fold_batchnorm``; for volume: ``network``, ``volume`` (path of
-    a saved (1, *spatial) tensor), ``roi_size``, ``routing``, optional ``weights``, ``mask`` (path of a saved mask
-    tensor, passed as the inferer's ``mask``), ``tissue_threshold``, ``fold_batchnorm``, ``sw_batch_size``; for
-    end_to_end: ``routing``, ``bundle_root``.
+    ``task`` keys: ``kind`` (``"slice"``, ``"volume"``, ``"end_to_end"``), ``threads``, ``repeats``, optional
+    ``backend`` (``"torch"``, the default, or ``"onnxruntime"``, which needs ``onnx_path``: the full graph written
+    by :py:func:`export_benchmark_onnx`); for slice: ``network``, optional ``size`` (default 512) and
+    ``fold_batchnorm``; for volume: ``network``, ``volume`` (path of a saved (1, *spatial) tensor), ``roi_size``,
+    ``routing``, optional ``weights``, ``mask`` (path of a saved mask tensor, passed as the inferer's ``mask``),
+    ``tissue_threshold``, ``fold_batchnorm``, ``sw_batch_size``; for end_to_end: ``routing``, ``bundle_root``.
 
     Raises:
-        ValueError: for an unknown ``kind``.
+        ValueError: for an unknown ``kind`` or ``backend``, or ``onnxruntime`` without ``onnx_path`` or with
+            ``fold_batchnorm``.
     """
     torch.set_num_threads(int(task["threads"]))
     kind = task["kind"]
@@ -156,8 +251,7 @@ def worker(task: dict[str, Any]) -> dict[str, Any]:
     if kind == "slice":
         from bundle.networks.fusion import fold_batchnorm
 
-        net = build_network(task["network"], 2)
-        out["params"] = sum(p.numel() for p in net.parameters())
+        net, out["params"] = _runtime_network(task, 2)
         run_net = fold_batchnorm(net) if task.get("fold_batchnorm") else net
         size = int(task.get("size", 512))
         x = torch.rand(1, 1, size, size)
@@ -165,7 +259,7 @@ def worker(task: dict[str, Any]) -> dict[str, Any]:
         out.update(time_call(_inference(lambda: run_net(x)), repeats=task["repeats"]))
         out.update(probe())
     elif kind == "volume":
-        net = build_network(task["network"], 3, task.get("weights"))
+        net, out["params"] = _runtime_network(task, 3)
         volume = torch.load(task["volume"], weights_only=True)[None]  # (1, 1, X, Y, Z)
         mask = torch.load(task["mask"], weights_only=True) if task.get("mask") else None
         inferer = _volume_inferer(task)
@@ -177,7 +271,6 @@ def worker(task: dict[str, Any]) -> dict[str, Any]:
         out["windows"] = {t: stats.get(f"num_{t}") for t in ("high", "medium", "low", "gated")}
         out["skipped_fraction"] = stats.get("skipped_fraction")
         out["seconds_per_window"] = stats.get("seconds_per_window")
-        out["params"] = sum(p.numel() for p in net.parameters())
         out["volume_shape"] = list(volume.shape[2:])
     elif kind == "end_to_end":
         out.update(_end_to_end(task))
@@ -186,14 +279,32 @@ def worker(task: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def end_to_end_command(task: dict[str, Any], output_dir: str | Path) -> list[str]:
+    """The inference command an ``end_to_end`` task times (``--backend onnxruntime --onnx_path ...`` for the
+    ``onnxruntime`` backend).
+
+    Raises:
+        ValueError: for an unknown ``backend``, or ``onnxruntime`` without ``onnx_path``.
+    """
+    backend = task.get("backend", "torch")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got backend={backend!r}.")
+    cmd = [
+        sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json",
+        "--output_dir", str(output_dir), "--routing", str(task["routing"]), "--num_threads", str(task["threads"]),
+    ]  # fmt: skip
+    if backend == "onnxruntime":
+        if not task.get("onnx_path"):
+            raise ValueError("backend='onnxruntime' needs onnx_path (see export_benchmark_onnx), got none.")
+        cmd += ["--backend", backend, "--onnx_path", str(task["onnx_path"])]
+    return cmd
+
+
 def _end_to_end(task: dict[str, Any]) -> dict[str, Any]:
     """Time the bundle's inference command in a child process; its peak memory is the children's ``ru_maxrss``."""
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [
-            sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json",
-            "--output_dir", tmp, "--routing", str(task["routing"]), "--num_threads", str(task["threads"]),
-        ]
+        cmd = end_to_end_command(task, tmp)
         times = []
         for _ in range(task["repeats"]):
             start = time.perf_counter()
@@ -240,3 +351,112 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, 
     lines = ["| " + " | ".join(h for _, h in columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(fmt(r.get(k)) for k, _ in columns) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def plan_tasks(
+    threads: int,
+    repeats: int,
+    bundle_root: str | Path,
+    volume: str | Path,
+    mask: str | Path,
+    weights: str | Path,
+    roi_size: Sequence[int],
+    slice_onnx: str | Path,
+    volume_onnx: str | Path,
+) -> list[dict[str, Any]]:
+    """Every measurement of a full benchmark run, in table order, each a :py:func:`worker` task with a ``row`` name.
+
+    Row names are ``"<kind>/<network>/<label>"``, e.g. ``"slice/GhostCAUNet/plain"``,
+    ``"volume/GhostCAUNet/routed + lung-mask gate, onnxruntime"``, ``"end_to_end/GhostCAUNet/routing True"``.
+
+    Args:
+        threads: torch (and ONNX Runtime intra-op) threads of every worker.
+        repeats: timed repeats of the GhostCAUNet rows (the MONAI references in the volume table run once).
+        bundle_root: the bundle folder (end-to-end rows run its inference command).
+        volume: saved preprocessed volume tensor (1, *spatial) of the volume rows.
+        mask: saved candidate-mask tensor of the lung-mask-gate rows.
+        weights: GhostCAUNet state dict of the volume rows (the slice rows use initial weights).
+        roi_size: sliding-window size.
+        slice_onnx: the 2-D graph of the ``onnxruntime`` slice row (512 x 512).
+        volume_onnx: the 3-D full graph (with its ``_basic``/``_screen`` siblings) of the ``onnxruntime`` volume
+            and end-to-end rows.
+    """
+    common = {"threads": threads, "bundle_root": str(bundle_root)}
+    tasks: list[dict[str, Any]] = []
+    slice_rows = [("GhostCAUNet", "plain", False, "torch"), ("GhostCAUNet", "plain, BN folded", True, "torch"),
+                  ("GhostCAUNet", "plain" + ORT, False, "onnxruntime")]  # fmt: skip
+    for name, label, fold, backend in slice_rows + [(n, "plain", False, "torch") for n in NETWORKS[1:]]:
+        task = {**common, "kind": "slice", "network": name, "label": label, "repeats": repeats,
+                "fold_batchnorm": fold, "backend": backend}  # fmt: skip
+        if backend == "onnxruntime":
+            task["onnx_path"] = str(slice_onnx)
+        tasks.append(task)
+    volume_common = {**common, "kind": "volume", "volume": str(volume), "roi_size": list(roi_size)}
+    for label, routing, gate, fold, backend in GHOST_VOLUME_ROWS:
+        task = {
+            **volume_common, "network": "GhostCAUNet", "label": label, "routing": routing, "fold_batchnorm": fold,
+            "repeats": repeats, "weights": str(weights), "mask": str(mask) if gate == "mask" else None,
+            "tissue_threshold": 0.15 if gate == "tissue" else None, "backend": backend,
+        }  # fmt: skip
+        if backend == "onnxruntime":
+            task["onnx_path"] = str(volume_onnx)
+        tasks.append(task)
+    for name in NETWORKS[1:]:
+        tasks.append({**volume_common, "network": name, "label": "plain", "routing": False, "repeats": 1,
+                      "backend": "torch"})  # fmt: skip
+    for routing, backend in ((True, "torch"), (False, "torch"), (True, "onnxruntime")):
+        label = f"routing {routing}" + (ORT if backend == "onnxruntime" else "")
+        task = {**common, "kind": "end_to_end", "network": "GhostCAUNet", "label": label, "routing": routing,
+                "repeats": repeats, "backend": backend}  # fmt: skip
+        if backend == "onnxruntime":
+            task["onnx_path"] = str(volume_onnx)
+        tasks.append(task)
+    for task in tasks:
+        task["row"] = f"{task['kind']}/{task['network']}/{task['label']}"
+    return tasks
+
+
+def select_rows(tasks: Sequence[dict[str, Any]], patterns: Sequence[str] | None) -> list[dict[str, Any]]:
+    """The tasks whose ``row`` matches one of the glob ``patterns`` (:py:mod:`fnmatch`), in the order of the patterns
+    (the tasks a pattern matches in their own order; each task once).
+
+    Args:
+        tasks: the tasks of :py:func:`plan_tasks`.
+        patterns: e.g. ``["volume/GhostCAUNet/plain*"]``; None or empty selects every task.
+
+    Raises:
+        ValueError: when a pattern matches no row (the message lists the rows).
+    """
+    if not patterns:
+        return list(tasks)
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    names = [t["row"] for t in tasks]
+    unmatched = [p for p in patterns if not fnmatch.filter(names, p)]
+    if unmatched:
+        raise ValueError(f"rows {unmatched} match no benchmark row; the rows are: {names}.")
+    chosen: dict[str, dict[str, Any]] = {}
+    for pattern in patterns:
+        chosen.update({t["row"]: t for t in tasks if t["row"] not in chosen and fnmatch.fnmatchcase(t["row"], pattern)})
+    return list(chosen.values())
+
+
+def add_comparisons(rows: Sequence[dict[str, Any]]) -> None:
+    """Add the relative columns to measured ``rows`` in place (a reference that was not run leaves them unset).
+
+    - ``saved_vs_plain`` (GhostCAUNet volume rows): ``1 - min_s / min_s`` of the plain sliding window of the same
+      backend;
+    - ``torch_over_this`` (``onnxruntime`` rows): the ``min_s`` of the PyTorch row of the same kind, network and
+      path divided by this row's ``min_s`` (> 1: ONNX Runtime is faster).
+    """
+    by_row = {r["row"]: r for r in rows if "row" in r}
+    for row in rows:
+        backend = row.get("backend", "torch")
+        if row.get("kind") == "volume" and row.get("network") == "GhostCAUNet":
+            plain = by_row.get("volume/GhostCAUNet/plain" + (ORT if backend == "onnxruntime" else ""))
+            if plain is not None:
+                row["saved_vs_plain"] = 1.0 - row["min_s"] / plain["min_s"]
+        if backend == "onnxruntime":
+            torch_row = by_row.get(row["row"][: -len(ORT)] if row["row"].endswith(ORT) else "")
+            if torch_row is not None:
+                row["torch_over_this"] = torch_row["min_s"] / row["min_s"]

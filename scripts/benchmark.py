@@ -1,9 +1,12 @@
 """CPU benchmark, side by side in one run: GhostCAUNet (routing off / on, the candidate-mask and tissue gates,
-BatchNorm folding off / on) and MONAI UNet, BasicUNet, SegResNet.
+BatchNorm folding off / on, PyTorch and ONNX Runtime) and MONAI UNet, BasicUNet, SegResNet.
 
-Example (from the repository root)::
+Examples (from the repository root)::
 
     python scripts/benchmark.py --threads 2 --output_dir docs
+    python scripts/benchmark.py --list_rows
+    python scripts/benchmark.py --threads 2 --output_dir runs/benchmark/onnx \\
+        --rows "['*/GhostCAUNet/plain', '*/GhostCAUNet/plain, onnxruntime']"
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import json
 import logging
 import os
 import platform
+import shlex
 import sys
 from pathlib import Path
 
@@ -20,7 +24,15 @@ import fire
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere: the repo root holds `bundle`
 
-from bundle.benchmark import NETWORKS, markdown_table, run_worker  # noqa: E402
+from bundle.benchmark import (  # noqa: E402
+    add_comparisons,
+    export_benchmark_onnx,
+    markdown_table,
+    plan_tasks,
+    run_worker,
+    select_rows,
+)
+from bundle.io.writers import atomic_write_text  # noqa: E402
 
 
 def _cpu_name() -> str:
@@ -51,15 +63,38 @@ def _prepare_volume(path: Path, mask_path: Path, pixdim: list[float]) -> list[in
     return list(image.shape[1:])
 
 
-# (label, routing, gate, fold_batchnorm) of the GhostCAUNet volume rows; "plain" is the reference of 'time saved'
-GHOST_VOLUME_ROWS = [
-    ("plain", False, None, False),
-    ("plain, BN folded", False, None, True),
-    ("routed, screen only", True, None, False),
-    ("routed + tissue gate 0.15", True, "tissue", False),
-    ("routed + lung-mask gate", True, "mask", False),
-    ("routed + lung-mask gate, BN folded", True, "mask", True),
-]
+def _markdown(rows: list[dict], shape: list[int] | None, roi_size: tuple, header: str) -> str:
+    md = [header]
+    by_kind = {k: [r for r in rows if r["kind"] == k] for k in ("slice", "volume", "end_to_end")}
+    if by_kind["slice"]:
+        md.append("### 512 x 512 slice, 2-D configuration (untrained weights; latency only)\n")
+        md.append(markdown_table(by_kind["slice"], [("network", "network"), ("label", "path"), ("backend", "backend"),
+                                                    ("params", "params"), ("min_s", "min s"),
+                                                    ("median_s", "median s"), ("cpu_s", "CPU s"),
+                                                    ("torch_over_this", "torch s / this s"),
+                                                    ("peak_rss_mb", "peak MB"), ("added_peak_mb", "added MB")]))
+    if by_kind["volume"]:
+        md.append(f"\n\n### Sliding-window inference over the preprocessed chest CT {shape} (1 x 1 x 2.5 mm), "
+                  f"window {list(roi_size)}, overlap 0.25, Gaussian blending\n")
+        md.append(markdown_table(by_kind["volume"], [("network", "network"), ("label", "path"),
+                                                     ("backend", "backend"), ("params", "params"),
+                                                     ("min_s", "min s"), ("median_s", "median s"), ("cpu_s", "CPU s"),
+                                                     ("windows", "windows high/medium/low/gated"),
+                                                     ("skipped_fraction", "skipped"),
+                                                     ("saved_vs_plain", "time saved vs plain"),
+                                                     ("torch_over_this", "torch s / this s"),
+                                                     ("peak_rss_mb", "peak MB"), ("added_peak_mb", "added MB")]))
+    if by_kind["end_to_end"]:
+        md.append("\n\n### End to end: `python -m monai.bundle run --config_file configs/inference.json` on the "
+                  "embedded 512 x 512 x 64 chest CT (read DICOM, preprocess, lung mask, routed inference, lesions, "
+                  "outputs; includes Python start-up)\n")
+        md.append(markdown_table(by_kind["end_to_end"], [("routing", "routing"), ("backend", "backend"),
+                                                         ("min_s", "min s"), ("median_s", "median s"),
+                                                         ("torch_over_this", "torch s / this s"),
+                                                         ("case_seconds", "case s (in-process)"),
+                                                         ("windows", "windows high/medium/low"),
+                                                         ("peak_rss_mb", "peak MB")]))
+    return "\n".join(md) + "\n"
 
 
 def main(
@@ -70,78 +105,89 @@ def main(
     roi_size: tuple = (64, 64, 32),
     pixdim: tuple = (1.0, 1.0, 2.5),
     skip_end_to_end: bool = False,
+    rows: str | list | tuple | None = None,
+    list_rows: bool = False,
+    reuse_onnx: bool = False,
 ) -> str:
-    """Run every measurement and write ``benchmark.json`` and ``benchmark.md`` to ``output_dir``."""
+    """Run the measurements and write ``benchmark.json`` and ``benchmark.md`` to ``output_dir``.
+
+    Args:
+        threads: torch and ONNX Runtime threads of every measurement. Defaults to 2.
+        repeats: timed repeats after one warm-up. Defaults to 3.
+        output_dir: where the report goes. Defaults to ``docs``.
+        weights: the GhostCAUNet weights of the volume rows (and of the exported ONNX graphs).
+        roi_size: sliding-window size. Defaults to (64, 64, 32), as in ``configs/inference.json``.
+        pixdim: preprocessing spacing in mm. Defaults to (1.0, 1.0, 2.5).
+        skip_end_to_end: leave out the end-to-end rows.
+        rows: glob patterns of the rows to run, run in the patterns' order (``--list_rows`` prints the rows); None
+            runs every row.
+        list_rows: print the row names and exit.
+        reuse_onnx: keep the ONNX graphs of an earlier run under ``runs/benchmark/onnx`` when they are newer than
+            ``weights`` (exporting takes minutes). Defaults to False.
+    """
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     work = ROOT / "runs" / "benchmark"
-    work.mkdir(parents=True, exist_ok=True)
     volume, mask = work / "chest_ct_preprocessed.pt", work / "chest_ct_lung_mask.pt"
-    shape = _prepare_volume(volume, mask, list(pixdim))
-    common = {"threads": threads, "bundle_root": str(ROOT)}
-    rows: dict[str, list[dict]] = {"slice": [], "volume": [], "end_to_end": []}
-    slice_tasks = [("GhostCAUNet", False), ("GhostCAUNet", True)] + [(n, False) for n in NETWORKS[1:]]
-    for name, fold in slice_tasks:
-        logging.info("slice 512x512: %s fold_batchnorm=%s", name, fold)
-        task = {**common, "kind": "slice", "network": name, "repeats": repeats, "fold_batchnorm": fold}
-        rows["slice"].append(run_worker(task, ROOT))
-    volume_common = {**common, "kind": "volume", "volume": str(volume), "roi_size": list(roi_size)}
-    for label, routing, gate, fold in GHOST_VOLUME_ROWS:
-        logging.info("volume %s: GhostCAUNet %s", shape, label)
-        task = {
-            **volume_common, "network": "GhostCAUNet", "label": label, "routing": routing, "fold_batchnorm": fold,
-            "repeats": repeats, "weights": str(ROOT / weights), "mask": str(mask) if gate == "mask" else None,
-            "tissue_threshold": 0.15 if gate == "tissue" else None,
-        }
-        rows["volume"].append(run_worker(task, ROOT))
-    for name in NETWORKS[1:]:
-        logging.info("volume %s: %s", shape, name)
-        task = {**volume_common, "network": name, "label": "plain", "routing": False, "repeats": 1}
-        rows["volume"].append(run_worker(task, ROOT))
-    plain = next(r for r in rows["volume"] if r["network"] == "GhostCAUNet" and r["label"] == "plain")
-    for row in rows["volume"]:
-        if row["network"] == "GhostCAUNet":  # time saved against the plain sliding window of the same network
-            row["saved_vs_plain"] = 1.0 - row["min_s"] / plain["min_s"]
-    if not skip_end_to_end:
-        for routing in (True, False):
-            logging.info("end to end on the embedded chest CT: routing=%s", routing)
-            rows["end_to_end"].append(
-                run_worker({**common, "kind": "end_to_end", "routing": routing, "repeats": repeats}, ROOT)
-            )
-
-    header = (
-        f"Command: `python scripts/benchmark.py --threads {threads} --repeats {repeats} --output_dir {output_dir}`  \n"
-        f"Machine: {_cpu_name()}, {os.cpu_count()} logical CPUs, torch threads = {threads}, no GPU, fp32, batch 1.  \n"
-        f"Each measurement ran in its own process; times are the minimum (and median) of the repeats after one warm-up "
-        f"run. Memory: 'peak MB' is the measuring process's peak resident size during the measurement (imports "
-        f"included), 'added MB' that peak minus its resident size just before (what the inference itself needed); "
-        f"end to end: the inference command's own peak.\n"
-    )
-    md = [header, "### 512 x 512 slice, 2-D configuration (untrained weights; latency only)\n"]
-    md.append(markdown_table(rows["slice"], [("network", "network"), ("fold_batchnorm", "BN folded"),
-                                             ("params", "params"), ("min_s", "min s"), ("median_s", "median s"),
-                                             ("peak_rss_mb", "peak MB"), ("added_peak_mb", "added MB")]))
-    md.append(f"\n\n### Sliding-window inference over the preprocessed chest CT {shape} (1 x 1 x 2.5 mm), "
-              f"window {list(roi_size)}, overlap 0.25, Gaussian blending\n")
-    md.append(markdown_table(rows["volume"], [("network", "network"), ("label", "path"), ("params", "params"),
-                                              ("min_s", "min s"), ("median_s", "median s"),
-                                              ("windows", "windows high/medium/low/gated"),
-                                              ("skipped_fraction", "skipped"),
-                                              ("saved_vs_plain", "time saved vs plain"),
-                                              ("peak_rss_mb", "peak MB"), ("added_peak_mb", "added MB")]))
-    if rows["end_to_end"]:
-        md.append("\n\n### End to end: `python -m monai.bundle run --config_file configs/inference.json` on the "
-                  "embedded 512 x 512 x 64 chest CT (read DICOM, preprocess, lung mask, routed inference, lesions, "
-                  "outputs; includes Python start-up)\n")
-        md.append(markdown_table(rows["end_to_end"], [("routing", "routing"), ("min_s", "min s"),
-                                                      ("median_s", "median s"), ("case_seconds", "case s (in-process)"),
-                                                      ("windows", "windows high/medium/low"),
-                                                      ("peak_rss_mb", "peak MB")]))
+    slice_onnx, volume_onnx = work / "onnx" / "ghostcaunet_2d_512.onnx", work / "onnx" / "model.onnx"
+    tasks = plan_tasks(threads, repeats, ROOT, volume, mask, ROOT / weights, roi_size, slice_onnx, volume_onnx)
+    if list_rows:
+        return "\n".join(t["row"] for t in tasks)
+    if skip_end_to_end:
+        tasks = [t for t in tasks if t["kind"] != "end_to_end"]
+    tasks = select_rows(tasks, [rows] if isinstance(rows, str) else rows)
+    work.mkdir(parents=True, exist_ok=True)
+    shape = None
+    if any(t["kind"] == "volume" for t in tasks):
+        shape = _prepare_volume(volume, mask, list(pixdim))
+    onnx = [t for t in tasks if t.get("backend") == "onnxruntime"]
+    if any(t["kind"] == "slice" for t in onnx) and not _reusable(slice_onnx, None, reuse_onnx):
+        logging.info("exporting the 2-D GhostCAUNet (512 x 512) to %s", slice_onnx)
+        export_benchmark_onnx(slice_onnx, 2, (512, 512), variants=("full",))
+    if any(t["kind"] != "slice" for t in onnx) and not _reusable(volume_onnx, ROOT / weights, reuse_onnx):
+        logging.info("exporting the 3-D GhostCAUNet (%s, %s) to %s", weights, list(roi_size), volume_onnx)
+        export_benchmark_onnx(volume_onnx, 3, roi_size, weights=str(ROOT / weights))
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    # machine-specific absolute paths stay out of the committed report
-    (out / "benchmark.json").write_text(json.dumps(rows, indent=4).replace(str(ROOT), ".") + "\n")
-    (out / "benchmark.md").write_text("\n".join(md) + "\n")
+    measured: list[dict] = []
+    for task in tasks:  # the report is rewritten after each row, so a run stopped early keeps what it measured
+        logging.info("%s", task["row"])
+        measured.append(run_worker(task, ROOT))
+        add_comparisons(measured)
+        _write_report(out, measured, shape, roi_size, threads)
     return str(out / "benchmark.md")
+
+
+def _reusable(onnx_path: Path, weights: Path | None, reuse: bool) -> bool:
+    """With ``reuse``, an existing export is kept when all its graphs exist and are newer than ``weights``."""
+    from bundle.export import onnx_variant_paths
+
+    paths = list(onnx_variant_paths(onnx_path).values()) if weights is not None else [onnx_path]
+    if not reuse or not all(p.is_file() for p in paths):
+        return False
+    fresh = weights is None or all(p.stat().st_mtime > weights.stat().st_mtime for p in paths)
+    if fresh:
+        logging.info("reusing the ONNX export %s", onnx_path)
+    return fresh
+
+
+def _write_report(out: Path, measured: list[dict], shape: list[int] | None, roi_size: tuple, threads: int) -> None:
+    """Write ``benchmark.json`` and ``benchmark.md`` of the rows measured so far to ``out``, atomically."""
+    command = shlex.join(["python", "scripts/benchmark.py", *sys.argv[1:]])
+    header = (
+        f"Command: `{command}`  \n"
+        f"Machine: {_cpu_name()}, {os.cpu_count()} logical CPUs, torch threads = ONNX Runtime intra-op threads = "
+        f"{threads}, no GPU, fp32, batch 1.  \n"
+        f"Each measurement ran in its own process; times are the minimum (and median) of the repeats after one warm-up "
+        f"run; 'CPU s' is the measuring process's CPU time (all threads), the smallest over the timed runs. "
+        f"Memory: 'peak MB' is the measuring process's peak resident size during the measurement (imports "
+        f"included), 'added MB' that peak minus its resident size just before (what the inference itself needed); "
+        f"end to end: the inference command's own peak. 'torch s / this s' > 1: ONNX Runtime is faster than PyTorch "
+        f"on the same path.\n"
+    )
+    # machine-specific absolute paths stay out of the committed report
+    report = {k: [r for r in measured if r["kind"] == k] for k in ("slice", "volume", "end_to_end")}
+    atomic_write_text(out / "benchmark.json", json.dumps(report, indent=4).replace(str(ROOT), ".") + "\n")
+    atomic_write_text(out / "benchmark.md", _markdown(measured, shape, roi_size, header))
 
 
 if __name__ == "__main__":
