@@ -1,7 +1,9 @@
-"""Workflows (ignite engines) of the bundle: robust case-by-case lesion inference."""
+"""Workflows (ignite engines) of the bundle: robust case-by-case lesion inference, and the random state that
+makes a resumed training run continue the same random stream."""
 
 from __future__ import annotations
 
 from .evaluator import LesionInferenceEvaluator
+from .rng import GradientState, RandomState, find_random_states, resume_load_dict
 
-__all__ = ["LesionInferenceEvaluator"]
+__all__ = ["GradientState", "LesionInferenceEvaluator", "RandomState", "find_random_states", "resume_load_dict"]
