@@ -140,7 +140,7 @@ def main(
         sys.path.insert(0, str(ROOT))
         from bundle.io.writers import atomic_write_text
 
-        atomic_write_text(output, line + "\n")
+        atomic_write_text(output, json.dumps(result, indent=4) + "\n")  # the Model Zoo's JSON format
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """Robust case-by-case lesion inference on MONAI's ``SupervisedEvaluator`` (ignite).
 
-For every case: run the inferer, bring the foreground probability back to the input's own grid with MONAI's
-``Invertd`` (the preprocessing's spatial transforms inverted), find lesions there (so voxel indices are those of
-the input and world coordinates use the input's affine), write ``seg.nii.gz``, ``overlay.png`` and
-``lesions.json``. A case that failed to load (an error record from :py:class:`bundle.data.dataset.SafeDataset`)
+For every case: run the inferer, find lesions on the preprocessed grid (where the network, the routing tiers and
+the candidate mask live, as the held-out evaluation does), bring the lesion label map and the image for the overlay
+back to the input's own grid with MONAI's ``Invertd`` (the preprocessing's spatial transforms inverted), map each
+lesion's voxel centre and box to the input's grid through the two affines (world coordinates are the same in both),
+and write ``seg.nii.gz``, ``overlay.png`` and ``lesions.json``. Only two maps are resampled to the input's grid, the
+label map (nearest) and the image (bilinear), which bounds the memory of large inputs. A case that failed to load (an error record from :py:class:`bundle.data.dataset.SafeDataset`)
 or raises anywhere in this chain is recorded with a one-line reason and the run goes on. ``summary.json`` is
 written at the end, also when the run itself is interrupted.
 """
@@ -35,7 +37,7 @@ from bundle.io.dicom import dicom_case_outputs
 from bundle.io.writers import case_done, check_output_dir, safe_case_name, write_case_outputs, write_summary
 from bundle.transforms.lesion import TIER_NAMES, find_lesions
 
-__all__ = ["LesionInferenceEvaluator"]
+__all__ = ["LesionInferenceEvaluator", "lesions_to_grid"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +75,47 @@ def _check_flags(**flags: Any) -> None:
             raise TypeError(f"{name} must be True or False, got {name}={value!r} ({type(value).__name__}).")
 
 
+
+def _as_label_map(seg: torch.Tensor) -> np.ndarray:
+    """A nearest-resampled label map (1, *spatial) float tensor as a uint16 (or int32) array (*spatial)."""
+    values = np.rint(np.asarray(torch.as_tensor(seg).cpu())[0])
+    return values.astype(np.uint16 if values.size == 0 or values.max() < np.iinfo(np.uint16).max else np.int32)
+
+
+def lesions_to_grid(
+    lesions: Sequence[Mapping[str, Any]],
+    from_affine: np.ndarray | torch.Tensor,
+    to_affine: np.ndarray | torch.Tensor,
+    to_shape: Sequence[int],
+) -> list[dict[str, Any]]:
+    """Lesion records of one voxel grid re-expressed in another grid of the same world (e.g. preprocessed -> input).
+
+    ``center_voxel`` is mapped through ``inv(to_affine) @ from_affine``; ``box_voxel`` becomes the smallest box of the
+    target grid that holds the mapped box (its voxel-edge corners), clipped to ``to_shape``; ``center_mm``,
+    ``diameter_mm``, ``volume_mm3``, ``score`` and ``tier`` are physical or grid-free and kept.
+
+    Raises:
+        ValueError: when an affine is not (N+1, N+1) for N = ``len(to_shape)``.
+    """
+    nd = len(to_shape)
+    src = np.asarray(convert_to_tensor(from_affine, track_meta=False).cpu(), dtype=np.float64)
+    dst = np.asarray(convert_to_tensor(to_affine, track_meta=False).cpu(), dtype=np.float64)
+    if src.shape != (nd + 1, nd + 1) or dst.shape != (nd + 1, nd + 1):
+        raise ValueError(f"affines must be {(nd + 1, nd + 1)} for a {nd}-D grid, got {src.shape} and {dst.shape}.")
+    m = np.linalg.inv(dst) @ src
+    corners = np.array(np.meshgrid(*[[0, 1]] * nd, indexing="ij")).reshape(nd, -1).T  # (2**nd, nd) of 0/1
+    out = []
+    for lesion in lesions:
+        center = (m @ np.append(np.asarray(lesion["center_voxel"], float), 1.0))[:nd]
+        start, stop = (np.asarray(b, float) for b in lesion["box_voxel"])
+        edges = np.where(corners == 0, start - 0.5, stop - 0.5)  # voxel-edge corners of the box
+        mapped = (m @ np.concatenate([edges, np.ones((len(edges), 1))], axis=1).T)[:nd]
+        lo = np.clip(np.floor(mapped.min(axis=1) + 0.5), 0, np.asarray(to_shape) - 1).astype(int)
+        hi = np.clip(np.ceil(mapped.max(axis=1) + 0.5), lo + 1, np.asarray(to_shape)).astype(int)
+        out.append({**lesion, "center_voxel": [float(v) for v in center],
+                    "box_voxel": [[int(v) for v in lo], [int(v) for v in hi]]})
+    return out
+
 class LesionInferenceEvaluator(SupervisedEvaluator):
     """
     Case-by-case lesion inference that survives bad cases, usable as the bundle's ``evaluator`` (``run`` is
@@ -87,9 +130,11 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
     2. the inferer runs on ``item[image_key][None]`` (1, C, *spatial) -> logits (1, K, *spatial); the foreground
        probability is ``softmax`` channel ``foreground_channel`` (``sigmoid`` when K == 1);
     3. ``inferer.last_stats`` / ``inferer.last_tier_map`` are read when the inferer has them (routed inferer);
-    4. MONAI ``Invertd`` with ``preprocessing`` brings the probability (bilinear), the tier map and the optional
-       ``mask_key`` mask (nearest) and the preprocessed image (for the overlay) back to the input's grid;
-    5. :py:func:`bundle.transforms.lesion.find_lesions` on the inverted probability with the input's affine;
+    4. :py:func:`bundle.transforms.lesion.find_lesions` on the preprocessed grid's probability with the tier map and
+       the optional ``mask_key`` mask;
+    5. MONAI ``Invertd`` with ``preprocessing`` brings the lesion label map (nearest) and the preprocessed image (for
+       the overlay, bilinear) back to the input's grid; lesion centres and boxes are mapped with
+       :py:func:`lesions_to_grid`;
     6. :py:func:`bundle.io.writers.write_case_outputs` writes ``seg.nii.gz`` (the lesion label map), ``overlay.png``,
        ``meta.json`` (timing, routing statistics) and ``lesions.json``.
 
@@ -197,16 +242,15 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
             raise ValueError(f"foreground_channel must be >= 0, got foreground_channel={foreground_channel}.")
         self.lesion_kwargs = dict(lesion_kwargs or {})
         find_lesions(np.zeros((1, 1, 1), np.float32), np.eye(4), **self.lesion_kwargs)  # fail early on bad kwargs
-        # bilinear for the probability and the overlay image (stacked in "pred"), nearest for tiers and mask
+        # nearest for the lesion label map, bilinear for the overlay image
         self.invert = (
             None
             if preprocessing is None
             else Invertd(
-                keys=["pred", "tier", "mask"],
+                keys=["seg", "overlay"],
                 transform=preprocessing,
                 orig_keys=image_key,
-                nearest_interp=[False, True, True],
-                allow_missing_keys=True,
+                nearest_interp=[True, False],
             )
         )
         self.overwrite = overwrite
@@ -340,18 +384,14 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
             if k == 1
             else torch.softmax(logits[0], 0)[self.foreground_channel : self.foreground_channel + 1]
         )
+        del logits
         stats = getattr(self.inferer, "last_stats", None)
         tier_map = getattr(self.inferer, "last_tier_map", None)
         spatial = tuple(image.shape[1:])
-        # probability and image share one bilinear inversion (one resampling grid): channel 0 prob, 1 image
-        overlay = image[:1].as_tensor() if isinstance(image, MetaTensor) else image[:1]
-        work: dict[str, Any] = {
-            self.image_key: image,
-            "pred": MetaTensor(torch.cat([prob.cpu(), overlay.float().cpu()])),  # (2, *spatial)
-        }
+        tiers = None
         if tier_map is not None:
             if tuple(tier_map.shape[-len(spatial) :]) == spatial:
-                work["tier"] = MetaTensor(torch.as_tensor(tier_map).reshape(1, *spatial).float())
+                tiers = np.asarray(torch.as_tensor(tier_map).reshape(spatial).cpu(), dtype=np.uint8)
             else:
                 logger.warning(
                     "case %s: inferer.last_tier_map %s does not match the image %s, ignored",
@@ -359,30 +399,38 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
                     tuple(tier_map.shape),
                     spatial,
                 )
+        mask = None
         if self.mask_key is not None:
-            work["mask"] = MetaTensor(torch.as_tensor(item[self.mask_key]).reshape(1, *spatial).float())
-        if self.invert is not None:
-            work = self.invert(work)
-            affine = work["pred"].affine
-        else:
-            affine = image.affine if isinstance(image, MetaTensor) else torch.eye(len(spatial) + 1)
-        as_np = {key: np.asarray(torch.as_tensor(work[key]).cpu()) for key in ("pred", "tier", "mask") if key in work}
-        as_np = {**{k: v[0] for k, v in as_np.items()}, "overlay": as_np["pred"][1]}
+            mask = np.asarray(torch.as_tensor(item[self.mask_key]).reshape(spatial).cpu()) > 0.5
+        pre_affine = image.affine if isinstance(image, MetaTensor) else torch.eye(len(spatial) + 1)
         lesions, labels = find_lesions(
-            as_np["pred"],
-            affine,
-            tier_map=np.rint(as_np["tier"]).astype(np.uint8) if "tier" in as_np else None,
-            mask=as_np["mask"] > 0.5 if "mask" in as_np else None,
-            return_label_map=True,
+            np.asarray(prob[0].cpu()), pre_affine, tier_map=tiers, mask=mask, return_label_map=True,
             **self.lesion_kwargs,
         )
+        del prob, tiers, mask
+        overlay = image[:1].as_tensor() if isinstance(image, MetaTensor) else image[:1]
+        if self.invert is not None:
+            work: dict[str, Any] = {
+                self.image_key: image,
+                "seg": MetaTensor(torch.from_numpy(labels.astype(np.float32))[None]),
+                "overlay": MetaTensor(overlay.float().cpu()),
+            }
+            del labels
+            work = self.invert(work)
+            affine = work["seg"].affine
+            labels = _as_label_map(work.pop("seg"))
+            overlay_np = np.asarray(torch.as_tensor(work.pop("overlay")).cpu())[0]
+            lesions = lesions_to_grid(lesions, pre_affine, affine, labels.shape)
+        else:
+            affine = pre_affine
+            overlay_np = np.asarray(overlay.float().cpu())[0]
         windows = _window_counts(stats)
         skipped = stats.get("skipped_fraction") if isinstance(stats, Mapping) else None
         skipped = None if skipped is None or not math.isfinite(float(skipped)) else float(skipped)
         meta = {
             "case": case,
             "image": path,
-            "input_shape": list(as_np["pred"].shape),
+            "input_shape": list(labels.shape),
             "preprocessed_shape": list(spatial),
             "affine": np.asarray(affine, dtype=np.float64).round(6).tolist(),
             "lesion_kwargs": self.lesion_kwargs,
@@ -401,7 +449,7 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
             labels,
             affine,
             lesions,
-            image_for_overlay=as_np["overlay"],
+            image_for_overlay=overlay_np,
             extra_meta=meta,
             protected=self.protected,
             window=self.overlay_window,

@@ -203,7 +203,7 @@ def save_json(results: Mapping[str, Any], path: str | os.PathLike) -> Path:
     Returns:
         the path written.
     """
-    text = json.dumps(_jsonable(results), indent=2, allow_nan=False) + "\n"
+    text = json.dumps(_jsonable(results), indent=4, allow_nan=False) + "\n"  # the Model Zoo's JSON format
 
     def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as f:

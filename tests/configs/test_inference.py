@@ -75,6 +75,15 @@ class TestInferenceConfig(unittest.TestCase):
         seg = nib.load(str(case / "seg.nii.gz"))
         self.assertEqual(seg.shape, (48, 40, 12))  # the input's own grid
         np.testing.assert_allclose(seg.affine, np.diag([2.0, 2.0, 5.0, 1.0]), atol=1e-4)
+        # lesions are found on the 1 x 1 x 2.5 mm grid and mapped back: each one's labelled voxels lie in its box
+        seg_array = np.asarray(seg.dataobj)
+        for rank, lesion in enumerate(lesions["lesions"], start=1):
+            where = np.argwhere(seg_array == rank)
+            start, stop = lesion["box_voxel"]
+            self.assertTrue(((where >= start) & (where < stop)).all(), (rank, lesion["box_voxel"]))
+            np.testing.assert_allclose(
+                lesion["center_mm"], (seg.affine @ [*lesion["center_voxel"], 1.0])[:3], atol=1e-3
+            )
         # a failed case makes the command exit 1 after the good case was written, with one line and no traceback
         self.assertEqual(proc.returncode, 1, msg)
         self.assertIn("1 of 2 cases failed: broken", proc.stderr)
