@@ -91,6 +91,13 @@ def attention(
     print(Path(prefix).with_suffix(".md").read_text())
 
 
+def _inference_parts(config: str, ckpt: str, threads: int) -> tuple:
+    """The network with its weights, the image preprocessing and the window size of an inference config."""
+    _setup(threads)
+    net, pre = _net_and_preprocessing(config, ckpt, config, "image_preprocessing")
+    return net, pre, json.loads((ROOT / config).read_text()).get("roi_size", [64, 64, 32])
+
+
 def explain(
     case_dir: str = "outputs/Chest_CT",
     max_lesions: int | None = None,
@@ -102,9 +109,7 @@ def explain(
     """Grad-CAM and input gradient of each detection of ``<case_dir>/lesions.json``, as ``<case_dir>/explain_<k>.png``."""
     from bundle.analysis.pipeline import explain_case
 
-    _setup(threads)
-    net, pre = _net_and_preprocessing(config, ckpt, config, "image_preprocessing")
-    roi = json.loads((ROOT / config).read_text()).get("roi_size", [64, 64, 32])
+    net, pre, roi = _inference_parts(config, ckpt, threads)
     for path in explain_case(net, pre, case_dir, roi, max_lesions, target_layer):
         print(path)
 
@@ -120,9 +125,7 @@ def case_layers(
     """Stage response maps over the whole axial slice through detection ``#lesion`` of an inference case."""
     from bundle.analysis.pipeline import run_case_layers
 
-    _setup(threads)
-    net, pre = _net_and_preprocessing(config, ckpt, config, "image_preprocessing")
-    roi = json.loads((ROOT / config).read_text()).get("roi_size", [64, 64, 32])
+    net, pre, roi = _inference_parts(config, ckpt, threads)
     result = run_case_layers(net, pre, case_dir, prefix, lesion, roi)
     print(f"{result['case']}: axial slice {result['slice']} (slab {result['slab']}), detection #{result['lesion']}")
     print(Path(prefix).with_suffix(".md").read_text())
