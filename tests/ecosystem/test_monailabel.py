@@ -4,11 +4,14 @@ The server runs from ``.venv-monailabel`` (``.ci/setup-monailabel``; ``MONAILABE
 interpreter). Without it the tests skip, except when ``BUNDLE_REQUIRE_MONAILABEL=1`` (CI), where they fail.
 The bundle is linked into the ``monaibundle`` sample app's ``model/`` folder twice: as
 ``small_lesion_ct_segmentation`` (segmentation mode) and ``small_lesion_ct_detection`` (detection mode: the
-``detector``/``detector_ops`` ids).
+``detector``/``detector_ops`` ids). Training (``POST /train/<model>``, MONAI Label's ``BundleTrainTask`` running
+``configs/train.json`` in the server process) runs on a second server with a COPY of the bundle, since training
+writes ``models/model.pt`` under the bundle root.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -23,10 +26,12 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 SEG, DET = "small_lesion_ct_segmentation", "small_lesion_ct_detection"
 LINKED = ("configs", "models", "bundle", "LICENSE", "docs")
+TRAIN_MODEL = "small_lesion_ct_trained"
 START_TIMEOUT_S = float(os.environ.get("MONAILABEL_START_TIMEOUT", "600"))
 REQUEST_TIMEOUT_S = 600.0
 
@@ -50,10 +55,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _write_study(path: Path) -> np.ndarray:
+def _write_study(path: Path, shape: tuple[int, int, int] = (64, 64, 24), seed: int = 0) -> np.ndarray:
     """A small CT-like volume (HU): lung-density background with a 16 mm soft-tissue ball; returns the ball mask."""
-    rng = np.random.default_rng(0)
-    shape, spacing = (64, 64, 24), np.array([1.0, 1.0, 2.5])
+    rng = np.random.default_rng(seed)
+    spacing = np.array([1.0, 1.0, 2.5])
     img = -800.0 + rng.normal(0.0, 20.0, shape)
     grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1) * spacing
     ball = np.linalg.norm(grid - np.array([32.0, 32.0, 30.0]), axis=-1) <= 8.0
@@ -62,10 +67,16 @@ def _write_study(path: Path) -> np.ndarray:
     return ball
 
 
-@unittest.skipIf(PYTHON is None and not REQUIRED, "MONAI Label environment absent: build it with .ci/setup-monailabel")
-class TestMonaiLabelServer(unittest.TestCase):
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+class _ServerCase(unittest.TestCase):
+    """Starts the ``monaibundle`` sample app on loopback; subclasses fill ``app/model/<name>`` and the studies."""
+
     @classmethod
-    def setUpClass(cls) -> None:
+    def _prepare_app(cls) -> Path:
+        """A temporary work folder holding a copy of the sample app (``app/``) and an empty ``studies/``."""
         if PYTHON is None:
             raise RuntimeError("BUNDLE_REQUIRE_MONAILABEL=1 but no MONAI Label environment: run .ci/setup-monailabel")
         cls.tmp = tempfile.TemporaryDirectory()
@@ -73,20 +84,19 @@ class TestMonaiLabelServer(unittest.TestCase):
         prefix = subprocess.run(
             [str(PYTHON), "-c", "import sys; print(sys.prefix)"], capture_output=True, text=True, check=True
         ).stdout.strip()
-        app = work / "app"
-        shutil.copytree(Path(prefix) / "monailabel" / "sample-apps" / "monaibundle", app)
-        for name in (SEG, DET):
-            (app / "model" / name).mkdir(parents=True)
-            for item in LINKED:
-                (app / "model" / name / item).symlink_to(ROOT / item)
+        shutil.copytree(Path(prefix) / "monailabel" / "sample-apps" / "monaibundle", work / "app")
         (work / "studies").mkdir()
-        cls.ball = _write_study(work / "studies" / "case1.nii.gz")
+        return work
+
+    @classmethod
+    def _start(cls, work: Path, models: str) -> None:
         cls.port = _free_port()
         cls.url = f"http://127.0.0.1:{cls.port}"
         cls.log = open(work / "server.log", "wb")
-        env = {**os.environ, "PATH": f"{Path(PYTHON).parent}:{os.environ.get('PATH', '')}", "OMP_NUM_THREADS": "1"}
-        cmd = [str(PYTHON), "-m", "monailabel.main", "start_server", "--app", str(app), "--studies",
-               str(work / "studies"), "--conf", "models", f"{SEG},{DET}", "--conf", "zoo_source", "github",
+        env = {**os.environ, "PATH": f"{Path(PYTHON).parent}:{os.environ.get('PATH', '')}", "OMP_NUM_THREADS": "1",
+               "PYTHONUNBUFFERED": "1"}
+        cmd = [str(PYTHON), "-m", "monailabel.main", "start_server", "--app", str(work / "app"), "--studies",
+               str(work / "studies"), "--conf", "models", models, "--conf", "zoo_source", "github",
                "--conf", "sam2", "false", "--host", "127.0.0.1", "--port", str(cls.port)]  # fmt: skip
         cls.server = subprocess.Popen(cmd, cwd=work, env=env, stdout=cls.log, stderr=subprocess.STDOUT)
         try:
@@ -109,9 +119,9 @@ class TestMonaiLabelServer(unittest.TestCase):
         raise TimeoutError(f"MONAI Label not ready after {START_TIMEOUT_S:.0f} s; log:\n{cls._log_tail()}")
 
     @classmethod
-    def _log_tail(cls) -> str:
+    def _log_tail(cls, chars: int = 3000) -> str:
         cls.log.flush()
-        return (Path(cls.tmp.name) / "server.log").read_text(errors="replace")[-3000:]
+        return (Path(cls.tmp.name) / "server.log").read_text(errors="replace")[-chars:]
 
     @classmethod
     def _stop(cls) -> None:
@@ -128,6 +138,19 @@ class TestMonaiLabelServer(unittest.TestCase):
     @classmethod
     def tearDownClass(cls) -> None:
         cls._stop()
+
+
+@unittest.skipIf(PYTHON is None and not REQUIRED, "MONAI Label environment absent: build it with .ci/setup-monailabel")
+class TestMonaiLabelServer(_ServerCase):
+    @classmethod
+    def setUpClass(cls) -> None:
+        work = cls._prepare_app()
+        for name in (SEG, DET):
+            (work / "app" / "model" / name).mkdir(parents=True)
+            for item in LINKED:
+                (work / "app" / "model" / name / item).symlink_to(ROOT / item)
+        cls.ball = _write_study(work / "studies" / "case1.nii.gz")
+        cls._start(work, f"{SEG},{DET}")
 
     def _infer(self, model: str, output: str) -> bytes:
         request = urllib.request.Request(f"{self.url}/infer/{model}?image=case1&output={output}", method="POST")
@@ -169,6 +192,71 @@ class TestMonaiLabelServer(unittest.TestCase):
         centre = np.array([-32.0, -32.0, 30.0])
         inside = np.all(np.abs(boxes[:, :3] - centre) <= boxes[:, 3:] / 2 + 2.5, axis=1)
         self.assertTrue(inside.any(), boxes.tolist())
+
+
+@unittest.skipIf(PYTHON is None and not REQUIRED, "MONAI Label environment absent: build it with .ci/setup-monailabel")
+class TestMonaiLabelTraining(_ServerCase):
+    """``POST /train/<model>?run_sync=true`` trains a copy of the bundle for one epoch on three labelled studies."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.repo_md5 = _md5(ROOT / "models" / "model.pt")
+        work = cls._prepare_app()
+        cls.bundle = work / "app" / "model" / TRAIN_MODEL
+        for item in LINKED:  # a copy: training writes models/model.pt under the bundle root
+            src = ROOT / item
+            if src.is_dir():
+                shutil.copytree(src, cls.bundle / item, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy2(src, cls.bundle / item)
+        labels = work / "studies" / "labels" / "final"
+        labels.mkdir(parents=True)
+        for i in range(3):  # 32 slices: train.json's patch_size is 64x64x32 and the crop must fit in the volume
+            ball = _write_study(work / "studies" / f"case{i}.nii.gz", shape=(64, 64, 32), seed=i)
+            affine = nib.load(str(work / "studies" / f"case{i}.nii.gz")).affine
+            nib.save(nib.Nifti1Image(ball.astype(np.uint8), affine), str(labels / f"case{i}.nii.gz"))
+        cls.copy_md5 = _md5(cls.bundle / "models" / "model.pt")
+        cls._start(work, TRAIN_MODEL)
+
+    def test_train_one_epoch_updates_the_copy_only(self):
+        self.assertIn(TRAIN_MODEL, self.info["trainers"])
+        self.assertEqual(self.info["datastore"]["completed"], 3, self.info["datastore"])  # 3 labelled studies
+        body = json.dumps({"max_epochs": 1, "val_split": 0.34, "device": "cpu", "multi_gpu": False}).encode()
+        request = urllib.request.Request(
+            f"{self.url}/train/{TRAIN_MODEL}?run_sync=true",
+            data=body,
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as r:
+                self.assertEqual(r.status, 200)
+                self.assertEqual(json.loads(r.read()), {})  # BundleTrainTask returns {} once training finished
+        except urllib.error.HTTPError as e:
+            time.sleep(2.0)  # the server logs the traceback after it has answered
+            self.fail(f"/train failed with HTTP {e.code}: {e.read()[:500]!r}; log:\n{self._log_tail(20000)}")
+        self.log.flush()
+        self.assertIn("Training Finished", (Path(self.tmp.name) / "server.log").read_text(errors="replace"))
+        trained = self.bundle / "models" / "model.pt"
+        self.assertNotEqual(_md5(trained), self.copy_md5, "the copy's models/model.pt was not rewritten")
+        self.assertEqual(_md5(ROOT / "models" / "model.pt"), self.repo_md5, "the repo's models/model.pt changed")
+        old = torch.load(ROOT / "models" / "model.pt", map_location="cpu", weights_only=True)
+        new = torch.load(trained, map_location="cpu", weights_only=True)
+        self.assertEqual(set(old), set(new))
+        changed = [k for k in old if old[k].is_floating_point() and not torch.equal(old[k], new[k])]
+        self.assertTrue(any(k.endswith("weight") for k in changed), changed)
+        self.assertTrue(list((self.bundle / "runs" / "train").glob("last_checkpoint_epoch=1.pt")))
+        # the server then infers with the new weights: a label map on the study's grid
+        request = urllib.request.Request(f"{self.url}/infer/{TRAIN_MODEL}?image=case0&output=image", method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as r:
+                data = r.read()
+        except urllib.error.HTTPError as e:
+            self.fail(f"/infer after training failed with HTTP {e.code}: {e.read()[:500]!r}; log:\n{self._log_tail()}")
+        with tempfile.NamedTemporaryFile(suffix=".nii.gz") as f:
+            f.write(data)
+            f.flush()
+            self.assertEqual(nib.load(f.name).shape, (64, 64, 32))
 
 
 if __name__ == "__main__":
