@@ -317,6 +317,13 @@ def _detection_masks(lesions: Sequence[dict], affine: np.ndarray, shape: Sequenc
             for r in lesions]
 
 
+def _portable_path(path: str | os.PathLike) -> str:
+    """``path`` relative to the working directory (the bundle root) when it lies below it, else its name: reports
+    that go into docs must not carry one machine's absolute paths."""
+    resolved, root = Path(path).resolve(), Path.cwd().resolve()
+    return resolved.relative_to(root).as_posix() if resolved.is_relative_to(root) else resolved.name
+
+
 @torch.no_grad()
 def run_case_layers(
     net: nn.Module, preprocessing: Callable, case_dir: str | os.PathLike, prefix: str | os.PathLike,
@@ -364,7 +371,7 @@ def run_case_layers(
                                   panel_inches=2.6, palette=True)
     columns = [("detection", "detection"), ("diameter_mm", "diameter mm")] + [(k, k) for k in maps]
     table = figures.markdown_table(rows, columns, digits=2)
-    result = {"case": case, "image": found["image"], "lesion": int(lesion), "slab": [z0, z0 + depth],
-              "slice": z0 + k_slab, "roi": list(roi), "overlap": overlap, "ratios": rows}
+    result = {"case": case, "image": _portable_path(found["image"]), "lesion": int(lesion),
+              "slab": [z0, z0 + depth], "slice": z0 + k_slab, "roi": list(roi), "overlap": overlap, "ratios": rows}
     _write(Path(prefix), result, table, {"": png})
     return result

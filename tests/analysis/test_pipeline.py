@@ -103,6 +103,7 @@ class TestPipeline(unittest.TestCase):
                                                                "lesions": [inside, outside]}))
             result = run_case_layers(net, pre, case_dir, root / "fig" / "layers", lesion=1, roi=(8, 8, 8))
             self.assertEqual((result["slab"], result["slice"]), ([2, 10], 6))  # 8 slices centred on z = 5.5 -> 6
+            self.assertEqual(result["image"], "a.nii.gz")  # outside the working directory: no absolute path
             self.assertEqual([r["detection"] for r in result["ratios"]], [1])
             self.assertTrue(all(result["ratios"][0][k] > 0 for k in ("enc0", "enc3", "dec3")))
             self.assertEqual((root / "fig" / "layers.png").read_bytes()[:4], b"\x89PNG")
