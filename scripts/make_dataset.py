@@ -6,6 +6,8 @@ Examples::
         --lesions_per_case 3-6 --seed 0 --figure docs/figures/synthetic_lesions_ct.png
     python scripts/make_dataset.py --output_dir data/synth_mri --modality mri --n_train 24 --n_val 8 \
         --lesions_per_case 3-6 --seed 0 --figure docs/figures/synthetic_lesions_mri.png
+    python scripts/make_dataset.py --output_dir data/synth_ct_head --modality ct_head --n_train 8 --n_val 4 \
+        --lesions_per_case 3-6 --seed 0 --figure docs/figures/synthetic_lesions_ct_head.png
 """
 
 from __future__ import annotations
@@ -45,13 +47,19 @@ def main(
     diameter_range_mm: str = "3-30",
     overwrite: bool = False,
     figure: str | None = None,
+    cranium_path: str | None = None,
 ) -> str:
-    """Write NIfTI images/labels and datalist.json under ``output_dir``; optionally a gallery PNG (``figure``)."""
+    """Write NIfTI images/labels and datalist.json under ``output_dir``; optionally a gallery PNG (``figure``).
+
+    ``modality`` is ``ct`` (chest CT), ``ct_head`` (head CT) or ``mri``; ``cranium_path`` reads the head CT from
+    another ``Cranium.inv3`` than the one Debian's invesalius-examples installs.
+    """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     lo, hi = _pair(lesions_per_case, "lesions_per_case")
     path = build_dataset(
         output_dir, modality=modality, n_train=n_train, n_val=n_val, lesions_per_case=(int(lo), int(hi)),
         seed=seed, diameter_range_mm=_pair(diameter_range_mm, "diameter_range_mm"), overwrite=overwrite,
+        host_paths={"cranium": cranium_path} if cranium_path else None,
     )
     if figure:
         plot_lesion_gallery(path, figure)

@@ -7,7 +7,8 @@ The datalist (``datalist.json``) is MONAI's decathlon format with extra keys::
      "validation": [...]}
 
 Paths in the file are relative to it; :py:func:`load_datalist` returns absolute ones. Training and validation
-never share a host (for the single chest CT: its two disjoint body halves, see ``docs/data.md``).
+never share a host (for the single chest CT and the single head CT: their two disjoint body halves, see
+``docs/data.md``).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _SPLITS = ("training", "validation")
-_MODALITY = {"ct": "CT", "mri": "MR", "mr": "MR"}
+_MODALITY = {"ct": "CT", "ct_head": "CT", "mri": "MR", "mr": "MR"}
+_DEFAULT_SPLIT = {"ct": ("lung_dx_a0001", "CT"), "ct_head": ("cranium", "CT")}
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -140,15 +142,18 @@ def load_datalist(
     return entries
 
 
-def default_hosts(modality: str) -> tuple[list[str], list[str]]:
+def default_hosts(modality: str, available: Sequence[str] = ()) -> tuple[list[str], list[str]]:
     """Training and validation hosts for a modality, from what is installed.
 
     CT: ``lung_dx_a0001:right`` for training, ``lung_dx_a0001:left`` (with the real tumour) for validation.
+    Head CT (``ct_head``): ``cranium:right`` for training, ``cranium:left`` for validation.
     MR: ``mni152`` for training and ``colin27`` for validation when both are installed, otherwise the one
     installed MR host split into its right (training) and left (validation) halves.
 
     Args:
-        modality: ``"ct"`` or ``"mri"`` (case-insensitive; ``"CT"``/``"MR"`` accepted).
+        modality: ``"ct"``, ``"ct_head"`` or ``"mri"`` (case-insensitive; ``"CT"``/``"MR"`` accepted).
+        available: base host ids to treat as installed although their package is not (e.g. ``"cranium"`` read
+            from another path).
 
     Returns:
         ``(training host ids, validation host ids)``.
@@ -156,14 +161,19 @@ def default_hosts(modality: str) -> tuple[list[str], list[str]]:
     Raises:
         ValueError: when ``modality`` is unknown or no host of that modality is installed.
     """
-    mod = _MODALITY.get(str(modality).lower())
+    key = str(modality).lower()
+    mod = _MODALITY.get(key)
     if mod is None:
-        raise ValueError(f"modality must be 'ct' or 'mri', got {modality!r}.")
-    installed = [h.host_id for h in list_hosts() if h.installed and h.modality == mod and ":" not in h.host_id]
+        raise ValueError(f"modality must be one of {sorted(_MODALITY)}, got {modality!r}.")
+    hosts = [h for h in list_hosts() if ":" not in h.host_id and (h.installed or h.host_id in available)]
+    if mod == "CT":
+        base = _DEFAULT_SPLIT.get(key, _DEFAULT_SPLIT["ct"])[0]
+        if base not in {h.host_id for h in hosts}:
+            raise ValueError(f"host {base!r} for modality {modality!r} is not installed; see docs/data.md.")
+        return [f"{base}:right"], [f"{base}:left"]
+    installed = [h.host_id for h in hosts if h.modality == mod]
     if not installed:
         raise ValueError(f"no {mod} host is installed; see docs/data.md for the packages to install.")
-    if mod == "CT":
-        return ["lung_dx_a0001:right"], ["lung_dx_a0001:left"]
     if {"mni152", "colin27"} <= set(installed):
         return ["mni152"], ["colin27"]
     return [f"{installed[0]}:right"], [f"{installed[0]}:left"]
@@ -188,13 +198,13 @@ def check_host_split(train_hosts: Sequence[str], val_hosts: Sequence[str]) -> No
                 raise ValueError(f"host split must be disjoint: training host {t!r} overlaps validation host {v!r}.")
 
 
-def _prepare(host_id: str) -> tuple:
+def _prepare(host_id: str, path: str | os.PathLike | None = None) -> tuple:
     """Load a host once: volume, affine, meta, its HostContext, the real-lesion mask (or None) and records."""
-    volume, affine, meta = load_host(host_id)
+    volume, affine, meta = load_host(host_id) if path is None else load_host(host_id, path=path)
     region = host_region_mask(volume, meta)
     tumour, roi = known_lesion_mask(volume, affine, meta, region) if meta["modality"] == "CT" else (None, None)
     ctx = prepare_host(volume, affine, meta["modality"], region, exclusion=None if roi is None else roi | tumour,
-                       host_id=host_id)
+                       host_id=host_id, organ=meta.get("organ"))
     real = []
     if tumour is not None and tumour.any():
         real.append(lesion_record(
@@ -225,6 +235,7 @@ def build_dataset(
     val_hosts: Sequence[str] | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    host_paths: dict[str, str] | None = None,
 ) -> Path:
     """Build a synthetic-lesion dataset on real hosts: NIfTI images + labels and ``datalist.json``.
 
@@ -236,7 +247,7 @@ def build_dataset(
 
     Args:
         output_dir: folder for ``imagesTr/``, ``labelsTr/``, ``imagesVal/``, ``labelsVal/`` and ``datalist.json``.
-        modality: ``"ct"`` or ``"mri"``. Defaults to ``"ct"``.
+        modality: ``"ct"`` (chest), ``"ct_head"`` or ``"mri"``. Defaults to ``"ct"``.
         n_train: training cases. Defaults to 24.
         n_val: validation cases. Defaults to 8.
         lesions_per_case: inclusive (min, max) synthetic lesions per case. Defaults to (3, 6).
@@ -246,6 +257,7 @@ def build_dataset(
         val_hosts: validation host ids; :py:func:`default_hosts` when None.
         overwrite: replace an existing ``datalist.json``. Defaults to False.
         progress: show a tqdm progress bar. Defaults to True.
+        host_paths: base host id -> file to read instead of the installed one (``{"cranium": "x.inv3"}``).
 
     Returns:
         path of the written ``datalist.json``.
@@ -262,9 +274,10 @@ def build_dataset(
     if not 0 <= lo_n <= hi_n:
         raise ValueError(f"lesions_per_case must be (min, max) with 0 <= min <= max, got {lesions_per_case}.")
     if modality.lower() not in _MODALITY:
-        raise ValueError(f"modality must be 'ct' or 'mri', got {modality!r}.")
+        raise ValueError(f"modality must be one of {sorted(_MODALITY)}, got {modality!r}.")
+    host_paths = dict(host_paths or {})
     if not train_hosts or not val_hosts:
-        default_train, default_val = default_hosts(modality)
+        default_train, default_val = default_hosts(modality, available=tuple(host_paths))
         train_hosts, val_hosts = train_hosts or default_train, val_hosts or default_val
     train_hosts, val_hosts = list(train_hosts), list(val_hosts)
     check_host_split(train_hosts, val_hosts)
@@ -280,7 +293,7 @@ def build_dataset(
     for split, i, host_id in tqdm(plan, desc=f"synthetic {modality}", disable=not progress):
         if host_id not in cache:
             cache.clear()  # one host in memory at a time
-            cache[host_id] = _prepare(host_id)
+            cache[host_id] = _prepare(host_id, host_paths.get(host_id.partition(":")[0]))
             volume, affine, meta, ctx, _, real = cache[host_id]
             hosts[host_id] = {
                 "split": split, "modality": meta["modality"], "subject": meta["subject"], "source": meta["source"],
@@ -296,7 +309,8 @@ def build_dataset(
         if real:
             label[tumour] = 1
             records = records + real
-        image, variation = vary_host(image, meta["modality"], rng)
+        head = meta.get("organ") == "brain" and meta["modality"] == "CT"
+        image, variation = vary_host(image, meta["modality"], rng, **({"ct_noise_std": (1.0, 5.0)} if head else {}))
         tag = "Tr" if split == "training" else "Val"
         name = f"{host_id.replace(':', '_')}_{split[:3]}_{i:03d}"
         img_path, lab_path = out / f"images{tag}" / f"{name}.nii.gz", out / f"labels{tag}" / f"{name}.nii.gz"
@@ -311,13 +325,15 @@ def build_dataset(
             "case": name, "image": str(img_path.resolve()), "label": str(lab_path.resolve()), "host": host_id,
             "lesions": records, "variation": variation, "seed": case_seed,
         })
+    what = "lung nodules" if modality.lower() == "ct" else "brain lesions"
     datalist = {
-        "name": f"synthetic_lesions_{modality}",
+        "name": f"synthetic_lesions_{modality.lower()}",
         "description": (
-            f"Synthetic {'lung nodules' if _MODALITY[modality.lower()] == 'CT' else 'brain lesions'} inserted into "
-            "real host scans from registry packages (bundle.data.synthesis); see docs/data.md."
+            f"Synthetic {what} inserted into real host scans from registry packages (bundle.data.synthesis); see "
+            "docs/data.md."
         ),
         "modality": {"0": _MODALITY[modality.lower()]},
+        "organ": "lungs" if modality.lower() == "ct" else "brain",
         "labels": {"0": "background", "1": "lesion"},
         "tensorImageSize": "3D",
         "hosts": hosts,
@@ -325,7 +341,10 @@ def build_dataset(
             "rule": "no host in both training and validation",
             "training_hosts": train_hosts,
             "validation_hosts": val_hosts,
-            "note": "lung_dx_a0001 halves are the SAME patient and scanner: not a patient-independent split.",
+            "note": (
+                "lung_dx_a0001 halves, like cranium halves, are the SAME patient and scanner: not a "
+                "patient-independent split."
+            ),
         },
         "numTraining": n_train,
         "numValidation": n_val,
@@ -340,8 +359,8 @@ def plot_lesion_gallery(datalist_path: str | os.PathLike, out_path: str | os.Pat
 
     Columns: one lesion each (chosen to cover kinds, shapes, locations and sizes; the real tumour when present).
     Rows: the axial slice through the lesion center, the same with the label outline (red), and the next slice
-    (partial volume across thick slices). CT in the window [-1000, 400] HU, MR from the head's 1st percentile to
-    1.5 times its 99th.
+    (partial volume across thick slices). Chest CT in the window [-1000, 400] HU, head CT in the brain window
+    [0, 80] HU, MR from the head's 1st percentile to 1.5 times its 99th. Anterior is up, patient right on the left.
 
     Args:
         datalist_path: a datalist written by :py:func:`build_dataset`.
@@ -362,15 +381,20 @@ def plot_lesion_gallery(datalist_path: str | os.PathLike, out_path: str | os.Pat
     items = [(e, les) for key in _SPLITS for e in _safe_load(datalist_path, key) for les in e.get("lesions", [])]
     if not items:
         raise ValueError(f"datalist {datalist_path} holds no lesion to show.")
-    ct = json.loads(Path(datalist_path).read_text()).get("modality", {}).get("0", "CT") == "CT"
+    header = json.loads(Path(datalist_path).read_text())
+    ct = header.get("modality", {}).get("0", "CT") == "CT"
+    brain_ct = ct and header.get("organ") == "brain"
     wanted = [
         lambda r: not r.get("synthetic", True),
-        lambda r: r["kind"] in ("solid", "hyper") and r["location"] in ("isolated", "deep")
+        lambda r: r["kind"] in ("solid", "hyper", "hyperdense") and r["location"] in ("isolated", "deep")
         and 3.5 <= r["diameter_mm"] < 6,
-        lambda r: r["kind"] in ("solid", "hyper") and r["shape"] == "spherical" and 8 <= r["diameter_mm"] < 15,
+        lambda r: r["kind"] in ("solid", "hyper", "hyperdense") and r["shape"] == "spherical"
+        and 8 <= r["diameter_mm"] < 15,
         lambda r: r["shape"] == "spiculated" and r["kind"] == "solid" and r["diameter_mm"] >= 12
         and r["location"] != "juxta-pleural",
-        lambda r: r["kind"] in ("ggo", "hypo") and r["location"] in ("isolated", "deep") and r["diameter_mm"] >= 8,
+        lambda r: r["kind"] in ("ggo", "hypo", "hypodense") and r["location"] in ("isolated", "deep")
+        and r["diameter_mm"] >= 8,
+        lambda r: r["kind"] == "hypodense" and 4 <= r["diameter_mm"] < 8,
         lambda r: r["kind"] == "part-solid" and r["diameter_mm"] >= 12,
         lambda r: r["location"] in ("juxta-pleural", "border") and r["diameter_mm"] >= 10,
         lambda r: r["location"] == "juxta-vascular" and 6 <= r["diameter_mm"] < 12,
@@ -391,12 +415,17 @@ def plot_lesion_gallery(datalist_path: str | os.PathLike, out_path: str | os.Pat
             image_data = nib.load(e["image"]).get_fdata(dtype=np.float32)
             loaded[e["image"]] = (image_data, np.asarray(nib.load(e["label"]).dataobj))
         img, lab = loaded[e["image"]]
-        if ct:
+        if brain_ct:
+            vmin, vmax = 0.0, 80.0
+        elif ct:
             vmin, vmax = -1000.0, 400.0
         else:  # head foreground percentiles; headroom above white matter so bright lesions keep their texture
             fg = img[img > 0.1 * np.percentile(img, 99)]
             vmin, vmax = float(np.percentile(fg, 1)), 1.5 * float(np.percentile(fg, 99))
-        spacing = np.asarray(nib.load(e["image"]).header.get_zooms()[:3], dtype=float)
+        header_img = nib.load(e["image"])
+        spacing = np.asarray(header_img.header.get_zooms()[:3], dtype=float)
+        # rows run along the array's second axis: put anterior at the top whatever the axis' direction
+        origin = "lower" if header_img.affine[1, 1] > 0 else "upper"
         c = np.round(r["center_voxel"]).astype(int)
         half = np.ceil(max(r["diameter_mm"] * 1.3, 18.0) / spacing[:2]).astype(int)
         x0, x1 = max(c[0] - half[0], 0), min(c[0] + half[0], img.shape[0])
@@ -404,11 +433,10 @@ def plot_lesion_gallery(datalist_path: str | os.PathLike, out_path: str | os.Pat
         k1 = min(c[2] + 1, img.shape[2] - 1)
         for row, (k, outline) in enumerate(((c[2], False), (c[2], True), (k1, False))):
             ax = axes[row, col]
-            ax.imshow(img[x0:x1, y0:y1, k].T, cmap="gray", vmin=vmin, vmax=vmax, origin="upper" if ct else "lower",
+            ax.imshow(img[x0:x1, y0:y1, k].T, cmap="gray", vmin=vmin, vmax=vmax, origin=origin,
                       aspect=spacing[1] / spacing[0], interpolation="nearest")
             if outline:
-                ax.contour(lab[x0:x1, y0:y1, k].T > 0, [0.5], colors="r", linewidths=0.6,
-                           origin="upper" if ct else "lower")
+                ax.contour(lab[x0:x1, y0:y1, k].T > 0, [0.5], colors="r", linewidths=0.6, origin=origin)
             ax.set_xticks([])
             ax.set_yticks([])
         real = "REAL " if not r.get("synthetic", True) else ""

@@ -9,6 +9,11 @@ Hosts (see ``docs/data.md``):
 - ``mni152``: MNI152 ICBM 2009a T1 template shipped inside ``nilearn`` (152-subject average, skull stripped).
 - ``colin27``: Colin27 single-subject T1 head (``ch2.nii.gz`` from Debian ``mricron-data``), brain mask from
   ``ch2bet.nii.gz`` on the same grid.
+- ``cranium``: the head CT of Debian ``invesalius-examples`` (``Cranium.inv3``, "ProMED CT 0051", 256x256x108,
+  0.957 mm pixels, 1.5 mm slices), split like the chest CT into ``cranium:right`` / ``cranium:left``. It holds a
+  REAL right frontal hypodense region under a skull defect (post-operative or post-traumatic), excluded from
+  placement (``meta["known_lesion_roi"]``) but not labelled. Lesions go into the brain parenchyma
+  (:py:func:`cranium_brain_mask`).
 
 Any MR host also accepts the ``:right`` / ``:left`` suffix (hemisphere split), used when only one MR host is
 installed. Volumes are channel-less ``(H, W, D)`` arrays indexed like MONAI's ``ITKReader``/nibabel (for the CT:
@@ -17,8 +22,13 @@ column, row, slice) with a RAS affine, so world coordinates stay valid after cro
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
+import os
+import plistlib
+import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +49,9 @@ __all__ = [
     "vary_host",
     "crop_volume",
     "voxel_spacing",
+    "CRANIUM_PATH",
+    "read_inv3",
+    "cranium_brain_mask",
 ]
 
 logger = logging.getLogger(__name__)
@@ -48,6 +61,10 @@ _MRICRON = Path("/usr/share/mricron/templates")
 # Real tumour of patient A0001, found by looking at every slice (docs/data.md): an ellipsoid that covers the mass,
 # its spiculated margin and the surrounding consolidation, in the FULL series grid (column, row, sorted slice).
 _A0001_TUMOUR_ROI = {"center_voxel": (335.0, 360.0, 47.0), "radii_voxel": (50.0, 45.0, 6.0)}
+CRANIUM_PATH = Path("/usr/share/doc/invesalius-examples/examples/Cranium.inv3")
+# Real right frontal hypodensity under a skull defect of the Cranium CT, found by looking at the slices (about
+# 56-86): an ellipsoid covering it, in the (H, W, D) = (x, y, z) grid of the whole scan.
+_CRANIUM_ROI = {"center_voxel": (93.0, 172.0, 72.0), "radii_voxel": (30.0, 32.0, 18.0)}
 
 
 @dataclass(frozen=True)
@@ -61,6 +78,8 @@ class HostInfo:
         source: registry package and file(s).
         description: one line for people.
         installed: True when the files are present on this machine.
+        organ: ``"brain"`` for the head CT (placement in the brain parenchyma); empty for the others, whose organ
+            follows from the modality (lungs for CT, brain for MR).
     """
 
     host_id: str
@@ -69,6 +88,7 @@ class HostInfo:
     source: str
     description: str
     installed: bool
+    organ: str = ""
 
 
 def _package_dir(name: str) -> Path | None:
@@ -123,6 +143,13 @@ def list_hosts() -> list[HostInfo]:
             "T1 head of one subject (27 averaged scans), 1 mm", _colin_paths() is not None,
         ),
     ]
+    src_head = f"Debian invesalius-examples (apt-get install -y invesalius-examples): {CRANIUM_PATH}"
+    head = CRANIUM_PATH.is_file()
+    hosts += [
+        HostInfo("cranium", "CT", "ProMED CT 0051", src_head, "head CT 256x256x108, 1.5 mm slices", head, "brain"),
+        HostInfo("cranium:right", "CT", "ProMED CT 0051", src_head, "patient-right half of cranium", head, "brain"),
+        HostInfo("cranium:left", "CT", "ProMED CT 0051", src_head, "patient-left half of cranium", head, "brain"),
+    ]
     return hosts
 
 
@@ -153,6 +180,133 @@ def _load_dicom_series(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     lps[:3, 0], lps[:3, 1], lps[:3, 2], lps[:3, 3] = row_dir * dc, col_dir * dr, step, origin
     affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps  # LPS -> RAS, as MONAI's ITKReader reports it
     return hu.transpose(1, 0, 2).astype(np.float32), affine  # (row, col, slice) -> (col, row, slice)
+
+
+def read_inv3(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
+    """Read the volume of an InVesalius 3 project (``.inv3``: a gzip tar holding ``main.plist`` and ``matrix.dat``).
+
+    Args:
+        path: the ``.inv3`` file.
+
+    Returns:
+        ``(matrix, plist)``: the raw volume as stored, shape (z, y, x) from ``plist["matrix"]["shape"]``, and the
+        parsed ``main.plist``.
+
+    Raises:
+        FileNotFoundError: when ``path`` does not exist (the message says which package ships it).
+        ValueError: naming the file, when it is not a readable gzip tar (e.g. truncated), lacks ``main.plist`` or
+            ``matrix.dat``, has a plist without ``matrix``/``spacing``, or a ``matrix.dat`` whose size differs
+            from the plist's shape and dtype.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"head CT file {path} does not exist; install it: apt-get install -y invesalius-examples."
+        )
+    members: dict[str, bytes] = {}
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            for member in tar:
+                name = member.name.rsplit("/", 1)[-1]
+                if name in ("main.plist", "matrix.dat") and member.isfile():
+                    members[name] = tar.extractfile(member).read()  # type: ignore[union-attr]
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+        raise ValueError(f"{path} is not a readable InVesalius .inv3 file (gzip tar): {e}.") from e
+    for name in ("main.plist", "matrix.dat"):
+        if name not in members:
+            raise ValueError(f"{path} has no {name} member; it is not an InVesalius 3 project.")
+    try:
+        plist = plistlib.loads(members["main.plist"])
+        dtype, shape = np.dtype(plist["matrix"]["dtype"]), tuple(int(n) for n in plist["matrix"]["shape"])
+        spacing = [float(x) for x in plist["spacing"]]
+    except (plistlib.InvalidFileException, KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: main.plist is unreadable or lacks matrix dtype/shape and spacing: {e!r}.") from e
+    if len(shape) != 3 or len(spacing) != 3:
+        raise ValueError(f"{path}: main.plist must give a 3-D shape and 3 spacings, got {shape} and {spacing}.")
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(members["matrix.dat"]) != expected:
+        raise ValueError(
+            f"{path}: matrix.dat holds {len(members['matrix.dat'])} bytes, main.plist says {shape} {dtype} "
+            f"= {expected} bytes."
+        )
+    return np.frombuffer(members["matrix.dat"], dtype=dtype).reshape(shape), plist
+
+
+def _load_cranium(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """The head CT as (H, W, D) = (x, y, z) in HU and its RAS affine.
+
+    ``main.plist`` holds no origin or direction cosines (only ``orientation: 1``, InVesalius' axial flag), so the
+    axes come from the anatomy, seen on slices: z grows to the vertex (S), y grows to the face (A), and x is
+    taken to grow to the patient's left as DICOM columns do (anatomy cannot tell left from right here). The
+    origin is put at the volume's center.
+    """
+    matrix, plist = read_inv3(path)
+    spacing = [float(x) for x in plist["spacing"]]  # (x, y, z) in mm
+    volume = np.asarray(matrix, dtype=np.float32).transpose(2, 1, 0)  # (z, y, x) -> (x, y, z)
+    affine = np.diag([-spacing[0], spacing[1], spacing[2], 1.0])
+    affine[:3, 3] = -affine[:3, :3] @ ((np.asarray(volume.shape) - 1) / 2.0)
+    return volume, affine
+
+
+@functools.lru_cache(maxsize=1)
+def _cranium_cached(path: str, mtime_ns: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Whole head CT, affine and brain mask, computed once per file version (the mask takes tens of seconds)."""
+    volume, affine = _load_cranium(path)
+    brain = cranium_brain_mask(volume, voxel_spacing(affine))
+    for a in (volume, brain):
+        a.setflags(write=False)  # shared by every caller: read-only
+    return volume, affine, brain
+
+
+def _cranium(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    path = Path(path)
+    if not path.is_file():  # read_inv3 words the error
+        return _cranium_cached.__wrapped__(str(path), 0, 0)
+    st = path.stat()
+    return _cranium_cached(str(path.resolve()), st.st_mtime_ns, st.st_size)
+
+
+def cranium_brain_mask(
+    volume: np.ndarray, spacing: tuple[float, float, float], bone_hu: float = 200.0, margin_mm: float = 4.0
+) -> np.ndarray:
+    """Brain parenchyma of a head CT, kept ``margin_mm`` away from bone, for lesion placement.
+
+    Slice by slice, the convex hull of the skull (largest component above ``bone_hu``; a hull rather than a hole
+    fill because a skull defect opens the ring) bounds the inside; there, soft tissue of 15-60 HU after a 1 mm
+    Gaussian smoothing (parenchyma, not CSF nor fat) at least ``margin_mm`` from bone, opened in-plane, and its
+    largest 3-D component is the brain.
+
+    Args:
+        volume: head CT (H, W, D) in HU, axial slices along D.
+        spacing: voxel size in mm along (H, W, D).
+        bone_hu: bone threshold in HU. Defaults to 200.
+        margin_mm: minimum distance from bone. Defaults to 4.
+
+    Returns:
+        bool (H, W, D); empty when no skull is found.
+    """
+    from skimage.morphology import convex_hull_image
+
+    bone = volume > bone_hu
+    labels, n = ndimage.label(bone)
+    if n == 0:
+        return np.zeros(volume.shape, dtype=bool)
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    skull = labels == int(np.argmax(sizes))  # drops the head rest and other loose bright objects
+    inside = np.zeros(volume.shape, dtype=bool)
+    for k in np.flatnonzero(skull.sum(axis=(0, 1)) > 20):
+        inside[:, :, k] = convex_hull_image(skull[:, :, k])
+    smooth = ndimage.gaussian_filter(volume.astype(np.float32), sigma=[1.0 / s for s in spacing])
+    tissue = inside & (smooth >= 15.0) & (smooth <= 60.0)
+    tissue &= ndimage.distance_transform_edt(~bone, sampling=spacing) >= margin_mm
+    tissue = ndimage.binary_opening(tissue, structure=np.ones((3, 3, 1), dtype=bool))
+    labels, n = ndimage.label(tissue)
+    if n == 0:
+        return tissue
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    return labels == int(np.argmax(sizes))
 
 
 def voxel_spacing(affine: np.ndarray) -> tuple[float, float, float]:
@@ -204,13 +358,16 @@ def _half_box(
     return tuple(lo), tuple(hi), mid
 
 
-def load_host(host_id: str, margin_mm: float = 5.0) -> tuple[np.ndarray, np.ndarray, dict]:
+def load_host(
+    host_id: str, margin_mm: float = 5.0, path: str | os.PathLike | None = None
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """Load a host scan (or one half of it) from the installed registry packages.
 
     Args:
         host_id: an id from :py:func:`list_hosts`, e.g. ``"lung_dx_a0001:left"``.
         margin_mm: half-width of the strip left out on each side of the midline for ``:right``/``:left``, so
             the two halves share no voxel. Defaults to 5.
+        path: another copy of the host's file, for ``cranium`` only (an ``.inv3``); None: the installed one.
 
     Returns:
         ``(volume, affine, meta)``: float32 (H, W, D) in HU (CT) or scanner units (MR), 4x4 RAS affine, and a
@@ -220,17 +377,33 @@ def load_host(host_id: str, margin_mm: float = 5.0) -> tuple[np.ndarray, np.ndar
 
     Raises:
         TypeError: when ``host_id`` is not a str.
-        ValueError: when ``host_id`` is unknown or ``margin_mm`` is negative.
+        ValueError: when ``host_id`` is unknown, ``margin_mm`` is negative, ``path`` is given for a host other
+            than ``cranium``, or the cranium file is corrupt (see :py:func:`read_inv3`).
         FileNotFoundError: when the host's package is not installed (the message says which to install).
     """
     base, side = _parse_host_id(host_id)
     if margin_mm < 0:
         raise ValueError(f"margin_mm must be >= 0 so the halves stay disjoint, got margin_mm={margin_mm}.")
+    if path is not None and base != "cranium":
+        raise ValueError(f"path is only accepted for the 'cranium' host, got host_id={host_id!r}, path={path}.")
     info = next(h for h in list_hosts() if h.host_id == base)
-    if not info.installed:
+    if not info.installed and path is None:
         raise FileNotFoundError(f"host {base!r} is not installed; it comes from: {info.source}.")
     meta: dict = {"host_id": host_id, "modality": info.modality, "subject": info.subject, "source": info.source}
-    if base == "lung_dx_a0001":
+    if info.organ:
+        meta["organ"] = info.organ
+    if base == "cranium":
+        file = Path(path) if path is not None else CRANIUM_PATH
+        volume, affine, foreground = _cranium(file)
+        meta["paths"] = [str(file)]
+        if volume.shape == (256, 256, 108):  # the real scan (another file, e.g. a test phantom, has no such ROI)
+            roi = _CRANIUM_ROI
+            center_mm = affine[:3, :3] @ np.asarray(roi["center_voxel"]) + affine[:3, 3]
+            radii_mm = np.asarray(roi["radii_voxel"]) * np.asarray(voxel_spacing(affine))
+            meta["known_lesion_roi"] = {"center_mm": center_mm.tolist(), "radii_mm": radii_mm.tolist()}
+        if not foreground.any():
+            raise ValueError(f"{file}: no skull and brain found in the volume (is it a head CT in HU?).")
+    elif base == "lung_dx_a0001":
         folder = _ct_dir()
         volume, affine = _load_dicom_series(folder)  # type: ignore[arg-type]
         meta["paths"] = [str(folder)]
@@ -256,7 +429,7 @@ def load_host(host_id: str, margin_mm: float = 5.0) -> tuple[np.ndarray, np.ndar
             if np.all(ctr >= 0) and np.all(ctr < volume.shape):
                 meta["known_lesion_roi"] = roi
     meta["spacing"] = list(voxel_spacing(affine))
-    return np.ascontiguousarray(volume, dtype=np.float32), affine, meta
+    return np.array(volume, dtype=np.float32, order="C"), affine, meta
 
 
 def _mr_brain(meta: dict, shape: tuple[int, ...]) -> np.ndarray:
@@ -278,7 +451,8 @@ def _mr_brain(meta: dict, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def host_region_mask(volume: np.ndarray, meta: dict) -> np.ndarray:
-    """Where lesions may be placed: the lungs of a CT host, the brain tissue (no CSF) of an MR host.
+    """Where lesions may be placed: the lungs of a chest CT, the brain parenchyma of a head CT
+    (:py:func:`cranium_brain_mask`), the brain tissue (no CSF) of an MR host.
 
     Args:
         volume: host volume (H, W, D) from :py:func:`load_host`.
@@ -291,6 +465,15 @@ def host_region_mask(volume: np.ndarray, meta: dict) -> np.ndarray:
         ValueError: when ``meta["modality"]`` is neither CT nor MR.
     """
     modality = meta.get("modality")
+    if modality == "CT" and meta.get("organ") == "brain":
+        # the mask needs the whole skull: segmented once on the whole scan (cached), then cropped like the volume
+        brain = _cranium(meta["paths"][0])[2]
+        if "crop_voxel" in meta:
+            (lo, hi) = meta["crop_voxel"]
+            brain = brain[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+        if brain.shape != volume.shape:
+            raise ValueError(f"brain mask shape {brain.shape} does not match the volume shape {volume.shape}.")
+        return brain.copy()
     if modality == "CT":
         if "parent" not in meta:
             return lung_mask(volume, meta["spacing"])
@@ -312,6 +495,9 @@ def known_lesion_mask(
     volume: np.ndarray, affine: np.ndarray, meta: dict, region: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Approximate mask of the real lesion a host holds (the A0001 tumour), empty when it holds none.
+
+    For a head CT (``meta["organ"] == "brain"``) only the region is returned (the tumour mask stays empty): the
+    Cranium's real hypodensity is excluded from placement, not labelled.
 
     Inside the tumour's ellipsoidal region (``meta["known_lesion_roi"]``) soft tissue (-300..250 HU) is kept where
     it lies inside the slice-wise convex hull of the lung mask (this cuts it from the chest wall and the
@@ -337,6 +523,8 @@ def known_lesion_mask(
     radii = np.asarray(roi_def["radii_mm"]) / spacing
     grids = np.ogrid[tuple(slice(0, n) for n in volume.shape)]
     roi = sum(((g - c) / r) ** 2 for g, c, r in zip(grids, center, radii)) <= 1.0
+    if meta.get("organ") == "brain":
+        return empty, roi
     lungs = lung_mask(volume, spacing) if region is None else region
     hull = np.zeros_like(roi)
     for k in np.flatnonzero(roi.any(axis=(0, 1))):
@@ -416,11 +604,14 @@ def correlated_noise(
     return noise * np.float32(std)
 
 
-def vary_host(volume: np.ndarray, modality: str, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+def vary_host(
+    volume: np.ndarray, modality: str, rng: np.random.Generator, ct_noise_std: tuple[float, float] = (5.0, 25.0)
+) -> tuple[np.ndarray, dict]:
     """Mild per-case variation of a host's texture so a network does not learn one scanner.
 
     CT: with p=0.5 an in-plane Gaussian blur (sigma 0.3-1.0 voxel, a softer kernel), with p=0.5 extra noise
-    (std 5-25 HU, correlation 0-1 voxel) where the input is above -1000 HU (clipped outside air stays clean).
+    (std in ``ct_noise_std``, correlation 0-1 voxel) where the input is above -1000 HU (clipped outside air stays
+    clean).
     MR: intensity scale 0.8-1.25, a smooth multiplicative bias field
     (up to +-15 %), with p=0.3 a blur, and Rician noise (1-4 % of the 99th percentile).
 
@@ -428,6 +619,8 @@ def vary_host(volume: np.ndarray, modality: str, rng: np.random.Generator) -> tu
         volume: array (H, W, D), the composed case (host + lesions).
         modality: ``"CT"`` or ``"MR"``.
         rng: numpy Generator.
+        ct_noise_std: (min, max) std of the extra CT noise in HU. Defaults to (5, 25), for chest CT; head CT
+            protocols are far less noisy (use about (1, 5)).
 
     Returns:
         ``(varied float32 volume, dict of the parameters drawn)``.
@@ -443,7 +636,7 @@ def vary_host(volume: np.ndarray, modality: str, rng: np.random.Generator) -> tu
             out = ndimage.gaussian_filter(out, sigma=(s, s, 0.0))
             params["blur_sigma_vox"] = round(s, 3)
         if rng.random() < 0.5:
-            std, corr = float(rng.uniform(5.0, 25.0)), float(rng.uniform(0.0, 1.0))
+            std, corr = float(rng.uniform(*ct_noise_std)), float(rng.uniform(0.0, 1.0))
             # not in the air the scanner clipped to -1024 HU: it holds no noise in the host either
             inside = np.asarray(volume) > -1000.0
             out += correlated_noise(out.shape, std, corr, rng) * inside

@@ -1,4 +1,4 @@
-"""Realistic synthetic lesions inserted into real host scans (CT lung nodules, MR brain lesions).
+"""Realistic synthetic lesions inserted into real host scans (CT lung nodules, CT and MR brain lesions).
 
 A lesion is an implicit 3-D shape (ellipsoid, union of lobes, or core with thin radial spicules) evaluated on a
 sub-voxel grid (about ``r / 6`` mm, so a 5 mm slice is sampled 10-15 times along z) and averaged down to the host
@@ -8,7 +8,7 @@ Gaussian point-spread blur is added, then the lesion is blended into the host::
     out = (1 - a) * host + a * lesion_value + sqrt(1 - (1 - a)^2) * noise       (noise matched to the host)
     out = max(host, out)                                                         (CT only)
 
-The CT ``max`` keeps vessels crossing a nodule and never paints over the chest wall or bone (juxta-pleural
+The lung CT ``max`` keeps vessels crossing a nodule and never paints over the chest wall or bone (juxta-pleural
 nodules get a flat pleural base because their occupancy is also cut to the lung mask grown by one voxel).
 The label is ``occupancy >= 0.5`` (at least the voxel of highest occupancy). Everything random is drawn from the
 ``numpy.random.Generator`` passed in, so a seed reproduces a case exactly.
@@ -29,6 +29,8 @@ from bundle.data.lung import body_mask
 __all__ = [
     "CT_KINDS",
     "MR_KINDS",
+    "CT_BRAIN_KINDS",
+    "ORGANS",
     "SHAPES",
     "CT_LOCATIONS",
     "MR_LOCATIONS",
@@ -44,6 +46,9 @@ logger = logging.getLogger(__name__)
 
 CT_KINDS = ("solid", "part-solid", "ggo")
 MR_KINDS = ("hyper", "hypo")
+# head CT: hyperdense = acute haemorrhage / enhancing metastasis, hypodense = infarct / oedema (docs/data.md)
+CT_BRAIN_KINDS = ("hyperdense", "hypodense")
+ORGANS = ("lungs", "brain")
 SHAPES = ("spherical", "lobulated", "spiculated")
 CT_LOCATIONS = ("isolated", "juxta-vascular", "juxta-pleural")
 MR_LOCATIONS = ("deep", "border")
@@ -69,6 +74,7 @@ class HostContext:
         dist_boundary_mm: distance (mm) of each candidate to the outside of ``region``.
         dist_vessel_mm: distance (mm) of each candidate to the nearest vessel (CT; +inf for MR).
         dist_face_mm: distance (mm) of each candidate to the in-plane faces of the volume.
+        organ: ``"lungs"`` (chest CT) or ``"brain"`` (head CT, MR).
     """
 
     host_id: str
@@ -85,6 +91,21 @@ class HostContext:
     dist_boundary_mm: np.ndarray
     dist_vessel_mm: np.ndarray
     dist_face_mm: np.ndarray
+    organ: str = "lungs"
+
+
+def _kinds_locations(modality: str, organ: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    if modality == "MR":
+        return MR_KINDS, MR_LOCATIONS
+    return (CT_KINDS, CT_LOCATIONS) if organ == "lungs" else (CT_BRAIN_KINDS, MR_LOCATIONS)
+
+
+def _check_organ(modality: str, organ: str | None) -> str:
+    """The organ for a modality: lungs for CT and brain for MR by default; MR must be brain."""
+    organ = ("lungs" if modality == "CT" else "brain") if organ is None else organ
+    if organ not in ORGANS or (modality == "MR" and organ != "brain"):
+        raise ValueError(f"organ must be one of {ORGANS} ('brain' for MR), got organ={organ!r} for {modality}.")
+    return organ
 
 
 def _inplane(radius: int = 1) -> np.ndarray:
@@ -101,6 +122,7 @@ def prepare_host(
     exclusion: np.ndarray | None = None,
     noise_mask: np.ndarray | None = None,
     host_id: str = "host",
+    organ: str | None = None,
 ) -> HostContext:
     """Precompute a host's placement maps and noise model.
 
@@ -111,18 +133,21 @@ def prepare_host(
         region: bool (H, W, D), where lesions may be (lung mask / brain tissue mask).
         exclusion: optional bool (H, W, D) no lesion may touch (real tumour and its surroundings).
         noise_mask: optional bool (H, W, D) homogeneous region for :py:func:`estimate_noise`; by default soft
-            tissue (-100..150 HU) of the body eroded by 2 voxels in-plane (CT), the brighter 30 % of the
-            tissue mask eroded by 2 voxels (MR, i.e. white matter).
+            tissue (-100..150 HU) of the body eroded by 2 voxels in-plane (chest CT), ``region`` eroded by 2
+            voxels in-plane (head CT), the brighter 30 % of the tissue mask eroded by 2 voxels (MR, i.e. white
+            matter).
         host_id: name used in logs and records.
+        organ: ``"lungs"`` or ``"brain"``; None: lungs for CT, brain for MR.
 
     Returns:
         :py:class:`HostContext`.
 
     Raises:
-        ValueError: when ``modality`` is unknown, ``volume`` is not 3-D, or a mask's shape differs.
+        ValueError: when ``modality`` or ``organ`` is unknown, ``volume`` is not 3-D, or a mask's shape differs.
     """
     if modality not in _MODALITIES:
         raise ValueError(f"modality must be one of {_MODALITIES}, got {modality!r}.")
+    organ = _check_organ(modality, organ)
     volume = np.asarray(volume, dtype=np.float32)
     if volume.ndim != 3:
         raise ValueError(f"volume must be 3-D (H, W, D), got shape {volume.shape}.")
@@ -133,14 +158,16 @@ def prepare_host(
             raise ValueError(f"{name} must have the volume's shape {volume.shape}, got {np.shape(m)}.")
     spacing = voxel_spacing(affine)
     if noise_mask is None:
-        if modality == "CT":
+        if modality == "CT" and organ == "brain":
+            noise_mask = ndimage.binary_erosion(region, structure=_inplane(2))
+        elif modality == "CT":
             noise_mask = (volume > -100) & (volume < 150) & body_mask(volume)
             noise_mask = ndimage.binary_erosion(noise_mask, structure=_inplane(2))
         else:
             cut = np.percentile(volume[region], 70) if region.any() else np.inf
             noise_mask = ndimage.binary_erosion(region & (volume > cut), iterations=2)
     noise_std, noise_sigma = estimate_noise(volume, noise_mask)
-    if modality == "CT":
+    if modality == "CT" and organ == "lungs":
         parenchyma = region & (volume < -500)
         # large airways (trachea, main bronchi) are darker than lung parenchyma once smoothed over ~2 mm
         smooth = ndimage.gaussian_filter(volume, sigma=[2.0 / s for s in spacing[:2]] + [0.0])
@@ -148,7 +175,7 @@ def prepare_host(
         vessel = region & (volume > -300)
         dist_vessel = ndimage.distance_transform_edt(~vessel, sampling=spacing) if vessel.any() else None
     else:
-        parenchyma, dist_vessel = region, None
+        parenchyma, dist_vessel = region.copy(), None
     parenchyma &= ~exclusion
     candidates = np.flatnonzero(parenchyma)
     dist_b = ndimage.distance_transform_edt(region, sampling=spacing).ravel()[candidates].astype(np.float32)
@@ -164,7 +191,7 @@ def prepare_host(
         host_id=host_id, modality=modality, affine=np.asarray(affine, dtype=float), spacing=spacing,
         shape=volume.shape, region=region, allowed=allowed, exclusion=exclusion, noise_std=noise_std,
         noise_sigma_vox=noise_sigma, candidates=candidates, dist_boundary_mm=dist_b,
-        dist_vessel_mm=dv.astype(np.float32), dist_face_mm=np.minimum(*face).astype(np.float32),
+        dist_vessel_mm=dv.astype(np.float32), dist_face_mm=np.minimum(*face).astype(np.float32), organ=organ,
     )
 
 
@@ -173,38 +200,44 @@ def _choice(rng: np.random.Generator, options: Sequence[str], p: Sequence[float]
 
 
 def sample_lesion_params(
-    rng: np.random.Generator, modality: str, diameter_range_mm: Sequence[float] = (3.0, 30.0)
+    rng: np.random.Generator,
+    modality: str,
+    diameter_range_mm: Sequence[float] = (3.0, 30.0),
+    organ: str | None = None,
 ) -> dict:
     """Draw one lesion's kind, shape, location and diameter.
 
     Diameters are log-uniform in ``diameter_range_mm`` (3-30 mm: 30 % below 6 mm). CT kinds: solid 50 %,
     part-solid 20 % (>= 8 mm only), ground-glass 30 %; shapes: spherical 40 %, lobulated 35 %, spiculated 25 %
     (>= 8 mm only); locations: isolated 40 %, juxta-vascular 30 %, juxta-pleural 30 %. MR: hyper 60 % / hypo 40 %,
-    spherical or lobulated, deep 60 % / border 40 % (touching CSF: cortex or ventricle).
+    spherical or lobulated, deep 60 % / border 40 % (touching CSF: cortex or ventricle). Head CT
+    (``organ="brain"``): hyperdense 50 % / hypodense 50 %, spherical or lobulated, deep 60 % / border 40 %.
 
     Args:
         rng: numpy Generator.
         modality: ``"CT"`` or ``"MR"``.
         diameter_range_mm: (min, max) equivalent diameter in mm. Defaults to (3, 30).
+        organ: ``"lungs"`` or ``"brain"``; None: lungs for CT, brain for MR.
 
     Returns:
         dict with ``kind``, ``shape``, ``location``, ``diameter_mm``.
 
     Raises:
-        ValueError: when ``modality`` is unknown or the range is not 0 < min <= max.
+        ValueError: when ``modality`` or ``organ`` is unknown or the range is not 0 < min <= max.
     """
     if modality not in _MODALITIES:
         raise ValueError(f"modality must be one of {_MODALITIES}, got {modality!r}.")
+    organ = _check_organ(modality, organ)
     lo, hi = (float(x) for x in diameter_range_mm)
     if not 0 < lo <= hi:
         raise ValueError(f"diameter_range_mm must satisfy 0 < min <= max, got diameter_range_mm={diameter_range_mm}.")
     d = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
-    if modality == "CT":
+    if modality == "CT" and organ == "lungs":
         kind = _choice(rng, CT_KINDS, (0.5, 0.2 if d >= 8 else 0.0, 0.3))
         shape = _choice(rng, SHAPES, (0.4, 0.35, 0.25 if d >= 8 else 0.0))
         location = _choice(rng, CT_LOCATIONS, (0.4, 0.3, 0.3))
     else:
-        kind = _choice(rng, MR_KINDS, (0.6, 0.4))
+        kind = _choice(rng, MR_KINDS, (0.6, 0.4)) if modality == "MR" else _choice(rng, CT_BRAIN_KINDS, (0.5, 0.5))
         shape = _choice(rng, SHAPES[:2], (0.5, 0.5))
         location = _choice(rng, MR_LOCATIONS, (0.6, 0.4))
     return {"kind": kind, "shape": shape, "location": location, "diameter_mm": round(d, 3)}
@@ -386,9 +419,9 @@ def insert_lesion(
         image: float32 (H, W, D) to modify, initially a copy of the host volume.
         label: uint8 (H, W, D); lesion voxels are set to 1.
         rng: numpy Generator.
-        kind: one of :py:data:`CT_KINDS` (CT) or :py:data:`MR_KINDS` (MR).
+        kind: one of :py:data:`CT_KINDS` (chest CT), :py:data:`CT_BRAIN_KINDS` (head CT) or :py:data:`MR_KINDS`.
         shape: one of :py:data:`SHAPES`.
-        location: one of :py:data:`CT_LOCATIONS` (CT) or :py:data:`MR_LOCATIONS` (MR).
+        location: one of :py:data:`CT_LOCATIONS` (chest CT) or :py:data:`MR_LOCATIONS` (head CT, MR).
         diameter_mm: requested equivalent diameter (volume of the shape without spicules).
         occupied: optional bool (H, W, D) of earlier lesions grown by ``gap_mm``; updated in place.
         gap_mm: minimum distance kept between lesions and from ``ctx.exclusion``. Defaults to 3.
@@ -397,14 +430,15 @@ def insert_lesion(
 
     Returns:
         the lesion's record (see :py:func:`lesion_record`, plus ``kind``, ``shape``, ``location``,
-        ``requested_diameter_mm``, ``value_hu`` (CT; part-solid also ``solid_hu``, ``core_fraction``) or ``value``
-        and ``contrast`` (MR, relative to the surrounding tissue), and ``synthetic: True``),
+        ``requested_diameter_mm``, ``value_hu`` (CT; part-solid also ``solid_hu``, ``core_fraction``; head CT
+        also ``contrast_hu`` over the surrounding parenchyma) or ``value`` and ``contrast`` (MR, relative to the
+        surrounding tissue), and ``synthetic: True``),
         or None when no free place was found (logged at DEBUG).
 
     Raises:
         ValueError: when ``kind``/``shape``/``location`` do not fit the modality or ``diameter_mm`` <= 0.
     """
-    kinds, locs = (CT_KINDS, CT_LOCATIONS) if ctx.modality == "CT" else (MR_KINDS, MR_LOCATIONS)
+    kinds, locs = _kinds_locations(ctx.modality, ctx.organ)
     if kind not in kinds:
         raise ValueError(f"kind must be one of {kinds} for {ctx.modality}, got {kind!r}.")
     if shape not in SHAPES:
@@ -452,7 +486,7 @@ def insert_lesion(
         if np.any(grown & blocked):
             continue
         host = image[box]
-        value, texture_std, noise_std, desc = _lesion_value(ctx, kind, host, lab, rng)
+        value, texture_std, noise_std, desc = _lesion_value(ctx, kind, host, lab, rng, ctx.region[box])
         lesion = np.full(occ.shape, value, dtype=np.float32)
         if core_occ is not None:
             solid = float(rng.uniform(-50.0, 60.0))
@@ -461,13 +495,21 @@ def insert_lesion(
             desc.update(solid_hu=round(solid, 1), core_fraction=round(core, 3))
         corr_vox = [1.5 / s for s in spacing[:2]] + [0.0]
         lesion += _smooth_field(occ.shape, corr_vox, texture_std, rng)
-        # ground glass and brain lesions (oedema) have ill-defined margins: wider than the scanner's point spread
-        edge = psf_sigma_mm + (float(rng.uniform(0.5, 1.2)) if kind in ("ggo", "part-solid", "hyper", "hypo") else 0.0)
+        # ground glass and brain lesions (oedema) have ill-defined margins: wider than the scanner's point spread;
+        # on head CT a haematoma is sharp, an infarct or oedema blurred
+        if kind == "hypodense":
+            edge = psf_sigma_mm + float(rng.uniform(1.0, 2.0))
+        elif kind == "hyperdense":
+            edge = psf_sigma_mm + float(rng.uniform(0.2, 0.6))
+        else:
+            ill_defined = kind in ("ggo", "part-solid", "hyper", "hypo")
+            edge = psf_sigma_mm + (float(rng.uniform(0.5, 1.2)) if ill_defined else 0.0)
         alpha = ndimage.gaussian_filter(occ, sigma=[edge / s for s in spacing[:2]] + [0.0])
         alpha = np.where(alpha < 0.01, 0.0, np.clip(alpha, 0.0, 1.0))  # keep the blur tails from touching the box
         noise = correlated_noise(occ.shape, noise_std, ctx.noise_sigma_vox, rng)
         out = (1.0 - alpha) * host + alpha * lesion + np.sqrt(1.0 - (1.0 - alpha) ** 2) * noise
-        image[box] = np.maximum(host, out) if ctx.modality == "CT" else out
+        # lungs: a nodule never darkens what it overlaps (vessels, chest wall); brain: hypodense lesions must
+        image[box] = np.maximum(host, out) if ctx.modality == "CT" and ctx.organ == "lungs" else out
         label[box] |= lab.astype(label.dtype)
         if occupied is not None:
             occupied[gbox] |= grown
@@ -488,9 +530,22 @@ def _smooth_field(
 
 
 def _lesion_value(
-    ctx: HostContext, kind: str, host: np.ndarray, lab: np.ndarray, rng: np.random.Generator
+    ctx: HostContext,
+    kind: str,
+    host: np.ndarray,
+    lab: np.ndarray,
+    rng: np.random.Generator,
+    region: np.ndarray | None = None,
 ) -> tuple[float, float, float, dict]:
     """Mean lesion value, texture std, noise std and a description for the record."""
+    if ctx.modality == "CT" and ctx.organ == "brain":
+        # contrast over the surrounding parenchyma (the box's placement region outside the lesion, so no CSF/bone)
+        around = host[~lab & region] if region is not None and np.any(~lab & region) else host[lab]
+        local = float(np.median(around))
+        contrast = float(rng.uniform(25.0, 60.0)) if kind == "hyperdense" else -float(rng.uniform(8.0, 20.0))
+        value = local + contrast
+        texture = 4.0 if kind == "hyperdense" else 2.0
+        return value, texture, ctx.noise_std, {"value_hu": round(value, 1), "contrast_hu": round(contrast, 1)}
     if ctx.modality == "CT":
         value = float(rng.uniform(-50.0, 60.0)) if kind == "solid" else float(rng.uniform(-750.0, -350.0))
         return value, (15.0 if kind == "solid" else 50.0), ctx.noise_std, {"value_hu": round(value, 1)}
@@ -535,9 +590,9 @@ def synthesize_case(
     label = np.zeros(ctx.shape, dtype=np.uint8)
     occupied = np.zeros(ctx.shape, dtype=bool)
     records: list[dict] = []
-    locations = CT_LOCATIONS if ctx.modality == "CT" else MR_LOCATIONS
+    locations = _kinds_locations(ctx.modality, ctx.organ)[1]
     for _ in range(n_lesions):
-        params = sample_lesion_params(rng, ctx.modality, diameter_range_mm)
+        params = sample_lesion_params(rng, ctx.modality, diameter_range_mm, organ=ctx.organ)
         record = None
         for attempt in range(4):
             if attempt == 1:
