@@ -8,10 +8,19 @@ datalist's ``validation`` list), each in its own ``python -m monai.bundle run`` 
 - ``ghost``: + Ghost modules at the middle level; ``ca``: + Coordinate Attention after decoder stage 3;
 - ``ghost_ca``: both (the bundle's network, routing off); ``ghost_ca_routed``: the same weights, routing on;
 - ``monai_unet``, ``monai_basicunet``, ``monai_segresnet``: MONAI's networks at the settings of the benchmark
-  (:py:func:`bundle.benchmark.build_network`).
+  (:py:func:`bundle.benchmark.build_network`);
+- ``swinunetr``: MONAI's ``SwinUNETR`` (the source paper's CNN-Transformer hybrid; feature size 12, the smallest);
+- ``retinanet_resnet50``, ``retinanet_resnet10``: MONAI's RetinaNet detectors (:py:mod:`bundle.comparison`),
+  trained on the same patches by ``scripts/detector_baseline.py`` and scored by the same lesion metrics.
 
-The table has recall, precision, F1, CPM, parameters and seconds per volume (as timed by the evaluation, in the
-same run: comparable with each other only when nothing else loads the machine).
+The shared budget is the number of epochs and, optionally, a wall-clock limit on training (``time_limit_s``,
+:py:class:`bundle.engines.TrainingTimeLimit`): heavy networks cannot train 50 epochs on 2 CPU cores in hours, so
+they get the seconds the bundle's network needs and the table says how many epochs they completed.
+
+The table has recall, precision, F1, CPM, parameters, seconds per volume (as timed by the evaluation, in the
+same run: comparable with each other only when nothing else loads the machine) and the training reached.
+Running a subset of variants into an existing ``output_root`` keeps the other variants' rows when the run
+settings (epochs, case counts, seed) are the same.
 """
 
 from __future__ import annotations
@@ -25,9 +34,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bundle.comparison.retinanet import DETECTORS
 from bundle.io.writers import atomic_write_text
 
-__all__ = ["VARIANTS", "variant_overrides", "run_variant", "ablation_table", "run_ablation"]
+__all__ = ["ALL_VARIANTS", "VARIANTS", "variant_overrides", "run_variant", "ablation_table", "run_ablation"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +69,12 @@ VARIANTS: dict[str, tuple[dict[str, Any], bool, str | None]] = {
         False,
         None,
     ),
+    "swinunetr": (
+        {"_target_": "monai.networks.nets.SwinUNETR", "spatial_dims": 3, "in_channels": 1, "out_channels": 2,
+         "feature_size": 12},
+        False,
+        None,
+    ),
 }
 
 LABELS = {
@@ -70,7 +86,12 @@ LABELS = {
     "monai_unet": "MONAI UNet",
     "monai_basicunet": "MONAI BasicUNet",
     "monai_segresnet": "MONAI SegResNet",
+    "swinunetr": "MONAI SwinUNETR (CNN-Transformer)",
+    "retinanet_resnet50": "MONAI RetinaNet, ResNet-50 FPN (zoo lung nodule detector)",
+    "retinanet_resnet10": "MONAI RetinaNet, ResNet-10 FPN-64 (light detector)",
 }
+ALL_VARIANTS = [*VARIANTS, *DETECTORS]
+_SETTINGS = ("epochs", "num_train_cases", "num_eval_cases", "seed")
 
 
 def variant_overrides(
@@ -79,7 +100,8 @@ def variant_overrides(
     """The config override of one variant (a JSON object merged after train.json / evaluate.json).
 
     Args:
-        name: a key of :py:data:`VARIANTS`.
+        name: a key of :py:data:`VARIANTS` or :py:data:`bundle.comparison.DETECTORS` (whose override holds the
+            data selection only).
         num_eval_cases: evaluate on the first N held-out cases only (None: all).
         num_train_cases: train on the first N training cases only (None: all; train.json holds back its last
             ``num_val_cases`` of them for validation, which the ablation does not run).
@@ -87,16 +109,17 @@ def variant_overrides(
     Raises:
         ValueError: for an unknown variant, ``num_eval_cases`` < 1 or ``num_train_cases`` < 3.
     """
-    if name not in VARIANTS:
-        raise ValueError(f"unknown ablation variant {name!r}; choose from {sorted(VARIANTS)}.")
+    _check_name(name)
     if num_eval_cases is not None and num_eval_cases < 1:
         raise ValueError(f"num_eval_cases must be >= 1, got num_eval_cases={num_eval_cases}.")
     if num_train_cases is not None and num_train_cases < 3:
         raise ValueError(f"num_train_cases must be >= 3, got num_train_cases={num_train_cases}.")
-    network_def, routing, _ = VARIANTS[name]
-    overrides: dict[str, Any] = {"network_def": network_def, "routing": routing}
-    if network_def["_target_"] != _GHOST:  # no screening head to calibrate
-        overrides["finalize"] = ["$torch.save(@network.state_dict(), os.path.join(@ckpt_dir, 'model.pt'))"]
+    overrides: dict[str, Any] = {}
+    if name in VARIANTS:
+        network_def, routing, _ = VARIANTS[name]
+        overrides.update(network_def=network_def, routing=routing)
+        if network_def["_target_"] != _GHOST:  # no screening head to calibrate
+            overrides["finalize"] = ["$torch.save(@network.state_dict(), os.path.join(@ckpt_dir, 'model.pt'))"]
     if num_eval_cases is not None:
         overrides["heldout_datalist"] = (
             "$[{'image': d['image'], 'label': d['label']} for d in "
@@ -110,10 +133,19 @@ def variant_overrides(
     return overrides
 
 
+def _check_name(name: str) -> None:
+    if name not in ALL_VARIANTS:
+        raise ValueError(f"unknown ablation variant {name!r}; choose from {sorted(ALL_VARIANTS)}.")
+
+
 def _bundle_run(config_files: Sequence[str], args: dict[str, Any], log_path: Path, bundle_root: str) -> None:
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", json.dumps(list(config_files))]
+    _run(cmd, args, log_path, bundle_root)
+
+
+def _run(cmd: list[str], args: dict[str, Any], log_path: Path, bundle_root: str) -> None:
     for key, value in args.items():
-        cmd += [f"--{key}", str(value)]
+        cmd = [*cmd, f"--{key}", str(value)]
     logger.info("running %s", " ".join(cmd))
     with open(log_path, "w") as log:
         proc = subprocess.run(cmd, cwd=bundle_root, stdout=log, stderr=subprocess.STDOUT, check=False)
@@ -130,29 +162,45 @@ def run_variant(
     bundle_root: str = ".",
     seed: int = 0,
     num_train_cases: int | None = None,
+    time_limit_s: float = 0,
 ) -> dict[str, Any]:
-    """Train (unless its weights are shared) and evaluate one variant; returns the evaluation's metrics dict.
+    """Train (unless its weights are shared) and evaluate one variant; returns the evaluation's metrics dict with
+    ``training``: what the training reached (``train_time.json`` of :py:class:`bundle.engines.TrainingTimeLimit`,
+    None when absent).
 
-    Writes under ``output_root/<name>/``: ``override.json``, ``train.log``, ``model.pt``, ``evaluate.log`` and
-    ``eval/metrics.json`` (the evaluation's :py:class:`bundle.engines.report.DetectionReportHandler` output).
+    Writes under ``output_root/<name>/``: ``override.json``, ``train.log``, ``train_time.json``, ``model.pt``,
+    ``evaluate.log`` and ``eval/metrics.json`` (the evaluation's :py:class:`bundle.engines.report.DetectionReportHandler`
+    output). ``time_limit_s`` > 0 stops training after that many seconds.
     """
     out = Path(output_root).resolve() / name
     out.mkdir(parents=True, exist_ok=True)
     override = out / "override.json"
-    atomic_write_text(override, json.dumps(variant_overrides(name, num_eval_cases, num_train_cases), indent=4) + "\n")
     root = os.path.abspath(bundle_root)
+    common = {"bundle_root": root, "dataset_dir": os.path.abspath(dataset_dir), "seed": seed}
+    overrides = variant_overrides(name, num_eval_cases, num_train_cases)
+    if name in DETECTORS:
+        overrides.update(common)
+    atomic_write_text(override, json.dumps(overrides, indent=4) + "\n")
+    if name in DETECTORS:
+        script = [sys.executable, os.path.join(root, "scripts", "detector_baseline.py")]
+        args = {"name": name, "overrides_file": override}
+        _run([*script, "train"], {**args, "output_dir": out, "epochs": epochs, "time_limit_s": time_limit_s},
+             out / "train.log", root)
+        _run([*script, "evaluate"], {**args, "weights": out / "model.pt", "eval_dir": out / "eval"},
+             out / "evaluate.log", root)
+        return _with_training(out / "eval" / "metrics.json", out / "train_time.json")
     train_cfg = os.path.join(root, "configs", "train.json")
     eval_cfg = os.path.join(root, "configs", "evaluate.json")
     shared = VARIANTS[name][2]
     ckpt_dir = out.parent / shared if shared else out
-    common = {"bundle_root": root, "dataset_dir": os.path.abspath(dataset_dir), "seed": seed}
     if shared is not None and not (ckpt_dir / "model.pt").is_file():
         raise RuntimeError(f"variant {name} evaluates the weights of {shared}, but {ckpt_dir / 'model.pt'} does not "
                            f"exist: run {shared} first.")
     if shared is None:
         _bundle_run(
             [train_cfg, str(override)],
-            {**common, "epochs": epochs, "val_interval": epochs + 1, "output_dir": out, "ckpt_dir": out},
+            {**common, "epochs": epochs, "val_interval": epochs + 1, "output_dir": out, "ckpt_dir": out,
+             "train_time_limit_s": time_limit_s},
             out / "train.log",
             root,
         )
@@ -162,23 +210,59 @@ def run_variant(
         out / "evaluate.log",
         root,
     )
-    with open(out / "eval" / "metrics.json") as f:
-        return json.load(f)
+    return _with_training(out / "eval" / "metrics.json", ckpt_dir / "train_time.json")
+
+
+def _with_training(metrics_path: Path, record: Path) -> dict[str, Any]:
+    with open(metrics_path) as f:
+        metrics = json.load(f)
+    metrics["training"] = json.loads(record.read_text()) if record.is_file() else None
+    return metrics
+
+
+def _trained(record: dict[str, Any] | None) -> str:
+    if not record:
+        return "n/a"
+    text = f"{record['epochs_completed']} ep, {record['train_seconds'] / 60:.0f} min"
+    return text + " (time limit)" if record.get("time_limit_reached") else text
 
 
 def ablation_table(results: dict[str, dict[str, Any]]) -> str:
-    """Markdown table: one row per variant with recall, precision, F1, CPM, parameters and seconds per volume."""
+    """Markdown table: one row per variant with recall, precision, F1, CPM, parameters, seconds per volume and the
+    training reached (epochs completed and minutes, "n/a" when not recorded)."""
     lines = [
-        "| Variant | Recall | Precision | F1 | CPM | Params (M) | s / volume |",
-        "|---|---|---|---|---|---|---|",
+        "| Variant | Recall | Precision | F1 | CPM | Params (M) | s / volume | Trained |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, m in results.items():
         sec = m.get("seconds_per_volume")
         lines.append(
             f"| {LABELS.get(name, name)} | {m['recall']:.3f} | {m['precision']:.3f} | {m['f1']:.3f} | {m['cpm']:.3f} | "
-            f"{m['params_millions']:.3f} | {'n/a' if sec is None else f'{sec:.1f}'} |"
+            f"{m['params_millions']:.3f} | {'n/a' if sec is None else f'{sec:.1f}'} | {_trained(m.get('training'))} |"
         )
     return "\n".join(lines)
+
+
+def _in_table_order(rows: dict[str, Any]) -> dict[str, Any]:
+    order = ALL_VARIANTS
+    return {n: rows[n] for n in sorted(rows, key=lambda n: order.index(n) if n in order else len(order))}
+
+
+def _previous_results(output_root: str, settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The rows of an earlier ``ablation.json`` in ``output_root`` run with the same settings (else none)."""
+    path = Path(output_root) / "ablation.json"
+    if not path.is_file():
+        return {}
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        logger.warning("ignoring %s: %s", path, err)
+        return {}
+    if any(previous.get(k) != v for k, v in settings.items()):
+        logger.warning("%s was run with other settings (%s); its rows are not kept.", path,
+                       {k: previous.get(k) for k in settings})
+        return {}
+    return dict(previous.get("results", {}))
 
 
 def run_ablation(
@@ -190,28 +274,32 @@ def run_ablation(
     bundle_root: str = ".",
     seed: int = 0,
     num_train_cases: int | None = None,
+    time_limit_s: float = 0,
 ) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Run the variants in order (those sharing weights after their source); returns (results, failures).
 
     A variant that fails is logged and listed; the others still run. ``output_root/ablation.json`` and
-    ``output_root/ablation.md`` are rewritten after every variant, so a long run can be read while it goes.
+    ``output_root/ablation.md`` are rewritten after every variant, so a long run can be read while it goes; rows of
+    variants not run this time are kept from an earlier ``ablation.json`` with the same settings. ``results`` holds
+    every row, in table order. ``time_limit_s`` > 0 limits each variant's training to that many seconds.
     """
-    names = list(variants) if variants else list(VARIANTS)
+    names = list(variants) if variants else list(ALL_VARIANTS)
     for name in names:
-        if name not in VARIANTS:
-            raise ValueError(f"unknown ablation variant {name!r}; choose from {sorted(VARIANTS)}.")
-    results: dict[str, dict[str, Any]] = {}
+        _check_name(name)
+    settings = {"epochs": epochs, "num_train_cases": num_train_cases, "num_eval_cases": num_eval_cases, "seed": seed}
+    rows = _previous_results(output_root, settings)
     failures: list[str] = []
     for name in names:
         try:
-            results[name] = run_variant(
-                name, dataset_dir, output_root, epochs, num_eval_cases, bundle_root, seed, num_train_cases
+            rows[name] = run_variant(
+                name, dataset_dir, output_root, epochs, num_eval_cases, bundle_root, seed, num_train_cases,
+                time_limit_s,
             )
         except (RuntimeError, OSError, KeyError, ValueError) as err:
             logger.error("ablation variant %s failed: %s", name, err)
             failures.append(f"{name}: {err}")
-        summary = {"epochs": epochs, "num_train_cases": num_train_cases, "num_eval_cases": num_eval_cases,
-                   "seed": seed, "results": results, "failures": failures}
+        results = _in_table_order(rows)
+        summary = {**settings, "results": results, "failures": failures}
         atomic_write_text(Path(output_root) / "ablation.json", json.dumps(summary, indent=4) + "\n")
         atomic_write_text(Path(output_root) / "ablation.md", ablation_table(results) + "\n")
-    return results, failures
+    return _in_table_order(rows), failures

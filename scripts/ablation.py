@@ -32,21 +32,25 @@ def main(
     num_eval_cases: int | None = None,
     num_train_cases: int | None = None,
     seed: int = 0,
+    time_limit_s: float = 0,
 ) -> None:
     """
     Args:
         dataset_dir: folder with the synthesis ``datalist.json`` (training and held-out ``validation`` lists).
         output_root: where each variant's logs, weights and metrics go.
         epochs: training epochs of every variant (the shared budget).
-        variants: comma-separated subset of ``bundle.ablation.VARIANTS`` (default: all, in table order).
+        variants: comma-separated subset of ``bundle.ablation.ALL_VARIANTS`` (default: all, in table order).
         num_eval_cases: evaluate on the first N held-out scans only (default: all).
         num_train_cases: train on the first N training cases only (default: all).
         seed: the training seed.
+        time_limit_s: wall-clock limit on each variant's training in seconds (0: none); the table reports the
+            epochs each one completed.
     """
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     names = [v.strip() for v in variants.split(",")] if isinstance(variants, str) else variants
     results, failures = run_ablation(
-        dataset_dir, output_root, epochs, names, num_eval_cases, seed=seed, num_train_cases=num_train_cases
+        dataset_dir, output_root, epochs, names, num_eval_cases, seed=seed, num_train_cases=num_train_cases,
+        time_limit_s=time_limit_s,
     )
     print(ablation_table(results))
     if failures:

@@ -1,13 +1,17 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import unittest
+from unittest import mock
 
 import torch
 from monai.bundle import ConfigParser
 from parameterized import parameterized
 
-from bundle.ablation import LABELS, VARIANTS, ablation_table, variant_overrides
+from bundle import ablation
+from bundle.ablation import ALL_VARIANTS, LABELS, VARIANTS, ablation_table, variant_overrides
 
 
 class TestAblation(unittest.TestCase):
@@ -18,8 +22,8 @@ class TestAblation(unittest.TestCase):
         parser.update(variant_overrides(name, num_eval_cases=2, num_train_cases=4))
         net = parser.get_parsed_content("network_def", instantiate=True).eval()
         with torch.no_grad():
-            out = net(torch.rand(1, 1, 32, 32, 16))
-        self.assertEqual(tuple(out.shape), (1, 2, 32, 32, 16))
+            out = net(torch.rand(1, 1, 64, 64, 32))  # the training patch (SwinUNETR: multiples of 32)
+        self.assertEqual(tuple(out.shape), (1, 2, 64, 64, 32))
         json.dumps(variant_overrides(name))  # the override file is written as JSON
 
     def test_ablation_steps_differ_as_named(self):
@@ -30,7 +34,7 @@ class TestAblation(unittest.TestCase):
         self.assertEqual(VARIANTS["ghost_ca_routed"][0], VARIANTS["ghost_ca"][0])
         self.assertTrue(VARIANTS["ghost_ca_routed"][1])
         self.assertFalse(VARIANTS["ghost_ca"][1])
-        self.assertEqual(set(LABELS), set(VARIANTS))
+        self.assertEqual(set(LABELS), set(ALL_VARIANTS))
 
     def test_monai_baselines_skip_screen_calibration(self):
         self.assertIn("finalize", variant_overrides("monai_unet"))
@@ -38,6 +42,29 @@ class TestAblation(unittest.TestCase):
         self.assertIn("[:3]", variant_overrides("unet", 3)["heldout_datalist"])
         self.assertIn("'training')][:5]", variant_overrides("unet", None, 5)["train_all"])
         self.assertNotIn("train_all", variant_overrides("unet"))
+
+    def test_detectors_run_through_their_script_with_the_data_overrides(self):
+        self.assertEqual(ALL_VARIANTS[-2:], ["retinanet_resnet50", "retinanet_resnet10"])
+        overrides = variant_overrides("retinanet_resnet10", 2)
+        self.assertNotIn("network_def", overrides)
+        self.assertIn("[:2]", overrides["heldout_datalist"])
+        calls = []
+
+        def fake_run(cmd, args, log_path, root):
+            calls.append((cmd[-1], args))
+            if cmd[-1] == "evaluate":
+                os.makedirs(args["eval_dir"])
+                with open(os.path.join(args["eval_dir"], "metrics.json"), "w") as f:
+                    json.dump({"recall": 0.0}, f)
+
+        with tempfile.TemporaryDirectory() as root, mock.patch.object(ablation, "_run", fake_run):
+            metrics = ablation.run_variant("retinanet_resnet10", "data", root, 50, 2, time_limit_s=900)
+            self.assertEqual([c[0] for c in calls], ["train", "evaluate"])
+            self.assertEqual((calls[0][1]["epochs"], calls[0][1]["time_limit_s"]), (50, 900))
+            with open(calls[0][1]["overrides_file"]) as f:
+                written = json.load(f)
+            self.assertEqual((written["seed"], os.path.basename(written["dataset_dir"])), (0, "data"))
+            self.assertEqual(metrics, {"recall": 0.0, "training": None})
 
     def test_ill_arg(self):
         with self.assertRaises(ValueError):
@@ -50,11 +77,39 @@ class TestAblation(unittest.TestCase):
     def test_table(self):
         m = {"recall": 0.5, "precision": 0.25, "f1": 1 / 3, "cpm": 0.4, "params_millions": 0.64,
              "seconds_per_volume": 12.34}
-        table = ablation_table({"ghost_ca": m, "unet": {**m, "seconds_per_volume": None}})
+        cut = {"epochs_completed": 7, "train_seconds": 905.0, "time_limit_reached": True}
+        table = ablation_table({"ghost_ca": {**m, "training": {**cut, "time_limit_reached": False}},
+                                "unet": {**m, "seconds_per_volume": None}, "swinunetr": {**m, "training": cut}})
         lines = table.splitlines()
-        self.assertEqual(len(lines), 4)
-        self.assertIn("| + Ghost + CA (bundle network) | 0.500 | 0.250 | 0.333 | 0.400 | 0.640 | 12.3 |", lines)
-        self.assertTrue(lines[3].endswith("| n/a |"))
+        self.assertEqual(len(lines), 5)
+        self.assertIn("| + Ghost + CA (bundle network) | 0.500 | 0.250 | 0.333 | 0.400 | 0.640 | 12.3 | 7 ep, 15 min |",
+                      lines)
+        self.assertTrue(lines[3].endswith("| n/a | n/a |"))
+        self.assertTrue(lines[4].endswith("| 7 ep, 15 min (time limit) |"))
+
+    def test_rerunning_a_subset_keeps_the_other_rows_of_the_same_settings(self):
+        m = {"recall": 0.5, "precision": 0.25, "f1": 1 / 3, "cpm": 0.4, "params_millions": 0.64,
+             "seconds_per_volume": 1.0}
+        calls = []
+
+        def fake_run_variant(name, *args):
+            calls.append((name, args[-1]))
+            return {**m, "recall": 0.9}
+
+        with tempfile.TemporaryDirectory() as root, mock.patch.object(ablation, "run_variant", fake_run_variant):
+            settings = {"epochs": 3, "num_train_cases": None, "num_eval_cases": 2, "seed": 0}
+            with open(os.path.join(root, "ablation.json"), "w") as f:
+                json.dump({**settings, "results": {"ca": m, "unet": m}, "failures": []}, f)
+            results, failures = ablation.run_ablation("data", root, 3, ["swinunetr", "ca"], 2, time_limit_s=60)
+            self.assertEqual(failures, [])
+            self.assertEqual(list(results), ["unet", "ca", "swinunetr"])  # table order, old row kept
+            self.assertEqual((results["unet"]["recall"], results["ca"]["recall"]), (0.5, 0.9))
+            self.assertEqual(calls, [("swinunetr", 60), ("ca", 60)])
+            with open(os.path.join(root, "ablation.json")) as f:
+                self.assertEqual(list(json.load(f)["results"]), ["unet", "ca", "swinunetr"])
+            # other settings: the old rows are not mixed in
+            results, _ = ablation.run_ablation("data", root, 5, ["ghost"], 2)
+            self.assertEqual(list(results), ["ghost"])
 
 
 if __name__ == "__main__":
