@@ -17,6 +17,8 @@ Measured:
   overlap and blending for all networks), for GhostCAUNet with routing off / on, with the candidate-mask gate
   (the lung envelope, as ``configs/inference.json`` computes it) or the tissue gate, with BatchNorm folding on or
   off, and for the MONAI references;
+- ``detector``: MONAI's RetinaNet detectors of the ablation (:py:data:`bundle.comparison.DETECTORS`, untrained
+  weights) on the same whole preprocessed volume, in one pass (no sliding window);
 - ``end_to_end``: the bundle's whole inference command (read DICOM, preprocess, routed inference, lesions,
   outputs) on the embedded chest CT, routing on and off.
 
@@ -64,7 +66,7 @@ __all__ = [
     "add_comparisons",
 ]
 
-NETWORKS = ("GhostCAUNet", "UNet", "BasicUNet", "SegResNet")
+NETWORKS = ("GhostCAUNet", "UNet", "BasicUNet", "SegResNet", "SwinUNETR")
 BACKENDS = ("torch", "onnxruntime")
 ORT = ", onnxruntime"  # label suffix of the ONNX Runtime rows
 
@@ -88,7 +90,7 @@ def build_network(name: str, spatial_dims: int, weights: str | None = None) -> t
     Raises:
         ValueError: for an unknown ``name``.
     """
-    from monai.networks.nets import BasicUNet, SegResNet, UNet
+    from monai.networks.nets import BasicUNet, SegResNet, SwinUNETR, UNet
 
     from bundle.networks import GhostCAUNet
 
@@ -102,6 +104,8 @@ def build_network(name: str, spatial_dims: int, weights: str | None = None) -> t
         net = BasicUNet(spatial_dims, 1, 2)
     elif name == "SegResNet":
         net = SegResNet(spatial_dims, init_filters=16, in_channels=1, out_channels=2)
+    elif name == "SwinUNETR":  # the ablation's CNN-Transformer hybrid, smallest feature size
+        net = SwinUNETR(in_channels=1, out_channels=2, feature_size=12, spatial_dims=spatial_dims)
     else:
         raise ValueError(f"name must be one of {NETWORKS}, got name={name!r}.")
     return net.eval()
@@ -238,7 +242,8 @@ def worker(task: dict[str, Any]) -> dict[str, Any]:
     by :py:func:`export_benchmark_onnx`); for slice: ``network``, optional ``size`` (default 512) and
     ``fold_batchnorm``; for volume: ``network``, ``volume`` (path of a saved (1, *spatial) tensor), ``roi_size``,
     ``routing``, optional ``weights``, ``mask`` (path of a saved mask tensor, passed as the inferer's ``mask``),
-    ``tissue_threshold``, ``fold_batchnorm``, ``sw_batch_size``; for end_to_end: ``routing``, ``bundle_root``.
+    ``tissue_threshold``, ``fold_batchnorm``, ``sw_batch_size``; for detector: ``network`` (a RetinaNet of
+    :py:data:`bundle.comparison.DETECTORS`), ``volume``; for end_to_end: ``routing``, ``bundle_root``.
 
     Raises:
         ValueError: for an unknown ``kind`` or ``backend``, or ``onnxruntime`` without ``onnx_path`` or with
@@ -272,10 +277,21 @@ def worker(task: dict[str, Any]) -> dict[str, Any]:
         out["skipped_fraction"] = stats.get("skipped_fraction")
         out["seconds_per_window"] = stats.get("seconds_per_window")
         out["volume_shape"] = list(volume.shape[2:])
+    elif kind == "detector":
+        from bundle.comparison import build_detector
+
+        detector = build_detector(task["network"])
+        detector.eval()
+        out["params"] = sum(p.numel() for p in detector.network.parameters())
+        volume = torch.load(task["volume"], weights_only=True)  # (1, X, Y, Z)
+        probe = memory_probe()
+        out.update(time_call(_inference(lambda: detector([volume], use_inferer=False)), repeats=task["repeats"]))
+        out.update(probe())
+        out["volume_shape"] = list(volume.shape[1:])
     elif kind == "end_to_end":
         out.update(_end_to_end(task))
     else:
-        raise ValueError(f"unknown task kind {kind!r}, expected 'slice', 'volume' or 'end_to_end'.")
+        raise ValueError(f"unknown task kind {kind!r}, expected 'slice', 'volume', 'detector' or 'end_to_end'.")
     return out
 
 
@@ -404,6 +420,11 @@ def plan_tasks(
     for name in NETWORKS[1:]:
         tasks.append({**volume_common, "network": name, "label": "plain", "routing": False, "repeats": 1,
                       "backend": "torch"})  # fmt: skip
+    from bundle.comparison import DETECTORS
+
+    for name in DETECTORS:
+        tasks.append({**common, "kind": "detector", "network": name, "label": "whole volume", "volume": str(volume),
+                      "repeats": 1, "backend": "torch"})  # fmt: skip
     for routing, backend in ((True, "torch"), (False, "torch"), (True, "onnxruntime")):
         label = f"routing {routing}" + (ORT if backend == "onnxruntime" else "")
         task = {**common, "kind": "end_to_end", "network": "GhostCAUNet", "label": label, "routing": routing,

@@ -1,5 +1,6 @@
 """CPU benchmark, side by side in one run: GhostCAUNet (routing off / on, the candidate-mask and tissue gates,
-BatchNorm folding off / on, PyTorch and ONNX Runtime) and MONAI UNet, BasicUNet, SegResNet.
+BatchNorm folding off / on, PyTorch and ONNX Runtime), MONAI UNet, BasicUNet, SegResNet, SwinUNETR and the RetinaNet
+detectors (ResNet-50 and ResNet-10 feature pyramids).
 
 Examples (from the repository root)::
 
@@ -65,7 +66,7 @@ def _prepare_volume(path: Path, mask_path: Path, pixdim: list[float]) -> list[in
 
 def _markdown(rows: list[dict], shape: list[int] | None, roi_size: tuple, header: str) -> str:
     md = [header]
-    by_kind = {k: [r for r in rows if r["kind"] == k] for k in ("slice", "volume", "end_to_end")}
+    by_kind = {k: [r for r in rows if r["kind"] == k] for k in ("slice", "volume", "detector", "end_to_end")}
     if by_kind["slice"]:
         md.append("### 512 x 512 slice, 2-D configuration (untrained weights; latency only)\n")
         md.append(markdown_table(by_kind["slice"], [("network", "network"), ("label", "path"), ("backend", "backend"),
@@ -84,6 +85,12 @@ def _markdown(rows: list[dict], shape: list[int] | None, roi_size: tuple, header
                                                      ("saved_vs_plain", "time saved vs plain"),
                                                      ("torch_over_this", "torch s / this s"),
                                                      ("peak_rss_mb", "peak MB"), ("added_peak_mb", "added MB")]))
+    if by_kind["detector"]:
+        md.append(f"\n\n### RetinaNet detectors over the same preprocessed chest CT {shape}, whole volume in one pass "
+                  "(untrained weights; latency only)\n")
+        md.append(markdown_table(by_kind["detector"], [("network", "network"), ("params", "params"), ("min_s", "min s"),
+                                                       ("median_s", "median s"), ("cpu_s", "CPU s"),
+                                                       ("peak_rss_mb", "peak MB"), ("added_peak_mb", "added MB")]))
     if by_kind["end_to_end"]:
         md.append("\n\n### End to end: `python -m monai.bundle run --config_file configs/inference.json` on the "
                   "embedded 512 x 512 x 64 chest CT (read DICOM, preprocess, lung mask, routed inference, lesions, "
@@ -137,7 +144,7 @@ def main(
     tasks = select_rows(tasks, [rows] if isinstance(rows, str) else rows)
     work.mkdir(parents=True, exist_ok=True)
     shape = None
-    if any(t["kind"] == "volume" for t in tasks):
+    if any(t["kind"] in ("volume", "detector") for t in tasks):
         shape = _prepare_volume(volume, mask, list(pixdim))
     onnx = [t for t in tasks if t.get("backend") == "onnxruntime"]
     if any(t["kind"] == "slice" for t in onnx) and not _reusable(slice_onnx, None, reuse_onnx):

@@ -89,6 +89,8 @@ class TestHelpers(unittest.TestCase):
 
     def test_build_network(self):
         self.assertEqual(type(build_network("GhostCAUNet", 2)).__name__, "GhostCAUNet")
+        with torch.no_grad():
+            self.assertEqual(tuple(build_network("SwinUNETR", 2)(torch.rand(1, 1, 64, 64)).shape), (1, 2, 64, 64))
         with self.assertRaisesRegex(ValueError, "name must be one of"):
             build_network("ResNet", 3)
 
@@ -100,7 +102,9 @@ class TestRows(unittest.TestCase):
     def test_plan(self):
         names = [t["row"] for t in self.tasks]
         self.assertEqual(len(names), len(set(names)))
-        for row in ("slice/GhostCAUNet/plain, onnxruntime", "volume/GhostCAUNet/plain, onnxruntime",
+        for row in ("slice/SwinUNETR/plain", "volume/SwinUNETR/plain", "detector/retinanet_resnet50/whole volume",
+                    "detector/retinanet_resnet10/whole volume",
+                    "slice/GhostCAUNet/plain, onnxruntime", "volume/GhostCAUNet/plain, onnxruntime",
                     "volume/GhostCAUNet/routed + lung-mask gate, onnxruntime", "volume/GhostCAUNet/plain"):
             self.assertIn(row, names)
         for task in self.tasks:
@@ -181,6 +185,15 @@ class TestWorker(unittest.TestCase):
                           "fold_batchnorm": fold})
             self.assertTrue(TIMES | MEMORY | {"params"} <= set(out), out)
             self.assertGreater(out["params"], 0)
+
+    def test_detector_whole_volume(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            torch.save(torch.rand(1, 32, 32, 16), Path(tmp) / "v.pt")
+            out = worker({"kind": "detector", "network": "retinanet_resnet10", "threads": 1, "repeats": 1,
+                          "volume": str(Path(tmp) / "v.pt")})
+        self.assertTrue(TIMES | MEMORY | {"params", "volume_shape"} <= set(out), out)
+        self.assertEqual(out["volume_shape"], [32, 32, 16])
+        self.assertEqual(out["params"], 2072469)
 
     def test_volume_with_gates(self):
         with tempfile.TemporaryDirectory() as tmp:
