@@ -196,7 +196,8 @@ class TestMonaiLabelServer(_ServerCase):
 
 @unittest.skipIf(PYTHON is None and not REQUIRED, "MONAI Label environment absent: build it with .ci/setup-monailabel")
 class TestMonaiLabelTraining(_ServerCase):
-    """``POST /train/<model>?run_sync=true`` trains a copy of the bundle for one epoch on three labelled studies."""
+    """``POST /train/<model>`` trains a copy of the bundle for one epoch on three labelled studies, in the server
+    process (``run_sync=true``) and in MONAI Label's background subprocess (``run_sync=false``)."""
 
     @classmethod
     def setUpClass(cls) -> None:
@@ -218,12 +219,10 @@ class TestMonaiLabelTraining(_ServerCase):
         cls.copy_md5 = _md5(cls.bundle / "models" / "model.pt")
         cls._start(work, TRAIN_MODEL)
 
-    def test_train_one_epoch_updates_the_copy_only(self):
-        self.assertIn(TRAIN_MODEL, self.info["trainers"])
-        self.assertEqual(self.info["datastore"]["completed"], 3, self.info["datastore"])  # 3 labelled studies
+    def _post_train(self, run_sync: bool) -> dict:
         body = json.dumps({"max_epochs": 1, "val_split": 0.34, "device": "cpu", "multi_gpu": False}).encode()
         request = urllib.request.Request(
-            f"{self.url}/train/{TRAIN_MODEL}?run_sync=true",
+            f"{self.url}/train/{TRAIN_MODEL}?run_sync={str(run_sync).lower()}",
             data=body,
             headers={"Content-Type": "application/json"},
             method="POST",
@@ -231,10 +230,32 @@ class TestMonaiLabelTraining(_ServerCase):
         try:
             with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as r:
                 self.assertEqual(r.status, 200)
-                self.assertEqual(json.loads(r.read()), {})  # BundleTrainTask returns {} once training finished
+                return json.loads(r.read())
         except urllib.error.HTTPError as e:
             time.sleep(2.0)  # the server logs the traceback after it has answered
             self.fail(f"/train failed with HTTP {e.code}: {e.read()[:500]!r}; log:\n{self._log_tail(20000)}")
+
+    def test_train_in_the_background(self):
+        """``run_sync=false``: the server answers at once and trains in a subprocess whose status ``GET /train/``
+        reports; the copy's weights change when it is done."""
+        before = _md5(self.bundle / "models" / "model.pt")
+        task = self._post_train(run_sync=False)
+        self.assertIn(task.get("status"), ("SUBMITTED", "RUNNING"), task)
+        deadline = time.monotonic() + REQUEST_TIMEOUT_S
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(f"{self.url}/train/", timeout=30) as r:
+                status = json.loads(r.read())
+            if status.get("id") == task["id"] and status.get("status") not in ("SUBMITTED", "RUNNING"):
+                break
+            time.sleep(3.0)
+        self.assertEqual(status.get("status"), "DONE", f"{status}; log:\n{self._log_tail(20000)}")
+        self.assertNotEqual(_md5(self.bundle / "models" / "model.pt"), before, "background training wrote no weights")
+        self.assertEqual(_md5(ROOT / "models" / "model.pt"), self.repo_md5, "the repo's models/model.pt changed")
+
+    def test_train_one_epoch_updates_the_copy_only(self):
+        self.assertIn(TRAIN_MODEL, self.info["trainers"])
+        self.assertEqual(self.info["datastore"]["completed"], 3, self.info["datastore"])  # 3 labelled studies
+        self.assertEqual(self._post_train(run_sync=True), {})  # BundleTrainTask returns {} once training finished
         self.log.flush()
         self.assertIn("Training Finished", (Path(self.tmp.name) / "server.log").read_text(errors="replace"))
         trained = self.bundle / "models" / "model.pt"
