@@ -169,8 +169,8 @@ def run_variant(
     None when absent).
 
     Writes under ``output_root/<name>/``: ``override.json``, ``train.log``, ``train_time.json``, ``model.pt``,
-    ``evaluate.log`` and ``eval/metrics.json`` (the evaluation's :py:class:`bundle.engines.report.DetectionReportHandler`
-    output). ``time_limit_s`` > 0 stops training after that many seconds.
+    ``evaluate.log`` and ``eval/metrics.json`` (the evaluation's
+    :py:class:`bundle.engines.report.DetectionReportHandler` output). ``time_limit_s`` > 0 stops training after that many seconds.
     """
     out = Path(output_root).resolve() / name
     out.mkdir(parents=True, exist_ok=True)

@@ -251,9 +251,8 @@ def evaluate_detector(
         per_scan.append((candidates, lesions))
         logger.info("scan %d: %d lesions, %d candidates, %.1f s", index, len(lesions), len(candidates), seconds[-1])
     n_params = sum(p.numel() for p in detector.network.parameters())
-    results = evaluate_detection(
-        per_scan, threshold=threshold, n_params=n_params, seconds_per_volume=float(np.mean(seconds)) if seconds else None
-    )
+    seconds_per_volume = float(np.mean(seconds)) if seconds else None
+    results = evaluate_detection(per_scan, threshold=threshold, n_params=n_params, seconds_per_volume=seconds_per_volume)
     print(format_table(results))
     out_dir = Path(eval_dir)
     save_json(results, out_dir / "metrics.json")
