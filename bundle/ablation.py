@@ -262,7 +262,13 @@ def _previous_results(output_root: str, settings: dict[str, Any]) -> dict[str, d
         logger.warning("%s was run with other settings (%s); its rows are not kept.", path,
                        {k: previous.get(k) for k in settings})
         return {}
-    return dict(previous.get("results", {}))
+    rows = dict(previous.get("results", {}))
+    for name, row in rows.items():  # a training record written after the row (or by an older version of this code)
+        shared = VARIANTS[name][2] if name in VARIANTS else None
+        record = Path(output_root) / (shared or name) / "train_time.json"
+        if row.get("training") is None and record.is_file():
+            row["training"] = json.loads(record.read_text())
+    return rows
 
 
 def run_ablation(

@@ -107,6 +107,13 @@ class TestAblation(unittest.TestCase):
             self.assertEqual(calls, [("swinunetr", 60), ("ca", 60)])
             with open(os.path.join(root, "ablation.json")) as f:
                 self.assertEqual(list(json.load(f)["results"]), ["unet", "ca", "swinunetr"])
+            # a kept row without a training record gets the one found in its folder later
+            os.makedirs(os.path.join(root, "unet"))
+            with open(os.path.join(root, "unet", "train_time.json"), "w") as f:
+                json.dump({"epochs_completed": 50, "train_seconds": 600.0}, f)
+            results, _ = ablation.run_ablation("data", root, 3, ["ca"], 2)
+            self.assertEqual(results["unet"]["training"]["epochs_completed"], 50)
+            self.assertIsNone(results["ca"].get("training"))
             # other settings: the old rows are not mixed in
             results, _ = ablation.run_ablation("data", root, 5, ["ghost"], 2)
             self.assertEqual(list(results), ["ghost"])
