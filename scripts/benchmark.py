@@ -192,7 +192,7 @@ def _write_report(out: Path, measured: list[dict], shape: list[int] | None, roi_
         f"on the same path.\n"
     )
     # machine-specific absolute paths stay out of the committed report
-    report = {k: [r for r in measured if r["kind"] == k] for k in ("slice", "volume", "end_to_end")}
+    report = {k: [r for r in measured if r["kind"] == k] for k in ("slice", "volume", "detector", "end_to_end")}
     atomic_write_text(out / "benchmark.json", json.dumps(report, indent=4).replace(str(ROOT), ".") + "\n")
     atomic_write_text(out / "benchmark.md", _markdown(measured, shape, roi_size, header))
 
