@@ -155,11 +155,13 @@ def _parser(config_files: Sequence[str], overrides: Mapping[str, Any]) -> Config
 
 
 def _patches(batch: Mapping[str, Any], device: torch.device) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
-    images = [img.as_tensor().to(device) if hasattr(img, "as_tensor") else img.to(device) for img in batch["image"]]
-    targets = [
-        {"box": (b := boxes_from_label(lab)).to(device), "label": torch.zeros(len(b), dtype=torch.long, device=device)}
-        for lab in batch["label"]
-    ]
+    """A collated batch of patches as RetinaNet's inputs: one image tensor and one target (the label's boxes, all of
+    class 0) per patch."""
+    images, targets = [], []
+    for image, label in zip(batch["image"], batch["label"], strict=True):
+        boxes = boxes_from_label(label).to(device)
+        images.append((image.as_tensor() if hasattr(image, "as_tensor") else image).to(device))  # no MetaTensor
+        targets.append({"box": boxes, "label": torch.zeros(len(boxes), dtype=torch.long, device=device)})
     return images, targets
 
 
