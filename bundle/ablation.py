@@ -228,16 +228,20 @@ def _trained(record: dict[str, Any] | None) -> str:
 
 
 def ablation_table(results: dict[str, dict[str, Any]]) -> str:
-    """Markdown table: one row per variant with recall, precision, F1, CPM, parameters, seconds per volume and the
-    training reached (epochs completed and minutes, "n/a" when not recorded)."""
+    """Markdown table: one row per variant with TP / FP / FN, recall, precision, F1, CPM, parameters, seconds per
+    volume and the training reached (epochs completed and minutes, "n/a" when not recorded). Precision is "n/a"
+    for a variant without any candidate at the threshold (the metrics' convention reports 1.0 there)."""
     lines = [
-        "| Variant | Recall | Precision | F1 | CPM | Params (M) | s / volume | Trained |",
-        "|---|---|---|---|---|---|---|---|",
+        "| Variant | TP / FP / FN | Recall | Precision | F1 | CPM | Params (M) | s / volume | Trained |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, m in results.items():
         sec = m.get("seconds_per_volume")
+        counts = [m.get(k) for k in ("tp", "fp", "fn")]
+        tp_fp_fn = "n/a" if None in counts else " / ".join(str(c) for c in counts)
+        prec = "n/a" if counts[:2] == [0, 0] else f"{m['precision']:.3f}"
         lines.append(
-            f"| {LABELS.get(name, name)} | {m['recall']:.3f} | {m['precision']:.3f} | {m['f1']:.3f} | {m['cpm']:.3f} | "
+            f"| {LABELS.get(name, name)} | {tp_fp_fn} | {m['recall']:.3f} | {prec} | {m['f1']:.3f} | {m['cpm']:.3f} | "
             f"{m['params_millions']:.3f} | {'n/a' if sec is None else f'{sec:.1f}'} | {_trained(m.get('training'))} |"
         )
     return "\n".join(lines)

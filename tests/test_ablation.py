@@ -78,13 +78,17 @@ class TestAblation(unittest.TestCase):
         m = {"recall": 0.5, "precision": 0.25, "f1": 1 / 3, "cpm": 0.4, "params_millions": 0.64,
              "seconds_per_volume": 12.34}
         cut = {"epochs_completed": 7, "train_seconds": 905.0, "time_limit_reached": True}
-        table = ablation_table({"ghost_ca": {**m, "training": {**cut, "time_limit_reached": False}},
-                                "unet": {**m, "seconds_per_volume": None}, "swinunetr": {**m, "training": cut}})
+        counts = {"tp": 2, "fp": 6, "fn": 2}
+        table = ablation_table({"ghost_ca": {**m, **counts, "training": {**cut, "time_limit_reached": False}},
+                                "unet": {**m, "seconds_per_volume": None},
+                                "swinunetr": {**m, "tp": 0, "fp": 0, "fn": 4, "precision": 1.0, "training": cut}})
         lines = table.splitlines()
         self.assertEqual(len(lines), 5)
-        self.assertIn("| + Ghost + CA (bundle network) | 0.500 | 0.250 | 0.333 | 0.400 | 0.640 | 12.3 | 7 ep, 15 min |",
-                      lines)
+        self.assertIn("| + Ghost + CA (bundle network) | 2 / 6 / 2 | 0.500 | 0.250 | 0.333 | 0.400 | 0.640 | 12.3 | "
+                      "7 ep, 15 min |", lines)
+        self.assertTrue(lines[3].startswith("| U-Net (same widths) | n/a | 0.500 | 0.250 |"))
         self.assertTrue(lines[3].endswith("| n/a | n/a |"))
+        self.assertIn("| 0 / 0 / 4 | 0.500 | n/a |", lines[4])  # no candidate: precision undefined
         self.assertTrue(lines[4].endswith("| 7 ep, 15 min (time limit) |"))
 
     def test_rerunning_a_subset_keeps_the_other_rows_of_the_same_settings(self):
