@@ -44,9 +44,9 @@ from monai.utils import set_determinism
 from scipy import ndimage
 
 from bundle.engines.budget import TrainingTimeLimit
-from bundle.engines.report import per_scan_report
-from bundle.metrics import evaluate_detection, format_table, plot_froc, save_json
-from bundle.transforms.lesion import find_lesions
+from bundle.engines.report import write_detection_report
+from bundle.metrics import format_table
+from bundle.metrics.outputs import label_lesions
 
 __all__ = [
     "DETECTORS",
@@ -248,17 +248,12 @@ def evaluate_detector(
         seconds.append(time.perf_counter() - start)
         mask = np.asarray(item["lung_mask"])[0] > 0 if "lung_mask" in item else None
         candidates = boxes_to_candidates(out[detector.target_box_key], out[detector.pred_score_key], affine, mask)
-        truth = (np.asarray(item["label"])[0] > 0).astype(np.float32)
-        lesions = find_lesions(truth, affine, threshold=0.5, refine=False, nms_iou=1.0)
+        lesions = label_lesions(np.asarray(item["label"])[0], affine)
         per_scan.append((candidates, lesions))
         logger.info("scan %d: %d lesions, %d candidates, %.1f s", index, len(lesions), len(candidates), seconds[-1])
     n_params = sum(p.numel() for p in detector.network.parameters())
     seconds_per_volume = float(np.mean(seconds)) if seconds else None
-    results = evaluate_detection(per_scan, threshold=threshold, n_params=n_params, seconds_per_volume=seconds_per_volume)
+    results = write_detection_report(per_scan, eval_dir, n_params, seconds_per_volume, threshold, f"{name} (held-out)")
     print(format_table(results))
-    out_dir = Path(eval_dir)
-    save_json(results, out_dir / "metrics.json")
-    plot_froc(results, out_dir / "froc.png", title=f"{name} (held-out)")
-    save_json({"scans": per_scan_report(per_scan)}, out_dir / "per_scan.json")
     return results
 

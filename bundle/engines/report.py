@@ -20,7 +20,7 @@ from bundle.metrics import LesionDetectionMetric, evaluate_detection, format_tab
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DetectionReportHandler", "per_scan_report"]
+__all__ = ["DetectionReportHandler", "per_scan_report", "write_detection_report"]
 
 
 def per_scan_report(
@@ -108,17 +108,38 @@ class DetectionReportHandler:
         self._seconds.append(time.perf_counter() - self._start)
 
     def __call__(self, engine: Engine) -> None:
-        per_scan = self.metric.get_per_scan()
         n_params = None if self.network is None else sum(p.numel() for p in self.network.parameters())
         seconds = sum(self._seconds) / len(self._seconds) if self._seconds else None
-        self.results = evaluate_detection(
-            per_scan, threshold=self.threshold, n_params=n_params, seconds_per_volume=seconds
-        )
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        save_json(self.results, self.output_dir / "metrics.json")
         kwargs = {k: self.metric.eval_kwargs[k] for k in ("hit_radius", "min_radius_mm")}
-        save_json({**kwargs, "scans": per_scan_report(per_scan, **kwargs)}, self.output_dir / "per_scan.json")
-        plot_froc(self.results, self.output_dir / "froc.png", title=self.title)
-        table = format_table(self.results)
-        logger.info("lesion detection on %d scans:\n%s", len(per_scan), table)
+        self.results = write_detection_report(
+            self.metric.get_per_scan(), self.output_dir, n_params, seconds, self.threshold, self.title, **kwargs
+        )
+
+
+def write_detection_report(
+    per_scan: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]],
+    output_dir: str | Path,
+    n_params: int | None = None,
+    seconds_per_volume: float | None = None,
+    threshold: float = 0.5,
+    title: str | None = None,
+    hit_radius: str | float = "radius",
+    min_radius_mm: float = 1.5,
+) -> dict[str, Any]:
+    """Evaluate ``per_scan`` (``[(candidates, lesions), ...]``), log the table, and write ``metrics.json``,
+    ``per_scan.json`` and ``froc.png`` to ``output_dir``; returns the metrics dict of
+    :py:func:`bundle.metrics.evaluate_detection`. Used by :py:class:`DetectionReportHandler` and by the detector
+    baselines (:py:mod:`bundle.comparison`), so both write the same files."""
+    results = evaluate_detection(
+        per_scan, threshold=threshold, n_params=n_params, seconds_per_volume=seconds_per_volume,
+        hit_radius=hit_radius, min_radius_mm=min_radius_mm,
+    )
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_json(results, out / "metrics.json")
+    kwargs = {"hit_radius": hit_radius, "min_radius_mm": min_radius_mm}
+    save_json({**kwargs, "scans": per_scan_report(per_scan, **kwargs)}, out / "per_scan.json")
+    plot_froc(results, out / "froc.png", title=title)
+    logger.info("lesion detection on %d scans:\n%s", len(per_scan), format_table(results))
+    return results
 

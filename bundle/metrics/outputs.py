@@ -16,7 +16,7 @@ import torch
 
 from bundle.transforms.lesion import find_lesions
 
-__all__ = ["case_lesion_lists", "LesionListsOutputTransform"]
+__all__ = ["case_lesion_lists", "label_lesions", "LesionListsOutputTransform"]
 
 
 def _affine_of(x: Any) -> np.ndarray | None:
@@ -64,8 +64,13 @@ def case_lesion_lists(
     prob_np = np.asarray(torch.as_tensor(prob).detach().cpu(), dtype=np.float32)
     truth_np = np.asarray(torch.as_tensor(truth).detach().cpu()) > 0
     candidates = find_lesions(prob_np, affine, threshold=candidate_threshold, min_volume_mm3=min_volume_mm3, mask=mask)
-    lesions = find_lesions(truth_np.astype(np.float32), affine, threshold=0.5, refine=False, nms_iou=1.0)
-    return candidates, lesions
+    return candidates, label_lesions(truth_np, affine)
+
+
+def label_lesions(label: np.ndarray, affine: np.ndarray | None) -> list[dict[str, Any]]:
+    """The ground-truth lesions of a label mask (H, W, D) (> 0 is lesion): one per 26-connected component, with
+    ``center_mm`` and ``diameter_mm``, unrefined and never merged."""
+    return find_lesions((np.asarray(label) > 0).astype(np.float32), affine, threshold=0.5, refine=False, nms_iou=1.0)
 
 
 class LesionListsOutputTransform:
