@@ -26,23 +26,34 @@ class LesionBalancedWeight(Transform):
     """Sampling weights (1, *spatial) from a lesion label (1, *spatial): equal mass per lesion, then background.
 
     Every connected lesion (full connectivity) gets ``pos_mass / n_lesions`` spread evenly over its voxels.
-    Background voxels inside ``mask`` share ``neg_mask_mass`` and all background voxels share ``neg_any_mass``.
+    Background voxels inside ``mask`` (where ``mask > mask_threshold``) share ``neg_mask_mass`` and all background
+    voxels share ``neg_any_mass``. The mask may be the image itself: with a [0, 1]-scaled CT and
+    ``mask_threshold=0.05`` the negatives come from the body, not the air around it, as MONAI's
+    ``FgBgToIndicesd(image_threshold=0.05)`` does for ``RandCropByPosNegLabeld``.
     The three masses are relative: a label without lesions (or without a mask) hands its share to the others.
 
     Args:
         pos_mass: total weight of the lesion voxels. Defaults to 0.5.
         neg_mask_mass: total weight of background voxels inside the mask. Defaults to 0.35.
         neg_any_mass: total weight of all background voxels. Defaults to 0.15.
+        mask_threshold: a mask voxel counts as inside when its value is above this. Defaults to 0.0.
 
     Raises:
         ValueError: when a mass is negative or all are zero; when label and mask shapes differ.
     """
 
-    def __init__(self, pos_mass: float = 0.5, neg_mask_mass: float = 0.35, neg_any_mass: float = 0.15) -> None:
+    def __init__(
+        self,
+        pos_mass: float = 0.5,
+        neg_mask_mass: float = 0.35,
+        neg_any_mass: float = 0.15,
+        mask_threshold: float = 0.0,
+    ) -> None:
         masses = (float(pos_mass), float(neg_mask_mass), float(neg_any_mass))
         if min(masses) < 0 or sum(masses) <= 0:
             raise ValueError(f"masses must be >= 0 and not all zero, got {masses}.")
         self.pos_mass, self.neg_mask_mass, self.neg_any_mass = masses
+        self.mask_threshold = float(mask_threshold)
 
     def __call__(self, label: torch.Tensor | np.ndarray, mask: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
         lab = convert_to_numpy(label) > 0
@@ -58,7 +69,7 @@ class LesionBalancedWeight(Transform):
             weight += per_voxel[components].astype(np.float32)
         background = ~lab
         if mask is not None and self.neg_mask_mass > 0:
-            inside = convert_to_numpy(mask) > 0
+            inside = convert_to_numpy(mask) > self.mask_threshold
             if inside.shape != (1, *lab.shape):
                 raise ValueError(f"mask shape {tuple(inside.shape)} differs from label shape {(1, *lab.shape)}.")
             inside = inside[0] & background
@@ -81,7 +92,7 @@ class LesionBalancedWeightd(MapTransform):
         keys: the label key (one key).
         weight_key: where the weight map is stored. Defaults to ``"sample_weight"``.
         mask_key: optional key of the candidate mask (e.g. ``LungCandidateMaskd``'s ``"lung_mask"``). Defaults to None.
-        pos_mass, neg_mask_mass, neg_any_mass: see :py:class:`LesionBalancedWeight`.
+        pos_mass, neg_mask_mass, neg_any_mass, mask_threshold: see :py:class:`LesionBalancedWeight`.
         allow_missing_keys: don't raise when the label key is missing.
     """
 
@@ -93,11 +104,12 @@ class LesionBalancedWeightd(MapTransform):
         pos_mass: float = 0.5,
         neg_mask_mass: float = 0.35,
         neg_any_mass: float = 0.15,
+        mask_threshold: float = 0.0,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.weight_key, self.mask_key = weight_key, mask_key
-        self.weigher = LesionBalancedWeight(pos_mass, neg_mask_mass, neg_any_mass)
+        self.weigher = LesionBalancedWeight(pos_mass, neg_mask_mass, neg_any_mass, mask_threshold)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)

@@ -39,6 +39,18 @@ class TestLesionBalancedWeight(unittest.TestCase):
         self.assertAlmostEqual(float(w[outside_bg].sum()), 0.2 * outside_bg.sum() / n_bg, places=5)
         self.assertAlmostEqual(float(w[2, 2, 2]), 0.25, places=6)
 
+    def test_mask_threshold_keeps_negatives_off_the_air(self):
+        # a [0, 1]-scaled image as the mask: voxels at or below 0.05 (air) get no weight, as with
+        # FgBgToIndicesd(image_threshold=0.05)
+        lab = np.zeros((1, 6, 6, 6), dtype=np.float32)
+        lab[0, 1, 1, 1] = 1
+        image = np.full_like(lab, 0.02)
+        image[0, 3:] = 0.5
+        w = LesionBalancedWeight(0.5, 0.5, 0.0, mask_threshold=0.05)(lab, image)[0].numpy()
+        self.assertEqual(float(w[:3][lab[0, :3] == 0].sum()), 0.0)
+        self.assertAlmostEqual(float(w[3:].sum()), 0.5, places=5)
+        self.assertAlmostEqual(float(w[1, 1, 1]), 0.5, places=6)
+
     def test_no_lesion_only_background(self):
         w = LesionBalancedWeight()(np.zeros((1, 4, 4, 4)))
         self.assertEqual(tuple(w.shape), (1, 4, 4, 4))
