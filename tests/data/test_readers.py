@@ -234,7 +234,7 @@ class TestScanDataset(unittest.TestCase):
 
     def test_list_cases_logs_skipped(self):
         self._make_dataset()
-        with self.assertLogs("bundle.data.readers", logging.WARNING) as logs:
+        with self.assertLogs("bundle.data.cases", logging.WARNING) as logs:
             cases = list_cases(str(self.root))
         self.assertEqual(len(cases), 4)
         self.assertTrue(any("notes.txt" in line for line in logs.output))
@@ -250,7 +250,7 @@ class TestScanDataset(unittest.TestCase):
             (self.root / sub).mkdir()
             write_volume(self.root / sub / "x.nii.gz", small)
         write_volume(self.root / "s1" / "x.nrrd", small)
-        with self.assertLogs("bundle.data.readers", logging.WARNING):
+        with self.assertLogs("bundle.data.cases", logging.WARNING):
             cases = list_cases(self.root)
         self.assertEqual([c["case"] for c in cases], ["s1_x_nii_gz", "s1_x_nrrd", "s2_x"])
 
