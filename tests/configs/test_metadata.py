@@ -46,6 +46,13 @@ class TestMetadata(unittest.TestCase):
         self.assertEqual(meta["numpy_version"], numpy.__version__)
         self.assertEqual(meta["pytorch_version"], torch.__version__.split("+")[0])
 
+    def test_image_classes_state_the_configs_spacing(self):
+        # the metadata's description of the input must name the spacing the inference config resamples to
+        meta = json.loads((ROOT / "configs" / "metadata.json").read_text())
+        pixdim = json.loads((ROOT / "configs" / "inference.json").read_text())["pixdim"]
+        spacing = " x ".join(f"{float(v):.1f}" for v in pixdim) + " mm"
+        self.assertIn(f"resampled to {spacing}", meta["image_classes"])
+
     def test_json_four_space_indent(self):
         # the Model Zoo's pre-commit hook formats JSON with 4 spaces and keeps key order
         for path in sorted((ROOT / "configs").glob("*.json")):
