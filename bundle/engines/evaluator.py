@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader
 from bundle.data.dataset import describe_exception
 from bundle.io.dicom import dicom_case_outputs
 from bundle.io.writers import case_done, check_output_dir, safe_case_name, write_case_outputs, write_summary
+from bundle.transforms.fp_reduction import rescore_lesions
 from bundle.transforms.lesion import TIER_NAMES, find_lesions
 
 __all__ = ["LesionInferenceEvaluator", "lesions_to_grid"]
@@ -170,6 +171,12 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
             image, e.g. ``[0, 1]`` when the preprocessing already windowed to [0, 1].
         max_panels: overlay panel cap. Default 12.
         progress: show a tqdm progress bar over cases (ignite's ``ProgressBar``). Default True.
+        rescorer: optional false-positive-reduction stage
+            (:py:class:`bundle.transforms.fp_reduction.CandidateRescorer`): every lesion of step 4 is rescored from
+            the preprocessed image and the probability map, and only those scoring at least ``rescore_threshold``
+            are kept (:py:func:`bundle.transforms.fp_reduction.rescore_lesions`). ``lesion_kwargs["threshold"]``
+            is then the candidate threshold (e.g. 0.2, as the evaluation's candidates).
+        rescore_threshold: the lowest rescored score kept. Default 0.5.
         dicom_seg: for a DICOM series input, also write ``seg.dcm`` (a DICOM-SEG of the lesion map on the source
             slices, :py:func:`bundle.io.dicom.write_dicom_seg`). The series' patient/study/series identifiers
             go into ``meta.json`` (``"dicom"``) for every DICOM input. Default False.
@@ -205,6 +212,8 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
         max_panels: int = 12,
         progress: bool = True,
         dicom_seg: bool = False,
+        rescorer: Any = None,
+        rescore_threshold: float = 0.5,
         epoch_length: int | None = None,
         non_blocking: bool = False,
         val_handlers: Sequence | None = None,
@@ -262,6 +271,8 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
         self.overlay_window = overlay_window
         self.max_panels = max_panels
         self.dicom_seg = dicom_seg
+        self.rescorer = rescorer
+        self.rescore_threshold = float(rescore_threshold)
         self.batched = isinstance(val_data_loader, DataLoader) and val_data_loader.batch_size is not None
         self.records: list[dict[str, Any]] = []
         self.summary_path: Path | None = None
@@ -403,11 +414,15 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
         if self.mask_key is not None:
             mask = np.asarray(torch.as_tensor(item[self.mask_key]).reshape(spatial).cpu()) > 0.5
         pre_affine = image.affine if isinstance(image, MetaTensor) else torch.eye(len(spatial) + 1)
+        prob_np = np.asarray(prob[0].cpu())
         lesions, labels = find_lesions(
-            np.asarray(prob[0].cpu()), pre_affine, tier_map=tiers, mask=mask, return_label_map=True,
-            **self.lesion_kwargs,
+            prob_np, pre_affine, tier_map=tiers, mask=mask, return_label_map=True, **self.lesion_kwargs
         )
-        del prob, tiers, mask
+        if self.rescorer is not None:
+            lesions, labels = rescore_lesions(
+                self.rescorer, lesions, image[0], prob_np, pre_affine, self.rescore_threshold, labels
+            )
+        del prob, prob_np, tiers, mask
         overlay = image[:1].as_tensor() if isinstance(image, MetaTensor) else image[:1]
         if self.invert is not None:
             work: dict[str, Any] = {

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 
+from bundle.transforms.fp_reduction import rescore_lesions
 from bundle.transforms.lesion import find_lesions
 
 __all__ = ["LesionBoxDetector", "voxel_box_to_world"]
@@ -47,6 +48,9 @@ class LesionBoxDetector:
         foreground_channel: the lesion channel of the logits. Defaults to 1.
         lesion_kwargs: keyword arguments of :py:func:`bundle.transforms.lesion.find_lesions`.
         lps: report boxes in LPS (True, what MONAI Label's Slicer writer expects) or RAS mm.
+        rescorer: optional false-positive-reduction stage, as in
+            :py:class:`bundle.engines.LesionInferenceEvaluator`; it reads the first input channel.
+        rescore_threshold: the lowest rescored score kept. Default 0.5.
 
     Raises:
         ValueError: from ``__call__`` when no network is set or the inputs are not (B, C, X, Y, Z).
@@ -59,12 +63,16 @@ class LesionBoxDetector:
         foreground_channel: int = 1,
         lesion_kwargs: Mapping[str, Any] | None = None,
         lps: bool = True,
+        rescorer: Any = None,
+        rescore_threshold: float = 0.5,
     ) -> None:
         self.inferer = inferer
         self.network = network
         self.foreground_channel = foreground_channel
         self.lesion_kwargs = dict(lesion_kwargs or {})
         self.lps = lps
+        self.rescorer = rescorer
+        self.rescore_threshold = float(rescore_threshold)
 
     def eval(self) -> LesionBoxDetector:
         """Put the network in eval mode (MONAI Label calls this)."""
@@ -96,6 +104,9 @@ class LesionBoxDetector:
             prob = torch.softmax(logits[b], 0)[self.foreground_channel].numpy()
             affine = affines[min(b, len(affines) - 1)]
             lesions = find_lesions(prob, affine, **self.lesion_kwargs)
+            if self.rescorer is not None:
+                image = torch.as_tensor(inputs[b, 0]).detach().cpu()
+                lesions, _ = rescore_lesions(self.rescorer, lesions, image, prob, affine, self.rescore_threshold)
             boxes = [voxel_box_to_world(les["box_voxel"], affine, self.lps) for les in lesions]
             results.append(
                 {

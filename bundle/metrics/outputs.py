@@ -31,6 +31,8 @@ def case_lesion_lists(
     lesion_channel: int = 1,
     min_volume_mm3: float = 0.0,
     mask: np.ndarray | None = None,
+    rescorer: Any = None,
+    image: torch.Tensor | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Candidates of one case's probability map and the lesions of its label mask, both in world mm.
 
@@ -44,13 +46,17 @@ def case_lesion_lists(
         lesion_channel: channel of ``pred`` holding the lesion probability when it has several channels.
         min_volume_mm3: drop candidates smaller than this.
         mask: optional boolean mask of the spatial shape; candidates outside it are dropped.
+        rescorer: optional second stage called as ``rescorer(candidates, image, prob, affine)`` that returns the
+            candidates rescored (:py:class:`bundle.transforms.fp_reduction.CandidateRescorer`); needs ``image``.
+        image: the preprocessed image (1, *spatial) on the grid of ``pred``, for ``rescorer``.
 
     Returns:
         (candidates, lesions): lists of dicts with ``center_mm``, ``score`` (candidates) and ``center_mm``,
         ``diameter_mm`` (lesions), as :py:func:`bundle.metrics.froc` expects.
 
     Raises:
-        ValueError: when ``pred`` and ``label`` have different spatial shapes.
+        ValueError: when ``pred`` and ``label`` have different spatial shapes, or ``rescorer`` comes without
+            ``image``.
     """
     prob = pred[lesion_channel] if pred.shape[0] > 1 else pred[0]
     truth = label[0] if label.dim() == prob.dim() + 1 else label
@@ -64,6 +70,10 @@ def case_lesion_lists(
     prob_np = np.asarray(torch.as_tensor(prob).detach().cpu(), dtype=np.float32)
     truth_np = np.asarray(torch.as_tensor(truth).detach().cpu()) > 0
     candidates = find_lesions(prob_np, affine, threshold=candidate_threshold, min_volume_mm3=min_volume_mm3, mask=mask)
+    if rescorer is not None:
+        if image is None:
+            raise ValueError("a rescorer needs the preprocessed image.")
+        candidates = rescorer(candidates, image, prob_np, affine)
     return candidates, label_lesions(truth_np, affine)
 
 
@@ -86,6 +96,8 @@ class LesionListsOutputTransform:
         mask_key: optional key of a candidate mask (1, *spatial) in each output dict (e.g. the lung envelope of
             :py:class:`bundle.transforms.lung.LungCandidateMaskd`); candidates centred outside it are dropped, as the
             inference does.
+        rescorer: optional second stage, see :py:func:`case_lesion_lists`; it reads the image at ``image_key``.
+        image_key: key of the preprocessed image in each output dict. Defaults to ``"image"``.
     """
 
     def __init__(
@@ -95,11 +107,14 @@ class LesionListsOutputTransform:
         candidate_threshold: float = 0.2,
         min_volume_mm3: float = 0.0,
         mask_key: str | None = None,
+        rescorer: Any = None,
+        image_key: str = "image",
     ) -> None:
         if not 0.0 < candidate_threshold < 1.0:
             raise ValueError(f"candidate_threshold must be in (0, 1), got candidate_threshold={candidate_threshold}.")
         self.pred_key, self.label_key, self.mask_key = pred_key, label_key, mask_key
         self.candidate_threshold, self.min_volume_mm3 = candidate_threshold, min_volume_mm3
+        self.rescorer, self.image_key = rescorer, image_key
 
     def __call__(self, output: Sequence[dict[str, Any]] | dict[str, Any]) -> tuple[list[list[dict]], list[list[dict]]]:
         items = [output] if isinstance(output, dict) else list(output)
@@ -114,6 +129,8 @@ class LesionListsOutputTransform:
                 candidate_threshold=self.candidate_threshold,
                 min_volume_mm3=self.min_volume_mm3,
                 mask=mask,
+                rescorer=self.rescorer,
+                image=item.get(self.image_key) if self.rescorer is not None else None,
             )
             y_pred.append(candidates)
             y.append(lesions)

@@ -125,6 +125,23 @@ class TestLesionInferenceEvaluator(unittest.TestCase):
             self.assertEqual(summary["per_case"]["a"]["windows"], {"high": 1, "medium": 1, "low": 2})
             self.assertEqual(summary["totals"]["skipped_fraction"], 0.5)
 
+    @parameterized.expand([[0.0, 1], [1.0, 0]])
+    def test_rescorer_keeps_or_drops_lesions_and_the_label_map_follows(self, new_score, n_kept):
+        seen = []
+
+        def rescorer(lesions, image, prob, affine):  # a stand-in for CandidateRescorer
+            seen.append((tuple(image.shape), tuple(prob.shape), len(lesions)))
+            return [{**les, "score": 1.0 - new_score} for les in lesions]
+
+        self.evaluator(rescorer=rescorer, rescore_threshold=0.5).run()
+        self.assertEqual(len(seen), 2)  # the two readable cases, image and probability on the same grid
+        self.assertEqual(seen[0][0], seen[0][1])
+        for case in ("a", "c"):
+            doc = json.loads((self.out / case / "lesions.json").read_text())
+            self.assertEqual(len(doc["lesions"]), n_kept)
+            seg = np.asarray(nib.load(str(self.out / case / "seg.nii.gz")).dataobj)
+            self.assertEqual(int(seg.max()), n_kept)  # a dropped lesion leaves no label behind
+
     def test_failure_while_inferring_and_raise_on_failure(self):
         evaluator = self.evaluator(RoutedStub(fail_on_call=2), raise_on_failure=True)  # a is call 1, c call 2
         with self.assertRaisesRegex(RuntimeError, r"2 of 3 cases failed: b \(.*\); c \(.*MemoryError: simulated"):
