@@ -44,6 +44,7 @@ from monai.transforms import (
     RandGaussianNoised,
     ScaleIntensityd,
     ScaleIntensityRanged,
+    ScaleIntensityRangePercentilesd,
     Spacingd,
 )
 from monai.utils import ensure_tuple, look_up_option
@@ -205,6 +206,7 @@ def mri_preprocessing(
     upper: float = 99.5,
     smooth_sigma: float = 1.0,
     channel_wise: bool = True,
+    headroom: float = 0.0,
     axcodes: str | None = "RAS",
     reader: ImageReader | str | type[ImageReader] | None = None,
     load: bool = True,
@@ -224,6 +226,10 @@ def mri_preprocessing(
         upper: upper clipping percentile, in (lower, 100]. Defaults to 99.5.
         smooth_sigma: Gaussian sigma in voxels of the resampled grid; 0 turns smoothing off. Defaults to 1.0.
         channel_wise: clip and normalize each channel (MRI sequence) separately. Defaults to True.
+        headroom: room kept above the ``upper`` percentile, as a fraction of the percentile range: the range maps
+            to ``[0, 1 / (1 + headroom)]`` (``ScaleIntensityRangePercentilesd``) and only what lies beyond
+            ``headroom`` more is clipped at 1. With 0 (default) the ``upper`` percentile is clipped, as above;
+            lesions brighter than the brightest normal tissue need room (e.g. 0.5). Must be >= 0.
         axcodes: orientation for ``Orientationd``; None keeps the input orientation. Defaults to ``"RAS"``.
         reader: reader for ``LoadImaged``; None uses :class:`bundle.data.readers.LargestSeriesITKReader`.
         load: start with ``LoadImaged`` + ``EnsureChannelFirstd``. Defaults to True.
@@ -234,19 +240,32 @@ def mri_preprocessing(
 
     Raises:
         ValueError: when ``keys`` is empty or overlaps ``label_keys``, ``0 <= lower < upper <= 100`` does not hold,
-            ``pixdim`` is not positive or ``smooth_sigma < 0``.
+            ``pixdim`` is not positive, ``smooth_sigma < 0`` or ``headroom < 0``.
     """
     keys_t, label_keys_t = _check_keys(keys, label_keys)
     if not (0.0 <= lower < upper <= 100.0):
         raise ValueError(f"percentiles must satisfy 0 <= lower < upper <= 100, got lower={lower!r} upper={upper!r}.")
+    if not headroom >= 0.0:
+        raise ValueError(f"headroom must be >= 0, got headroom={headroom!r}.")
     steps = _spatial_steps(keys_t, label_keys_t, pixdim, axcodes, reader, load, None, allow_missing_keys)
     steps += _smoothing(keys_t, smooth_sigma, allow_missing_keys)
-    steps += [
-        ClipIntensityPercentilesd(
-            keys_t, lower=lower, upper=upper, channel_wise=channel_wise, allow_missing_keys=allow_missing_keys
-        ),
-        ScaleIntensityd(keys_t, minv=0.0, maxv=1.0, channel_wise=channel_wise, allow_missing_keys=allow_missing_keys),
-    ]
+    if headroom == 0.0:
+        steps += [
+            ClipIntensityPercentilesd(
+                keys_t, lower=lower, upper=upper, channel_wise=channel_wise, allow_missing_keys=allow_missing_keys
+            ),
+            ScaleIntensityd(keys_t, minv=0.0, maxv=1.0, channel_wise=channel_wise, allow_missing_keys=allow_missing_keys),
+        ]
+    else:
+        steps += [
+            ScaleIntensityRangePercentilesd(
+                keys_t, lower=lower, upper=upper, b_min=0.0, b_max=1.0 / (1.0 + headroom), clip=False,
+                channel_wise=channel_wise, allow_missing_keys=allow_missing_keys,
+            ),
+            ScaleIntensityRanged(  # identity on [0, 1], clipping outside it
+                keys_t, a_min=0.0, a_max=1.0, b_min=0.0, b_max=1.0, clip=True, allow_missing_keys=allow_missing_keys
+            ),
+        ]
     return Compose(steps + _final_types(keys_t, label_keys_t, allow_missing_keys))
 
 

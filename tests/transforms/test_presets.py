@@ -140,6 +140,23 @@ class TestMRIPreprocessing(unittest.TestCase):
             self.assertAlmostEqual(float(image[c].max()), 1.0, places=6)
             self.assertAlmostEqual(float(image[c].median()), 0.5, delta=0.1)
 
+    def test_headroom_keeps_a_bright_lesion_above_the_upper_percentile(self):
+        rng = np.random.default_rng(0)
+        img = rng.uniform(0.0, 100.0, (1, 20, 20, 20)).astype(np.float32)
+        img[0, 5:8, 5:8, 5:8] = 130.0  # 27 voxels brighter than everything else, above the 99.5th percentile
+        data = {"image": MetaTensor(torch.from_numpy(img))}
+        lo, hi = np.percentile(img, [0.5, 99.5])
+        clipped = mri_preprocessing(load=False, pixdim=None, smooth_sigma=0)(dict(data))["image"]
+        roomy = mri_preprocessing(load=False, pixdim=None, smooth_sigma=0, headroom=0.5)(dict(data))["image"]
+        # without headroom the lesion is flattened onto the brightest tissue; with it, it keeps its own level
+        self.assertAlmostEqual(float(clipped[0, 6, 6, 6]), 1.0, places=6)
+        self.assertAlmostEqual(float(roomy[0, 6, 6, 6]), (130.0 - lo) / (hi - lo) / 1.5, places=4)
+        self.assertLess(float(roomy[0, 6, 6, 6]), 1.0)
+        self.assertAlmostEqual(float(roomy.min()), 0.0, places=6)
+        self.assertLessEqual(float(roomy.max()), 1.0)
+        with self.assertRaisesRegex(ValueError, "headroom"):
+            mri_preprocessing(headroom=-0.1)
+
     def test_file_with_label_and_nan(self):
         with tempfile.TemporaryDirectory() as tmp:
             img = np.random.default_rng(1).random((10, 12, 8)).astype(np.float32)
