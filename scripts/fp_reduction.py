@@ -4,7 +4,8 @@ Usage (from the bundle root), as ``models/nodule_mode/fp_reduction.json`` was ma
 features logged and no rescorer on cases it never trained on, then fit on that run (``docs/README.md``, "Nodule
 mode")::
 
-    python -m monai.bundle run --config_file "['configs/train.json','configs/evaluate.json','configs/fp_reduction.json']" \\
+    python -m monai.bundle run \\
+        --config_file "['configs/train.json','configs/evaluate.json','configs/fp_reduction.json']" \\
         --datalist_file data/synth_ct_v2/fpr_fit_datalist.json --ckpt_dir runs/train_sl --eval_dir runs/fpr_fit \\
         --rescorer_model "" --rescorer_features_log runs/fpr_fit/features.jsonl
     python scripts/fp_reduction.py fit --runs "['runs/fpr_fit']" --output runs/train_sl/fp_reduction.json
@@ -75,15 +76,14 @@ def preview(run: str, model: str = "models/nodule_mode/fp_reduction.json", thres
     except ValueError as e:
         sys.exit(f"fp_reduction: {e}")
     _, _, scans = _load(run)
-    per_scan = []
+    before, after = [], []
     for scan in scans:
         cands = scan["candidates"]
         scores = rescorer.probability(np.asarray([c["features"] for c in cands]).reshape(-1, len(FEATURE_NAMES)))
-        per_scan.append(
-            ([{"center_mm": c["center_mm"], "score": float(s)} for c, s in zip(cands, scores)], scan["lesions"])
-        )
-    before = evaluate_detection([([{"center_mm": c["center_mm"], "score": c["score"]} for c in s["candidates"]], s["lesions"]) for s in scans], threshold)
-    after = evaluate_detection(per_scan, threshold)
+        before.append(([{"center_mm": c["center_mm"], "score": c["score"]} for c in cands], scan["lesions"]))
+        rescored = [{"center_mm": c["center_mm"], "score": float(s)} for c, s in zip(cands, scores)]
+        after.append((rescored, scan["lesions"]))
+    before, after = evaluate_detection(before, threshold), evaluate_detection(after, threshold)
     print(f"network score:\n{format_table(before)}\nrescored:\n{format_table(after)}")
 
 

@@ -35,7 +35,14 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-__all__ = ["FEATURE_NAMES", "candidate_features", "fit_logistic", "CandidateRescorer", "join_features", "rescore_lesions"]
+__all__ = [
+    "FEATURE_NAMES",
+    "candidate_features",
+    "fit_logistic",
+    "CandidateRescorer",
+    "join_features",
+    "rescore_lesions",
+]
 
 HESSIAN_SCALES_MM: tuple[float, ...] = (1.5, 3.0)
 FEATURE_NAMES: tuple[str, ...] = (
@@ -191,7 +198,9 @@ def fit_logistic(
         if np.abs(step).max() < 1e-10:
             break
     return {
-        "feature_names": list(FEATURE_NAMES) if x.shape[1] == len(FEATURE_NAMES) else [f"f{i}" for i in range(x.shape[1])],
+        "feature_names": (
+            list(FEATURE_NAMES) if x.shape[1] == len(FEATURE_NAMES) else [f"f{i}" for i in range(x.shape[1])]
+        ),
         "mean": mean.tolist(),
         "std": std.tolist(),
         "weights": w[:-1].tolist(),

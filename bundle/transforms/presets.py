@@ -254,7 +254,9 @@ def mri_preprocessing(
             ClipIntensityPercentilesd(
                 keys_t, lower=lower, upper=upper, channel_wise=channel_wise, allow_missing_keys=allow_missing_keys
             ),
-            ScaleIntensityd(keys_t, minv=0.0, maxv=1.0, channel_wise=channel_wise, allow_missing_keys=allow_missing_keys),
+            ScaleIntensityd(
+                keys_t, minv=0.0, maxv=1.0, channel_wise=channel_wise, allow_missing_keys=allow_missing_keys
+            ),
         ]
     else:
         steps += [

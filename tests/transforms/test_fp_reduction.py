@@ -101,7 +101,8 @@ class TestCandidateRescorer(unittest.TestCase):
         weights = [0.0] * len(FEATURE_NAMES)
         weights[column("blob_3")] = weight_on_blob
         n = len(FEATURE_NAMES)
-        return {"feature_names": list(FEATURE_NAMES), "mean": [0.0] * n, "std": [1.0] * n, "weights": weights, "bias": 0.0}
+        names = list(FEATURE_NAMES)
+        return {"feature_names": names, "mean": [0.0] * n, "std": [1.0] * n, "weights": weights, "bias": 0.0}
 
     def test_rescoring_ranks_the_sphere_above_the_tube_and_logs(self):
         img = sphere_and_tube()
