@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader
 from bundle.data.dataset import describe_exception
 from bundle.io.dicom import dicom_case_outputs
 from bundle.io.writers import case_done, check_output_dir, safe_case_name, write_case_outputs, write_summary
-from bundle.transforms.fp_reduction import rescore_lesions
+from bundle.transforms.fp_reduction import check_rescore_threshold, rescore_lesions
 from bundle.transforms.lesion import TIER_NAMES, find_lesions
 
 __all__ = ["LesionInferenceEvaluator", "lesions_to_grid"]
@@ -272,7 +272,7 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
         self.max_panels = max_panels
         self.dicom_seg = dicom_seg
         self.rescorer = rescorer
-        self.rescore_threshold = float(rescore_threshold)
+        self.rescore_threshold = check_rescore_threshold(rescore_threshold)
         self.batched = isinstance(val_data_loader, DataLoader) and val_data_loader.batch_size is not None
         self.records: list[dict[str, Any]] = []
         self.summary_path: Path | None = None

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 
-from bundle.transforms.fp_reduction import rescore_lesions
+from bundle.transforms.fp_reduction import check_rescore_threshold, rescore_lesions
 from bundle.transforms.lesion import find_lesions
 
 __all__ = ["LesionBoxDetector", "voxel_box_to_world"]
@@ -72,7 +72,7 @@ class LesionBoxDetector:
         self.lesion_kwargs = dict(lesion_kwargs or {})
         self.lps = lps
         self.rescorer = rescorer
-        self.rescore_threshold = float(rescore_threshold)
+        self.rescore_threshold = check_rescore_threshold(rescore_threshold)
 
     def eval(self) -> LesionBoxDetector:
         """Put the network in eval mode (MONAI Label calls this)."""

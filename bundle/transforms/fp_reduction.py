@@ -42,6 +42,7 @@ __all__ = [
     "CandidateRescorer",
     "join_features",
     "rescore_lesions",
+    "check_rescore_threshold",
 ]
 
 HESSIAN_SCALES_MM: tuple[float, ...] = (1.5, 3.0)
@@ -329,6 +330,13 @@ def join_features(
     return np.asarray(rows, dtype=np.float64).reshape(-1, len(FEATURE_NAMES)), np.asarray(labels), scans
 
 
+def check_rescore_threshold(threshold: float) -> float:
+    """``threshold`` as a float in [0, 1] (rescored scores are probabilities); ValueError otherwise."""
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"rescore_threshold must be a number in [0, 1], got rescore_threshold={threshold!r}.")
+    return float(threshold)
+
+
 def rescore_lesions(
     rescorer: Any,
     lesions: Sequence[Mapping[str, Any]],
@@ -352,6 +360,7 @@ def rescore_lesions(
     Returns:
         (kept lesions, highest new score first; the renumbered label map or None).
     """
+    threshold = check_rescore_threshold(threshold)
     tagged = [{**les, "_label": n} for n, les in enumerate(lesions, start=1)]
     kept = [les for les in rescorer(tagged, image, prob, affine) if les["score"] >= threshold]
     if label_map is not None:

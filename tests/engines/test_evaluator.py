@@ -181,6 +181,7 @@ class TestLesionInferenceEvaluator(unittest.TestCase):
             [{"output_dir_inside": True}],
             [{"foreground_channel": -1}],
             [{"lesion_kwargs": {"threshold": 0.0}}],
+            [{"rescore_threshold": 2.0}],
             [{"preprocessing": lambda x: x}],
         ]
     )

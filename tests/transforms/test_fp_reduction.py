@@ -168,6 +168,9 @@ class TestRescoreLesions(unittest.TestCase):
         self.assertTrue(all("_label" not in c for c in kept))
         np.testing.assert_array_equal(relabelled, [[[0, 0, 2, 1]]])
         self.assertEqual(relabelled.dtype, labels.dtype)
+        for bad in (1.5, -0.1, "0.5", True):
+            with self.assertRaisesRegex(ValueError, "rescore_threshold"):
+                rescore_lesions(rescorer, lesions, None, None, None, bad, labels)
 
 
 class TestJoinFeatures(unittest.TestCase):
