@@ -174,7 +174,8 @@ def fit_logistic(
         :py:class:`CandidateRescorer` reads it.
 
     Raises:
-        ValueError: when the shapes disagree, a value is not finite, or one class is missing.
+        ValueError: when the shapes disagree (also with :py:data:`FEATURE_NAMES`), a value is not finite, or one
+            class is missing.
     """
     x = np.asarray(features, dtype=np.float64)
     y = np.asarray(labels, dtype=np.float64).ravel()
@@ -182,6 +183,8 @@ def fit_logistic(
         raise ValueError(f"features must be (N, F) with N = len(labels), got {x.shape} and {y.size} labels.")
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
         raise ValueError("features and labels must be finite.")
+    if x.shape[1] != len(FEATURE_NAMES):
+        raise ValueError(f"features must have the {len(FEATURE_NAMES)} columns of FEATURE_NAMES, got {x.shape[1]}.")
     if y.min() == y.max():
         raise ValueError("labels must hold both classes (hits and false positives) to fit a rescorer.")
     mean, std = x.mean(0), x.std(0)
@@ -199,9 +202,7 @@ def fit_logistic(
         if np.abs(step).max() < 1e-10:
             break
     return {
-        "feature_names": (
-            list(FEATURE_NAMES) if x.shape[1] == len(FEATURE_NAMES) else [f"f{i}" for i in range(x.shape[1])]
-        ),
+        "feature_names": list(FEATURE_NAMES),
         "mean": mean.tolist(),
         "std": std.tolist(),
         "weights": w[:-1].tolist(),
