@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bundle.analysis.rescore import rescore_evaluation
 from bundle.comparison.retinanet import DETECTORS
 from bundle.io.writers import atomic_write_text
 
@@ -163,10 +164,15 @@ def run_variant(
     seed: int = 0,
     num_train_cases: int | None = None,
     time_limit_s: float = 0,
+    rescore: bool = False,
 ) -> dict[str, Any]:
     """Train (unless its weights are shared) and evaluate one variant; returns the evaluation's metrics dict with
     ``training``: what the training reached (``train_time.json`` of :py:class:`bundle.engines.TrainingTimeLimit`,
     None when absent).
+
+    With ``rescore=True`` nothing is trained: a variant whose ``eval/per_scan.json`` exists is scored again
+    against the reference lesions the current code reads from the label maps (:py:mod:`bundle.analysis.rescore`,
+    written to ``eval_rescored/``), and one without it has its existing weights evaluated again.
 
     Writes under ``output_root/<name>/``: ``override.json``, ``train.log``, ``train_time.json``, ``model.pt``,
     ``evaluate.log`` and ``eval/metrics.json`` (the evaluation's
@@ -181,22 +187,29 @@ def run_variant(
     if name in DETECTORS:
         overrides.update(common)
     atomic_write_text(override, json.dumps(overrides, indent=4) + "\n")
+    shared = VARIANTS[name][2] if name in VARIANTS else None
+    ckpt_dir = out.parent / shared if shared else out
+    if rescore and (out / "eval" / "per_scan.json").is_file():
+        configs = [os.path.join(root, "configs", f) for f in ("train.json", "evaluate.json")] + [str(override)]
+        rescore_evaluation(out / "eval", configs, out / "eval_rescored", common)
+        return _with_training(out / "eval_rescored" / "metrics.json", ckpt_dir / "train_time.json")
+    if rescore and not (ckpt_dir / "model.pt").is_file():
+        raise RuntimeError(f"variant {name}: nothing to rescore, no {out / 'eval' / 'per_scan.json'} and no weights.")
     if name in DETECTORS:
         script = [sys.executable, os.path.join(root, "scripts", "detector_baseline.py")]
         args = {"name": name, "overrides_file": override}
-        _run([*script, "train"], {**args, "output_dir": out, "epochs": epochs, "time_limit_s": time_limit_s},
-             out / "train.log", root)
+        if not rescore:
+            _run([*script, "train"], {**args, "output_dir": out, "epochs": epochs, "time_limit_s": time_limit_s},
+                 out / "train.log", root)
         _run([*script, "evaluate"], {**args, "weights": out / "model.pt", "eval_dir": out / "eval"},
              out / "evaluate.log", root)
         return _with_training(out / "eval" / "metrics.json", out / "train_time.json")
     train_cfg = os.path.join(root, "configs", "train.json")
     eval_cfg = os.path.join(root, "configs", "evaluate.json")
-    shared = VARIANTS[name][2]
-    ckpt_dir = out.parent / shared if shared else out
     if shared is not None and not (ckpt_dir / "model.pt").is_file():
         raise RuntimeError(f"variant {name} evaluates the weights of {shared}, but {ckpt_dir / 'model.pt'} does not "
                            f"exist: run {shared} first.")
-    if shared is None:
+    if shared is None and not rescore:
         _bundle_run(
             [train_cfg, str(override)],
             {**common, "epochs": epochs, "val_interval": epochs + 1, "output_dir": out, "ckpt_dir": out,
@@ -285,6 +298,7 @@ def run_ablation(
     seed: int = 0,
     num_train_cases: int | None = None,
     time_limit_s: float = 0,
+    rescore: bool = False,
 ) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Run the variants in order (those sharing weights after their source); returns (results, failures).
 
@@ -292,6 +306,7 @@ def run_ablation(
     ``output_root/ablation.md`` are rewritten after every variant, so a long run can be read while it goes; rows of
     variants not run this time are kept from an earlier ``ablation.json`` with the same settings. ``results`` holds
     every row, in table order. ``time_limit_s`` > 0 limits each variant's training to that many seconds.
+    ``rescore=True`` trains nothing and scores the variants again (see :py:func:`run_variant`).
     """
     names = list(variants) if variants else list(ALL_VARIANTS)
     for name in names:
@@ -303,7 +318,7 @@ def run_ablation(
         try:
             rows[name] = run_variant(
                 name, dataset_dir, output_root, epochs, num_eval_cases, bundle_root, seed, num_train_cases,
-                time_limit_s,
+                time_limit_s, rescore,
             )
         except (RuntimeError, OSError, KeyError, ValueError) as err:
             logger.error("ablation variant %s failed: %s", name, err)

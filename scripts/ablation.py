@@ -33,6 +33,7 @@ def main(
     num_train_cases: int | None = None,
     seed: int = 0,
     time_limit_s: float = 0,
+    rescore: bool = False,
 ) -> None:
     """
     Args:
@@ -45,12 +46,14 @@ def main(
         seed: the training seed.
         time_limit_s: wall-clock limit on each variant's training in seconds (0: none); the table reports the
             epochs each one completed.
+        rescore: train nothing; score every variant again against the reference lesions of the current code, from
+            its stored candidates (``eval/per_scan.json``) or, without them, by evaluating its weights again.
     """
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     names = [v.strip() for v in variants.split(",")] if isinstance(variants, str) else variants
     results, failures = run_ablation(
         dataset_dir, output_root, epochs, names, num_eval_cases, seed=seed, num_train_cases=num_train_cases,
-        time_limit_s=time_limit_s,
+        time_limit_s=time_limit_s, rescore=rescore,
     )
     print(ablation_table(results))
     if failures:

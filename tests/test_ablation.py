@@ -66,6 +66,41 @@ class TestAblation(unittest.TestCase):
             self.assertEqual((written["seed"], os.path.basename(written["dataset_dir"])), (0, "data"))
             self.assertEqual(metrics, {"recall": 0.0, "training": None})
 
+    def test_rescore_trains_nothing(self):
+        calls = []
+
+        def fake_bundle_run(config_files, args, log_path, root):
+            calls.append(("bundle", "eval_dir" in args))
+            os.makedirs(args["eval_dir"], exist_ok=True)
+            with open(os.path.join(args["eval_dir"], "metrics.json"), "w") as f:
+                json.dump({"recall": 0.25}, f)
+
+        def fake_rescore(eval_dir, configs, output_dir, overrides):
+            calls.append(("rescore", os.path.basename(eval_dir), os.path.basename(configs[-1])))
+            os.makedirs(output_dir)
+            with open(os.path.join(output_dir, "metrics.json"), "w") as f:
+                json.dump({"recall": 0.75}, f)
+
+        with tempfile.TemporaryDirectory() as root, mock.patch.object(ablation, "_bundle_run", fake_bundle_run), \
+                mock.patch.object(ablation, "rescore_evaluation", fake_rescore), \
+                mock.patch.object(ablation, "_run", lambda *a: calls.append(("script",) + tuple(a[0][-1:]))):
+            with self.assertRaisesRegex(RuntimeError, "nothing to rescore"):
+                ablation.run_variant("unet", "data", root, 50, rescore=True)
+            open(os.path.join(root, "unet", "model.pt"), "w").close()
+            # weights without stored candidates: evaluated again, not trained
+            self.assertEqual(ablation.run_variant("unet", "data", root, 50, rescore=True)["recall"], 0.25)
+            self.assertEqual(calls, [("bundle", True)])
+            # stored candidates: rescored, no network run
+            open(os.path.join(root, "unet", "eval", "per_scan.json"), "w").close()
+            self.assertEqual(ablation.run_variant("unet", "data", root, 50, rescore=True)["recall"], 0.75)
+            self.assertEqual(calls[1:], [("rescore", "eval", "override.json")])
+            # a detector without stored candidates: its script evaluates, never trains
+            os.makedirs(os.path.join(root, "retinanet_resnet10"))
+            open(os.path.join(root, "retinanet_resnet10", "model.pt"), "w").close()
+            with self.assertRaises(FileNotFoundError):  # the fake script writes no metrics
+                ablation.run_variant("retinanet_resnet10", "data", root, 50, rescore=True)
+            self.assertEqual(calls[2:], [("script", "evaluate")])
+
     def test_ill_arg(self):
         with self.assertRaises(ValueError):
             variant_overrides("resnet")
@@ -97,7 +132,8 @@ class TestAblation(unittest.TestCase):
         calls = []
 
         def fake_run_variant(name, *args):
-            calls.append((name, args[-1]))
+            calls.append((name, args[-2]))  # time_limit_s (the last one is rescore)
+            self.assertFalse(args[-1])
             return {**m, "recall": 0.9}
 
         with tempfile.TemporaryDirectory() as root, mock.patch.object(ablation, "run_variant", fake_run_variant):

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import unittest
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from bundle.analysis.rescore import rescore_evaluation
+from bundle.engines.report import write_detection_report
+from bundle.metrics.outputs import label_lesions
+
+AFFINE = np.diag([1.0, 1.0, 2.5, 1.0])
+
+
+class TestRescoreEvaluation(unittest.TestCase):
+    """An evaluation scored against every label component is rescored against the merged lesions."""
+
+    def setUp(self):
+        self.tmp = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
+        label = np.zeros((32, 32, 12), dtype=np.uint8)
+        label[8:16, 8:16, 3:7] = 1  # a lesion
+        label[19:21, 10:12, 4] = 1  # a piece of it, 3 mm away
+        image = label.astype(np.float32)
+        for name, array in (("image", image), ("label", label)):
+            nib.save(nib.Nifti1Image(array, AFFINE), self.tmp / f"{name}.nii.gz")
+        self.config = self.tmp / "config.json"
+        self.config.write_text(json.dumps({
+            "heldout_datalist": [{"image": str(self.tmp / "image.nii.gz"), "label": str(self.tmp / "label.nii.gz")}],
+            "validate": {"preprocessing": {"_target_": "Compose", "transforms": [
+                {"_target_": "LoadImaged", "keys": ["image", "label"], "image_only": True},
+                {"_target_": "EnsureChannelFirstd", "keys": ["image", "label"]},
+            ]}},
+        }))
+        self.components = label_lesions(label, AFFINE, 0.0)
+        centre = self.components[0]["center_mm"]  # the lesion's own centre (the largest component)
+        self.eval_dir = self.tmp / "eval"
+        write_detection_report([([{"center_mm": centre, "score": 0.9}], self.components)], self.eval_dir, n_params=10)
+
+    def test_piece_no_longer_counts_as_a_missed_lesion(self):
+        stored = json.loads((self.eval_dir / "metrics.json").read_text())
+        self.assertEqual((stored["n_lesions"], stored["tp"], stored["fn"]), (2, 1, 1))
+        results = rescore_evaluation(self.eval_dir, [str(self.config)], self.tmp / "rescored", merge_gap_mm=6.0)
+        self.assertEqual((results["n_lesions"], results["tp"], results["fp"], results["fn"]), (1, 1, 0, 0))
+        self.assertEqual(results["n_params"], 10)
+        for name in ("metrics.json", "per_scan.json", "froc.png"):
+            self.assertTrue((self.tmp / "rescored" / name).is_file(), name)
+
+    def test_other_label_maps_are_refused(self):
+        per_scan = json.loads((self.eval_dir / "per_scan.json").read_text())
+        per_scan["scans"][0]["lesions"][1]["center_mm"][0] += 1.0
+        (self.eval_dir / "per_scan.json").write_text(json.dumps(per_scan))
+        with self.assertRaisesRegex(ValueError, "differ from the label map"):
+            rescore_evaluation(self.eval_dir, [str(self.config)], self.tmp / "rescored")
+
+    def test_never_overwrites_the_evaluation_and_needs_its_files(self):
+        with self.assertRaisesRegex(ValueError, "must not overwrite"):
+            rescore_evaluation(self.eval_dir, [str(self.config)], self.eval_dir)
+        with self.assertRaisesRegex(FileNotFoundError, "per_scan.json"):
+            rescore_evaluation(self.tmp / "nowhere", [str(self.config)], self.tmp / "rescored")
+
+
+if __name__ == "__main__":
+    unittest.main()
