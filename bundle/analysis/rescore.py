@@ -21,11 +21,13 @@ from typing import Any
 import numpy as np
 import torch
 from monai.bundle import ConfigParser
+from scipy import ndimage
 
+from bundle.data.datalist import load_datalist
 from bundle.engines.report import write_detection_report
 from bundle.metrics.outputs import MERGE_GAP_MM, label_lesions
 
-__all__ = ["reference_lesions", "rescore_evaluation"]
+__all__ = ["reference_lesions", "rescore_evaluation", "component_gaps"]
 
 logger = logging.getLogger(__name__)
 
@@ -122,3 +124,93 @@ def rescore_evaluation(
         hit_radius=stored.get("hit_radius", "radius"),
         min_radius_mm=stored.get("min_radius_mm", 1.5),
     )
+
+
+def component_gaps(
+    mask: np.ndarray, affine: np.ndarray, lesions: Sequence[dict[str, Any]], search_mm: float = 20.0
+) -> list[dict[str, Any]]:
+    """How far each label component lies from the others, and whether it is a listed lesion or a piece of one.
+
+    This is what a merge gap is chosen from: pieces must lie closer to their lesion than separate lesions to each
+    other. A component is a listed lesion when its centre lies within the radius (at least 1.5 mm) of a lesion of
+    ``lesions`` (the synthesis datalist's records: ``center_mm``, ``diameter_mm``), otherwise a piece.
+
+    Args:
+        mask: boolean label mask (H, W, D).
+        affine: its voxel-to-world matrix.
+        lesions: the lesions the datalist lists for this case.
+        search_mm: gaps are measured up to this distance (None beyond).
+
+    Returns:
+        per component ``{"diameter_mm", "piece": bool, "to_lesion_centre_mm" (distance to the nearest listed
+        lesion's centre), "gap_mm" (to the nearest other component), "lesion_gap_mm" (to the nearest other
+        component that is a listed lesion)}``; a gap is None when there is none within ``search_mm``.
+    """
+    nd = mask.ndim
+    aff = np.asarray(affine, dtype=np.float64)
+    spacing = np.linalg.norm(aff[:nd, :nd], axis=0)
+    components, count = ndimage.label(mask, structure=np.ones((3,) * nd))
+    boxes = ndimage.find_objects(components)
+    ids = np.arange(1, count + 1)
+    sizes = ndimage.sum_labels(mask, components, ids) if count else []
+    centres = ndimage.center_of_mass(mask, components, ids) if count else []
+    voxel_volume = abs(float(np.linalg.det(aff[:nd, :nd])))
+    rows = []
+    for size, centre in zip(sizes, centres):
+        centre_mm = (aff @ np.append(centre, 1.0))[:nd]
+        volume = float(size) * voxel_volume
+        dist = [float(np.linalg.norm(centre_mm - np.asarray(t["center_mm"]))) for t in lesions]
+        j = int(np.argmin(dist)) if dist else -1
+        rows.append({
+            "diameter_mm": (6.0 * volume / np.pi) ** (1.0 / 3.0) if nd == 3 else 2.0 * np.sqrt(volume / np.pi),
+            "piece": j < 0 or dist[j] > max(lesions[j]["diameter_mm"] / 2, 1.5),
+            "to_lesion_centre_mm": dist[j] if j >= 0 else None,
+        })
+    listed = np.array([False] + [not r["piece"] for r in rows])  # indexed by component id
+    reach = np.ceil(search_mm / spacing).astype(int)
+    for k, (box, row) in enumerate(zip(boxes, rows), start=1):
+        lo = [max(b.start - r, 0) for b, r in zip(box, reach)]
+        hi = [min(b.stop + r, n) for b, r, n in zip(box, reach, mask.shape)]
+        crop = components[tuple(slice(a, b) for a, b in zip(lo, hi))]
+        own = crop == k
+        for key, others in (("gap_mm", (crop > 0) & ~own), ("lesion_gap_mm", listed[crop] & ~own)):
+            gap = float(ndimage.distance_transform_edt(~others, sampling=spacing)[own].min()) if others.any() else None
+            row[key] = None if gap is None or gap > search_mm else gap
+    return rows
+
+def reference_gaps(
+    config_files: Sequence[str], overrides: dict[str, Any] | None = None, split: str = "training"
+) -> dict[str, Any]:
+    """:py:func:`component_gaps` over one list of a synthesis datalist, on the grid the evaluation reads.
+
+    Args:
+        config_files: the evaluation's config files (their ``validate#preprocessing`` and ``datalist_file``).
+        overrides: config overrides, e.g. ``{"datalist_file": ...}``.
+        split: the datalist list to measure. Defaults to ``"training"`` (choose a merge gap away from the held-out
+            cases).
+
+    Returns:
+        ``{"cases", "components", "pieces": [...], "piece_gaps_mm": sorted gaps of the pieces, "lesion_gaps_mm":
+        sorted gaps between listed lesions}``; a merge gap between the largest piece gap and the smallest lesion
+        gap keeps lesions apart and joins every piece.
+    """
+    parser = ConfigParser()
+    parser.read_config(list(config_files))
+    for key, value in (overrides or {}).items():
+        parser[key] = value
+    transform = parser.get_parsed_content("validate#preprocessing")
+    items = load_datalist(parser.get_parsed_content("datalist_file"), split)
+    pieces, piece_gaps, lesion_gaps, n_components = [], [], [], 0
+    for item in items:
+        label = transform({"image": item["image"], "label": item["label"]})["label"]
+        affine = np.asarray(torch.as_tensor(label.affine), dtype=np.float64)
+        rows = component_gaps(np.asarray(torch.as_tensor(label))[0] > 0, affine, item.get("lesions", []))
+        n_components += len(rows)
+        for row in rows:
+            if row["piece"]:
+                pieces.append({"case": item.get("case", item["label"]), **row})
+                piece_gaps.append(row["gap_mm"])
+            elif row["lesion_gap_mm"] is not None:
+                lesion_gaps.append(row["lesion_gap_mm"])
+    return {"cases": len(items), "components": n_components, "pieces": pieces,
+            "piece_gaps_mm": sorted(g for g in piece_gaps if g is not None), "lesion_gaps_mm": sorted(lesion_gaps)}

@@ -9,7 +9,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from bundle.analysis.rescore import rescore_evaluation
+from bundle.analysis.rescore import component_gaps, rescore_evaluation
 from bundle.engines.report import write_detection_report
 from bundle.metrics.outputs import label_lesions
 
@@ -62,6 +62,23 @@ class TestRescoreEvaluation(unittest.TestCase):
             rescore_evaluation(self.eval_dir, [str(self.config)], self.eval_dir)
         with self.assertRaisesRegex(FileNotFoundError, "per_scan.json"):
             rescore_evaluation(self.tmp / "nowhere", [str(self.config)], self.tmp / "rescored")
+
+
+class TestComponentGaps(unittest.TestCase):
+    def test_pieces_and_gaps(self):
+        label = np.zeros((48, 32, 16), dtype=bool)
+        label[10:19, 10:19, 4:8] = True  # a lesion, centre (14, 14, 5.5)
+        label[21:23, 12:14, 5] = True  # a piece 3 mm away
+        label[12:14, 12:14, 9] = True  # a piece one empty slice (5 mm) above
+        label[31:34, 10:13, 5:7] = True  # a second lesion, 13 mm from the first
+        listed = [{"center_mm": [14.0, 14.0, 5.5 * 2.5], "diameter_mm": 12.0},
+                  {"center_mm": [32.0, 11.0, 5.5 * 2.5], "diameter_mm": 3.0}]
+        rows = component_gaps(label, np.diag([1.0, 1.0, 2.5, 1.0]), listed)
+        self.assertEqual([r["piece"] for r in rows], [False, True, True, False])  # ndimage.label's scan order
+        self.assertEqual([r["gap_mm"] for r in rows], [3.0, 5.0, 3.0, 9.0])  # body, upper piece, side piece, nodule
+        self.assertEqual([r["lesion_gap_mm"] for r in rows], [13.0, 5.0, 3.0, 13.0])
+        self.assertAlmostEqual(rows[3]["to_lesion_centre_mm"], 0.0)
+        self.assertIsNone(component_gaps(label, np.diag([1.0, 1.0, 2.5, 1.0]), listed, search_mm=2.0)[0]["gap_mm"])
 
 
 if __name__ == "__main__":
