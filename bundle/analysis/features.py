@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage, stats
 
+from bundle.metrics.outputs import MERGE_GAP_MM, merge_fragments
+
 __all__ = ["SIZE_BANDS", "FEATURES", "size_band_of", "gradient_magnitude", "lesion_features", "summarize_by_band"]
 
 SIZE_BANDS: tuple[tuple[float, float], ...] = ((3.0, 5.0), (5.0, 10.0), (10.0, 30.0))
@@ -69,6 +71,7 @@ def lesion_features(
     label: np.ndarray,
     spacing: Sequence[float],
     ring_mm: float = 3.0,
+    merge_gap_mm: float = MERGE_GAP_MM,
 ) -> list[dict[str, Any]]:
     """
     Per-lesion grey-level and gradient statistics of ``image`` inside each lesion of ``label`` and around it.
@@ -76,9 +79,12 @@ def lesion_features(
     Args:
         image: intensities (CT: HU) of shape (X, Y[, Z]).
         label: lesion mask of the same shape; nonzero is lesion, connected components (full connectivity) are
-            lesions.
+            lesions, except that components within ``merge_gap_mm`` of each other are one lesion, as the detection
+            metrics read them (:py:func:`bundle.metrics.outputs.label_lesions`).
         spacing: voxel size in mm per axis.
         ring_mm: outer radius of the surrounding ring in mm (> 0). Defaults to 3.
+        merge_gap_mm: see ``label``; 0 makes every component a lesion. Defaults to
+            :py:data:`bundle.metrics.outputs.MERGE_GAP_MM`.
 
     Returns:
         one dict per lesion (component order): ``center_voxel``, ``n_voxels``, ``volume_mm3``, ``diameter_mm``,
@@ -99,6 +105,7 @@ def lesion_features(
     spacing = tuple(float(s) for s in spacing)
     lesion_any = label > 0
     components, n = ndimage.label(lesion_any, structure=np.ones((3,) * image.ndim))
+    components = merge_fragments(components, n, spacing, merge_gap_mm)
     cross = ndimage.generate_binary_structure(image.ndim, 1)  # 6-neighbourhood in 3D
     margin = [int(math.ceil(ring_mm / s)) + 1 for s in spacing]
     voxel_mm3 = float(np.prod(spacing))

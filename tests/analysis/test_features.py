@@ -56,9 +56,12 @@ class TestLesionFeatures(unittest.TestCase):
         image = np.zeros((20, 10, 10), np.float32)
         image[2:5, 2:5, 2:5] = 10.0
         image[7:10, 2:5, 2:5] = 50.0  # 2 voxels apart: inside the first one's 3 mm ring
-        records = lesion_features(image, (image > 0).astype(np.uint8), (1.0, 1.0, 1.0), ring_mm=3.0)
+        records = lesion_features(image, (image > 0).astype(np.uint8), (1.0, 1.0, 1.0), ring_mm=3.0, merge_gap_mm=0)
         self.assertEqual([r["lesion_mean"] for r in records], [10.0, 50.0])
         self.assertEqual([r["surround_mean"] for r in records], [0.0, 0.0])
+        # by default two components 3 mm apart are one lesion, as the detection metrics count them
+        (merged,) = lesion_features(image, (image > 0).astype(np.uint8), (1.0, 1.0, 1.0), ring_mm=3.0)
+        self.assertEqual((merged["n_voxels"], merged["lesion_mean"]), (54, 30.0))
 
     def test_size_bands(self):
         self.assertEqual([size_band_of(d) for d in (2.9, 3.0, 4.99, 5.0, 10.0, 30.0, 30.1)],
