@@ -20,7 +20,7 @@ they get the seconds the bundle's network needs and the table says how many epoc
 The table has recall, precision, F1, CPM, parameters, seconds per volume (as timed by the evaluation, in the
 same run: comparable with each other only when nothing else loads the machine) and the training reached.
 Running a subset of variants into an existing ``output_root`` keeps the other variants' rows when the run
-settings (epochs, case counts, seed) are the same.
+settings (epochs, case counts, seed, reference merge gap) are the same.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from typing import Any
 from bundle.analysis.rescore import rescore_evaluation
 from bundle.comparison.retinanet import DETECTORS
 from bundle.io.writers import atomic_write_text
+from bundle.metrics.outputs import MERGE_GAP_MM
 
 __all__ = ["ALL_VARIANTS", "VARIANTS", "variant_overrides", "run_variant", "ablation_table", "run_ablation"]
 
@@ -92,7 +93,7 @@ LABELS = {
     "retinanet_resnet10": "MONAI RetinaNet, ResNet-10 FPN-64 (light detector)",
 }
 ALL_VARIANTS = [*VARIANTS, *DETECTORS]
-_SETTINGS = ("epochs", "num_train_cases", "num_eval_cases", "seed")
+_SETTINGS = ("epochs", "num_train_cases", "num_eval_cases", "seed", "merge_gap_mm")
 
 
 def variant_overrides(
@@ -186,7 +187,8 @@ def run_variant(
     overrides = variant_overrides(name, num_eval_cases, num_train_cases)
     if name in DETECTORS:
         overrides.update(common)
-    atomic_write_text(override, json.dumps(overrides, indent=4) + "\n")
+    if not (rescore and override.is_file()):  # a rescore keeps the override the variant was evaluated with
+        atomic_write_text(override, json.dumps(overrides, indent=4) + "\n")
     shared = VARIANTS[name][2] if name in VARIANTS else None
     ckpt_dir = out.parent / shared if shared else out
     if rescore and (out / "eval" / "per_scan.json").is_file():
@@ -311,7 +313,8 @@ def run_ablation(
     names = list(variants) if variants else list(ALL_VARIANTS)
     for name in names:
         _check_name(name)
-    settings = {"epochs": epochs, "num_train_cases": num_train_cases, "num_eval_cases": num_eval_cases, "seed": seed}
+    settings = {"epochs": epochs, "num_train_cases": num_train_cases, "num_eval_cases": num_eval_cases, "seed": seed,
+                "merge_gap_mm": MERGE_GAP_MM}
     rows = _previous_results(output_root, settings)
     failures: list[str] = []
     for name in names:

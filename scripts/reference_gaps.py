@@ -23,6 +23,7 @@ if __package__ in (None, ""):  # run as a file: make the bundle root (parent of 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bundle.analysis.rescore import reference_gaps  # noqa: E402
+from bundle.data.dataset import describe_exception  # noqa: E402
 
 
 def main(
@@ -42,8 +43,8 @@ def main(
         files = [f.strip(" '\"") for f in files.strip("[]").split(",")] if files.startswith("[") else [files]
     try:
         result = reference_gaps(files, overrides, split)
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        sys.exit(f"reference_gaps: {e}")
+    except (OSError, RuntimeError, ValueError, KeyError) as e:  # RuntimeError: MONAI's loader on a missing image
+        sys.exit(f"reference_gaps: {describe_exception(e)}")
     for piece in result["pieces"]:
         print(json.dumps({k: (round(v, 1) if isinstance(v, float) else v) for k, v in piece.items()}))
     print(f"{result['cases']} cases, {result['components']} label components, {len(result['pieces'])} pieces")

@@ -21,15 +21,15 @@ if __package__ in (None, ""):  # run as a file: make the bundle root (parent of 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bundle.analysis.rescore import rescore_evaluation  # noqa: E402
+from bundle.data.dataset import describe_exception  # noqa: E402
 from bundle.metrics import format_table  # noqa: E402
-from bundle.metrics.outputs import MERGE_GAP_MM  # noqa: E402
 
 
 def main(
     eval_dir: str,
     output_dir: str,
     config_file: str | list[str] = "['configs/train.json','configs/evaluate.json']",
-    merge_gap_mm: float = MERGE_GAP_MM,
+    merge_gap_mm: float | None = None,
     **overrides,
 ) -> None:
     """
@@ -37,7 +37,8 @@ def main(
         eval_dir: the evaluation's output folder (``per_scan.json`` and ``metrics.json``).
         output_dir: where the rescored report goes (not ``eval_dir``).
         config_file: the evaluation's config files, a list or its Python/JSON text.
-        merge_gap_mm: label components this close are one lesion (0: every component is a lesion).
+        merge_gap_mm: label components this close are one lesion (0: every component is a lesion); default: the
+            config's ``merge_gap_mm`` (``bundle.metrics.outputs.MERGE_GAP_MM``, 6 mm).
         overrides: the evaluation's config overrides, e.g. ``--datalist_file data/synth_ct_v2/dev_datalist.json``.
     """
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -49,8 +50,8 @@ def main(
             sys.exit(f"rescore_eval: {path}: no such config file.")
     try:
         results = rescore_evaluation(eval_dir, files, output_dir, overrides, merge_gap_mm)
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        sys.exit(f"rescore_eval: {e}")
+    except (OSError, RuntimeError, ValueError, KeyError) as e:  # RuntimeError: MONAI's loader on a missing image
+        sys.exit(f"rescore_eval: {describe_exception(e)}")
     print(format_table(results))
 
 

@@ -87,6 +87,9 @@ class TestAblation(unittest.TestCase):
             with self.assertRaisesRegex(RuntimeError, "nothing to rescore"):
                 ablation.run_variant("unet", "data", root, 50, rescore=True)
             open(os.path.join(root, "unet", "model.pt"), "w").close()
+            override = os.path.join(root, "unet", "override.json")
+            with open(override, "w") as f:
+                f.write('{"as": "evaluated"}')  # a rescore keeps the override the variant was run with
             # weights without stored candidates: evaluated again, not trained
             self.assertEqual(ablation.run_variant("unet", "data", root, 50, rescore=True)["recall"], 0.25)
             self.assertEqual(calls, [("bundle", True)])
@@ -94,6 +97,8 @@ class TestAblation(unittest.TestCase):
             open(os.path.join(root, "unet", "eval", "per_scan.json"), "w").close()
             self.assertEqual(ablation.run_variant("unet", "data", root, 50, rescore=True)["recall"], 0.75)
             self.assertEqual(calls[1:], [("rescore", "eval", "override.json")])
+            with open(override) as f:
+                self.assertEqual(f.read(), '{"as": "evaluated"}')
             # a detector without stored candidates: its script evaluates, never trains
             os.makedirs(os.path.join(root, "retinanet_resnet10"))
             open(os.path.join(root, "retinanet_resnet10", "model.pt"), "w").close()
@@ -137,7 +142,7 @@ class TestAblation(unittest.TestCase):
             return {**m, "recall": 0.9}
 
         with tempfile.TemporaryDirectory() as root, mock.patch.object(ablation, "run_variant", fake_run_variant):
-            settings = {"epochs": 3, "num_train_cases": None, "num_eval_cases": 2, "seed": 0}
+            settings = {"epochs": 3, "num_train_cases": None, "num_eval_cases": 2, "seed": 0, "merge_gap_mm": 6.0}
             with open(os.path.join(root, "ablation.json"), "w") as f:
                 json.dump({**settings, "results": {"ca": m, "unet": m}, "failures": []}, f)
             results, failures = ablation.run_ablation("data", root, 3, ["swinunetr", "ca"], 2, time_limit_s=60)
@@ -157,6 +162,11 @@ class TestAblation(unittest.TestCase):
             # other settings: the old rows are not mixed in
             results, _ = ablation.run_ablation("data", root, 5, ["ghost"], 2)
             self.assertEqual(list(results), ["ghost"])
+            # nor rows scored against another reference (an ablation.json from before the merge gap has none)
+            with open(os.path.join(root, "ablation.json"), "w") as f:
+                json.dump({**settings, "merge_gap_mm": None, "results": {"unet": m}, "failures": []}, f)
+            results, _ = ablation.run_ablation("data", root, 3, ["ca"], 2)
+            self.assertEqual(list(results), ["ca"])
 
 
 if __name__ == "__main__":

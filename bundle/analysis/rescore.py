@@ -25,7 +25,7 @@ from scipy import ndimage
 
 from bundle.data.datalist import load_datalist
 from bundle.engines.report import write_detection_report
-from bundle.metrics.outputs import MERGE_GAP_MM, label_lesions
+from bundle.metrics.outputs import MERGE_GAP_MM, check_merge_gap, label_lesions
 
 __all__ = ["reference_lesions", "rescore_evaluation", "component_gaps"]
 
@@ -33,22 +33,27 @@ logger = logging.getLogger(__name__)
 
 
 def reference_lesions(
-    config_files: Sequence[str], overrides: dict[str, Any] | None = None, merge_gap_mm: float = MERGE_GAP_MM
-) -> tuple[list[list[dict[str, Any]]], list[list[dict[str, Any]]]]:
+    config_files: Sequence[str], overrides: dict[str, Any] | None = None, merge_gap_mm: float | None = None
+) -> tuple[list[list[dict[str, Any]]], list[list[dict[str, Any]]], float]:
     """The reference lesions of every held-out case of an evaluation config, with and without merging.
 
     Args:
         config_files: the evaluation's config files (e.g. ``configs/train.json`` and ``configs/evaluate.json``).
         overrides: the evaluation's command-line overrides (e.g. ``{"datalist_file": ...}``).
-        merge_gap_mm: see :py:func:`bundle.metrics.outputs.label_lesions`.
+        merge_gap_mm: see :py:func:`bundle.metrics.outputs.label_lesions`; None: the config's ``merge_gap_mm``
+            (:py:data:`bundle.metrics.outputs.MERGE_GAP_MM` when it has none).
 
     Returns:
-        ``(components, merged)``: per case, the lesions with ``merge_gap_mm=0`` and with ``merge_gap_mm``.
+        ``(components, merged, merge_gap_mm)``: per case, the lesions with ``merge_gap_mm=0`` and with the merge
+        gap used, and that gap.
     """
     parser = ConfigParser()
     parser.read_config(list(config_files))
     for key, value in (overrides or {}).items():
         parser[key] = value
+    if merge_gap_mm is None:
+        merge_gap_mm = float(parser.get_parsed_content("merge_gap_mm")) if "merge_gap_mm" in parser else MERGE_GAP_MM
+    merge_gap_mm = check_merge_gap(merge_gap_mm)
     transform = parser.get_parsed_content("validate#preprocessing")
     components, merged = [], []
     for item in parser.get_parsed_content("heldout_datalist"):
@@ -57,7 +62,7 @@ def reference_lesions(
         mask = np.asarray(torch.as_tensor(label))[0] > 0
         components.append(label_lesions(mask, affine, 0.0))
         merged.append(label_lesions(mask, affine, merge_gap_mm))
-    return components, merged
+    return components, merged, merge_gap_mm
 
 
 def _same_lesions(stored: Sequence[dict[str, Any]], rebuilt: Sequence[dict[str, Any]], tol_mm: float = 1e-3) -> bool:
@@ -77,17 +82,21 @@ def rescore_evaluation(
     config_files: Sequence[str],
     output_dir: str | Path,
     overrides: dict[str, Any] | None = None,
-    merge_gap_mm: float = MERGE_GAP_MM,
+    merge_gap_mm: float | None = None,
 ) -> dict[str, Any]:
     """Score the candidates of ``eval_dir/per_scan.json`` against the merged reference lesions.
+
+    The stored reference must be the label maps' components (an evaluation before the merge rule) or already the
+    merged lesions (then the scores do not change). ``merge_gap_mm`` None takes the config's ``merge_gap_mm``.
 
     Writes ``metrics.json``, ``per_scan.json`` and ``froc.png`` to ``output_dir`` (parameters, seconds per volume
     and threshold are those of ``eval_dir/metrics.json``) and returns the metrics dict.
 
     Raises:
         FileNotFoundError: when ``eval_dir`` lacks ``per_scan.json`` or ``metrics.json``.
-        ValueError: when the stored reference is not the one the config rebuilds (another data set, split, order or
-            preprocessing), or ``output_dir`` is ``eval_dir``.
+        ValueError: when the stored reference is neither of the two the config rebuilds (another data set, split,
+            order, preprocessing or merge gap), or ``output_dir`` is ``eval_dir``, or ``merge_gap_mm`` is not a
+            number >= 0.
     """
     eval_dir, output_dir = Path(eval_dir), Path(output_dir)
     if eval_dir.resolve() == output_dir.resolve():
@@ -95,17 +104,20 @@ def rescore_evaluation(
     for name in ("per_scan.json", "metrics.json"):
         if not (eval_dir / name).is_file():
             raise FileNotFoundError(f"{eval_dir / name}: no such file (run the evaluation first).")
+    if merge_gap_mm is not None:
+        check_merge_gap(merge_gap_mm)  # before any case is read
     stored = json.loads((eval_dir / "per_scan.json").read_text())
     metrics = json.loads((eval_dir / "metrics.json").read_text())
-    components, merged = reference_lesions(config_files, overrides, merge_gap_mm)
+    components, merged, merge_gap_mm = reference_lesions(config_files, overrides, merge_gap_mm)
     scans = stored["scans"]
     if len(scans) != len(components):
         raise ValueError(f"{eval_dir / 'per_scan.json'}: {len(scans)} scans, but the config lists {len(components)} cases.")
-    for scan, rebuilt in zip(scans, components):
-        if not _same_lesions(scan["lesions"], rebuilt):
+    for scan, old, new in zip(scans, components, merged):
+        if not (_same_lesions(scan["lesions"], old) or _same_lesions(scan["lesions"], new)):
             raise ValueError(
-                f"{eval_dir / 'per_scan.json'}: scan {scan['scan']}'s lesions differ from the label map the config "
-                "reads: another data set, split, order or preprocessing."
+                f"{eval_dir / 'per_scan.json'}: scan {scan['scan']}'s lesions are neither the label map's components "
+                f"nor its lesions merged at {merge_gap_mm:g} mm: another data set, split, order, preprocessing or "
+                "merge gap."
             )
     per_scan = [
         ([{"center_mm": c["center_mm"], "score": c["score"]} for c in scan["candidates"]], lesions)
@@ -132,8 +144,9 @@ def component_gaps(
     """How far each label component lies from the others, and whether it is a listed lesion or a piece of one.
 
     This is what a merge gap is chosen from: pieces must lie closer to their lesion than separate lesions to each
-    other. A component is a listed lesion when its centre lies within the radius (at least 1.5 mm) of a lesion of
-    ``lesions`` (the synthesis datalist's records: ``center_mm``, ``diameter_mm``), otherwise a piece.
+    other. Each lesion of ``lesions`` (the synthesis datalist's records: ``center_mm``, ``diameter_mm``) is the largest
+    component whose centre lies within its radius (at least 1.5 mm) and nearer to it than to any other listed lesion;
+    every other component is a piece.
 
     Args:
         mask: boolean label mask (H, W, D).
@@ -165,7 +178,16 @@ def component_gaps(
             "diameter_mm": (6.0 * volume / np.pi) ** (1.0 / 3.0) if nd == 3 else 2.0 * np.sqrt(volume / np.pi),
             "piece": j < 0 or dist[j] > max(lesions[j]["diameter_mm"] / 2, 1.5),
             "to_lesion_centre_mm": dist[j] if j >= 0 else None,
+            "_lesion": j,
         })
+    # one component per listed lesion: the largest of those centred on it; the others are its pieces
+    largest: dict[int, int] = {}
+    for i, row in enumerate(rows):
+        j = row["_lesion"]
+        if not row["piece"] and (j not in largest or sizes[i] > sizes[largest[j]]):
+            largest[j] = i
+    for i, row in enumerate(rows):
+        row["piece"] = largest.get(row.pop("_lesion")) != i
     listed = np.array([False] + [not r["piece"] for r in rows])  # indexed by component id
     reach = np.ceil(search_mm / spacing).astype(int)
     for k, (box, row) in enumerate(zip(boxes, rows), start=1):

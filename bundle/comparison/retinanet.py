@@ -46,7 +46,7 @@ from scipy import ndimage
 from bundle.engines.budget import TrainingTimeLimit
 from bundle.engines.report import write_detection_report
 from bundle.metrics import format_table
-from bundle.metrics.outputs import label_lesions
+from bundle.metrics.outputs import MERGE_GAP_MM, label_lesions
 
 __all__ = [
     "DETECTORS",
@@ -237,6 +237,7 @@ def evaluate_detector(
     detector.network.to(device)
     detector.eval()
     dataset = parser.get_parsed_content("validate#dataset")
+    merge_gap_mm = parser.get_parsed_content("merge_gap_mm") if "merge_gap_mm" in parser else MERGE_GAP_MM
     per_scan, seconds = [], []
     for index in range(len(dataset)):
         item = dataset[index]
@@ -248,7 +249,7 @@ def evaluate_detector(
         seconds.append(time.perf_counter() - start)
         mask = np.asarray(item["lung_mask"])[0] > 0 if "lung_mask" in item else None
         candidates = boxes_to_candidates(out[detector.target_box_key], out[detector.pred_score_key], affine, mask)
-        lesions = label_lesions(np.asarray(item["label"])[0], affine)
+        lesions = label_lesions(np.asarray(item["label"])[0], affine, merge_gap_mm)
         per_scan.append((candidates, lesions))
         logger.info("scan %d: %d lesions, %d candidates, %.1f s", index, len(lesions), len(candidates), seconds[-1])
     n_params = sum(p.numel() for p in detector.network.parameters())

@@ -18,7 +18,9 @@ from scipy import ndimage
 
 from bundle.transforms.lesion import find_lesions
 
-__all__ = ["MERGE_GAP_MM", "case_lesion_lists", "label_lesions", "merge_fragments", "LesionListsOutputTransform"]
+__all__ = [
+    "MERGE_GAP_MM", "case_lesion_lists", "check_merge_gap", "label_lesions", "merge_fragments", "LesionListsOutputTransform"
+]
 
 # Label components closer than this are one lesion (the pieces of a spiculated lesion cut apart by thick slices);
 # measured on the training side of the synthetic sets: pieces lie 2-5 mm from their lesion, separate lesions >= 10 mm
@@ -92,6 +94,13 @@ def _voxel_spacing(affine: np.ndarray | None, nd: int) -> np.ndarray:
     return np.linalg.norm(np.asarray(affine, dtype=np.float64)[:nd, :nd], axis=0)
 
 
+def check_merge_gap(gap_mm: Any) -> float:
+    """``gap_mm`` as a float, or a ValueError naming it when it is not a finite number >= 0."""
+    if isinstance(gap_mm, bool) or not isinstance(gap_mm, (int, float)) or not math.isfinite(gap_mm) or gap_mm < 0:
+        raise ValueError(f"merge_gap_mm must be a finite number >= 0, got merge_gap_mm={gap_mm!r}.")
+    return float(gap_mm)
+
+
 def merge_fragments(components: np.ndarray, count: int, spacing: Sequence[float], gap_mm: float) -> np.ndarray:
     """Group connected components that lie within ``gap_mm`` of each other (single linkage) into one lesion.
 
@@ -110,8 +119,7 @@ def merge_fragments(components: np.ndarray, count: int, spacing: Sequence[float]
     Returns:
         label map of the same shape, 0 background and 1..G for the G groups (numbered by their first component).
     """
-    if gap_mm < 0 or not math.isfinite(gap_mm):
-        raise ValueError(f"gap_mm must be a finite number >= 0, got gap_mm={gap_mm}.")
+    check_merge_gap(gap_mm)
     if count < 2 or gap_mm == 0:
         return components
     spacing = np.asarray(spacing, dtype=np.float64)
@@ -152,7 +160,12 @@ def label_lesions(label: np.ndarray, affine: np.ndarray | None, merge_gap_mm: fl
     if merge_gap_mm == 0:
         return find_lesions(mask.astype(np.float32), affine, threshold=0.5, refine=False, nms_iou=1.0)
     nd = mask.ndim
-    aff = np.eye(nd + 1) if affine is None else np.asarray(affine, dtype=np.float64)
+    if affine is None:
+        raise ValueError("affine must be given to measure the gap between label components in mm, got affine=None.")
+    aff = np.asarray(affine, dtype=np.float64)
+    if nd not in (2, 3) or aff.shape != (nd + 1, nd + 1):
+        raise ValueError(f"label must be 2-D or 3-D with an affine of shape (nd + 1, nd + 1), got label {mask.shape} "
+                         f"and affine {aff.shape}.")
     components, count = ndimage.label(mask, structure=np.ones((3,) * nd))
     groups = merge_fragments(components, count, _voxel_spacing(aff, nd), merge_gap_mm)
     ids = np.arange(1, int(groups.max()) + 1)
@@ -213,9 +226,7 @@ class LesionListsOutputTransform:
         self.pred_key, self.label_key, self.mask_key = pred_key, label_key, mask_key
         self.candidate_threshold, self.min_volume_mm3 = candidate_threshold, min_volume_mm3
         self.rescorer, self.image_key = rescorer, image_key
-        if not (math.isfinite(merge_gap_mm) and merge_gap_mm >= 0):
-            raise ValueError(f"merge_gap_mm must be a finite number >= 0, got merge_gap_mm={merge_gap_mm}.")
-        self.merge_gap_mm = merge_gap_mm
+        self.merge_gap_mm = check_merge_gap(merge_gap_mm)
 
     def __call__(self, output: Sequence[dict[str, Any]] | dict[str, Any]) -> tuple[list[list[dict]], list[list[dict]]]:
         items = [output] if isinstance(output, dict) else list(output)

@@ -74,6 +74,12 @@ class TestMergeFragments(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "merge_gap_mm"):
             LesionListsOutputTransform(merge_gap_mm=gap)
 
+    def test_merging_needs_a_matching_affine(self):
+        with self.assertRaisesRegex(ValueError, "affine must be given"):
+            label_lesions(spiculated_with_pieces(), None, merge_gap_mm=6.0)
+        with self.assertRaisesRegex(ValueError, "affine of shape"):
+            label_lesions(np.ones((4, 4), dtype=np.uint8), AFFINE, merge_gap_mm=6.0)
+
     def test_output_transform_scores_the_merged_lesions(self):
         label = torch.as_tensor(spiculated_with_pieces())[None].float()
         prob = torch.zeros((2, *label.shape[1:]))
