@@ -6,8 +6,9 @@ reference lesions are read from the label maps changes (:py:func:`bundle.metrics
 from the stored candidates and the label maps, preprocessed exactly as the evaluation did, in seconds per case
 instead of a network pass per case.
 
-Before it rescores, it rebuilds the old reference (every component a lesion) and requires it to equal the stored
-one, lesion by lesion: that proves the label maps, their order and the preprocessing grid are the evaluation's.
+Before it rescores, it rebuilds the old reference (every component a lesion) and requires it, or the merged one, to
+equal the stored one, lesion by lesion: that shows the label maps, their order and the preprocessing grid are the
+evaluation's (only cases with identical lesion lists, e.g. two cases without lesions, could be swapped unnoticed).
 """
 
 from __future__ import annotations
