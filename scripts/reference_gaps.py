@@ -27,20 +27,19 @@ from bundle.data.dataset import describe_exception  # noqa: E402
 
 
 def main(
-    config_file: str | list[str] = "['configs/train.json','configs/evaluate.json']",
+    config_file: str | list[str] = "configs/train.json,configs/evaluate.json",
     split: str = "training",
     **overrides,
 ) -> None:
     """
     Args:
-        config_file: the evaluation's config files, a list or its Python/JSON text.
+        config_file: the evaluation's config files: a list, or one string separated by commas.
         split: the datalist list to measure (default ``training``: choose the gap away from the held-out cases).
         overrides: config overrides, e.g. ``--dataset_dir data/synth_ct_v2``.
     """
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    files = config_file
-    if isinstance(files, str):
-        files = [f.strip(" '\"") for f in files.strip("[]").split(",")] if files.startswith("[") else [files]
+    # fire turns "['a.json','b.json']" into a list; a string is comma-separated, as monai.bundle reads it
+    files = config_file.split(",") if isinstance(config_file, str) else list(config_file)
     try:
         result = reference_gaps(files, overrides, split)
     except (OSError, RuntimeError, ValueError, KeyError) as e:  # RuntimeError: MONAI's loader on a missing image

@@ -28,7 +28,7 @@ from bundle.metrics import format_table  # noqa: E402
 def main(
     eval_dir: str,
     output_dir: str,
-    config_file: str | list[str] = "['configs/train.json','configs/evaluate.json']",
+    config_file: str | list[str] = "configs/train.json,configs/evaluate.json",
     merge_gap_mm: float | None = None,
     **overrides,
 ) -> None:
@@ -36,15 +36,14 @@ def main(
     Args:
         eval_dir: the evaluation's output folder (``per_scan.json`` and ``metrics.json``).
         output_dir: where the rescored report goes (not ``eval_dir``).
-        config_file: the evaluation's config files, a list or its Python/JSON text.
+        config_file: the evaluation's config files: a list, or one string separated by commas.
         merge_gap_mm: label components this close are one lesion (0: every component is a lesion); default: the
             config's ``merge_gap_mm`` (``bundle.metrics.outputs.MERGE_GAP_MM``, 6 mm).
         overrides: the evaluation's config overrides, e.g. ``--datalist_file data/synth_ct_v2/dev_datalist.json``.
     """
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    files = config_file
-    if isinstance(files, str):
-        files = [f.strip(" '\"") for f in files.strip("[]").split(",")] if files.startswith("[") else [files]
+    # fire turns "['a.json','b.json']" into a list; a string is comma-separated, as monai.bundle reads it
+    files = config_file.split(",") if isinstance(config_file, str) else list(config_file)
     for path in files:
         if not Path(path).is_file():
             sys.exit(f"rescore_eval: {path}: no such config file.")

@@ -33,6 +33,13 @@ __all__ = ["reference_lesions", "rescore_evaluation", "component_gaps"]
 logger = logging.getLogger(__name__)
 
 
+def _parser(config_files: Sequence[str], overrides: dict[str, Any] | None) -> ConfigParser:
+    parser = ConfigParser()
+    parser.read_config(list(config_files))
+    parser.update(dict(overrides or {}))
+    return parser
+
+
 def reference_lesions(
     config_files: Sequence[str], overrides: dict[str, Any] | None = None, merge_gap_mm: float | None = None
 ) -> tuple[list[list[dict[str, Any]]], list[list[dict[str, Any]]], float]:
@@ -48,10 +55,7 @@ def reference_lesions(
         ``(components, merged, merge_gap_mm)``: per case, the lesions with ``merge_gap_mm=0`` and with the merge
         gap used, and that gap.
     """
-    parser = ConfigParser()
-    parser.read_config(list(config_files))
-    for key, value in (overrides or {}).items():
-        parser[key] = value
+    parser = _parser(config_files, overrides)
     if merge_gap_mm is None:
         merge_gap_mm = float(parser.get_parsed_content("merge_gap_mm")) if "merge_gap_mm" in parser else MERGE_GAP_MM
     merge_gap_mm = check_merge_gap(merge_gap_mm)
@@ -217,10 +221,7 @@ def reference_gaps(
         sorted gaps between listed lesions}``; a merge gap between the largest piece gap and the smallest lesion
         gap keeps lesions apart and joins every piece.
     """
-    parser = ConfigParser()
-    parser.read_config(list(config_files))
-    for key, value in (overrides or {}).items():
-        parser[key] = value
+    parser = _parser(config_files, overrides)
     transform = parser.get_parsed_content("validate#preprocessing")
     items = load_datalist(parser.get_parsed_content("datalist_file"), split)
     pieces, piece_gaps, lesion_gaps, n_components = [], [], [], 0

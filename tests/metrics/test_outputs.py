@@ -9,6 +9,7 @@ from parameterized import parameterized
 from scipy import ndimage
 
 from bundle.metrics.outputs import LesionListsOutputTransform, case_lesion_lists, label_lesions, merge_fragments
+from bundle.transforms.lesion import find_lesions
 
 # 1 x 1 x 2.5 mm voxels, as the CT preprocessing resamples to
 AFFINE = np.diag([1.0, 1.0, 2.5, 1.0])
@@ -43,6 +44,12 @@ class TestMergeFragments(unittest.TestCase):
         lesions = label_lesions(spiculated_with_pieces(), AFFINE, merge_gap_mm=0.0)
         self.assertEqual(len(lesions), 4)
         self.assertEqual(sorted(round(les["volume_mm3"]) for les in lesions), [10, 10, 45, 810])
+        # the same lesions, in the same order, as the candidate extraction reads a binary map
+        found = find_lesions(spiculated_with_pieces().astype(np.float32), AFFINE, threshold=0.5, refine=False, nms_iou=1.0)
+        self.assertEqual([les["box_voxel"] for les in lesions], [les["box_voxel"] for les in found])
+        for a, b in zip(lesions, found):
+            np.testing.assert_allclose(a["center_mm"], b["center_mm"], atol=1e-9)
+            self.assertAlmostEqual(a["diameter_mm"], b["diameter_mm"], places=9)
 
     @parameterized.expand([("below", 2.9, 3), ("at", 3.0, 2), ("slice_gap_below", 4.9, 2), ("slice_gap_at", 5.0, 1)])
     def test_gap_is_the_distance_between_nearest_voxel_centres(self, _, gap, groups):
@@ -75,8 +82,9 @@ class TestMergeFragments(unittest.TestCase):
             LesionListsOutputTransform(merge_gap_mm=gap)
 
     def test_merging_needs_a_matching_affine(self):
-        with self.assertRaisesRegex(ValueError, "affine must be given"):
-            label_lesions(spiculated_with_pieces(), None, merge_gap_mm=6.0)
+        for gap in (0.0, 6.0):
+            with self.assertRaisesRegex(ValueError, "affine must be given"):
+                label_lesions(spiculated_with_pieces(), None, merge_gap_mm=gap)
         with self.assertRaisesRegex(ValueError, "affine of shape"):
             label_lesions(np.ones((4, 4), dtype=np.uint8), AFFINE, merge_gap_mm=6.0)
 
