@@ -2,7 +2,7 @@
 
 Usage (from the bundle root; see docs/README.md for the run that produced the table there)::
 
-    python scripts/ablation.py --dataset_dir data/synth_ct_v2 --output_root runs/ablation --epochs 20 \
+    python -m scripts.ablation --dataset_dir data/synth_ct_v2 --output_root runs/ablation --epochs 20 \
         --num_train_cases 16 --num_eval_cases 4
 
 Every variant is trained by ``configs/train.json`` (same data, seed, sampling, loss and epochs) and evaluated by
@@ -21,7 +21,7 @@ import fire
 if __package__ in (None, ""):  # run as a file: make the bundle root (parent of scripts/) importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bundle.ablation import ablation_table, run_ablation  # noqa: E402
+from bundle.experiments.ablation import ablation_table, run_ablation  # noqa: E402
 
 
 def main(
@@ -40,7 +40,7 @@ def main(
         dataset_dir: folder with the synthesis ``datalist.json`` (training and held-out ``validation`` lists).
         output_root: where each variant's logs, weights and metrics go.
         epochs: training epochs of every variant (the shared budget).
-        variants: comma-separated subset of ``bundle.ablation.ALL_VARIANTS`` (default: all, in table order).
+        variants: comma-separated subset of ``bundle.experiments.ablation.ALL_VARIANTS`` (default: all, in table order).
         num_eval_cases: evaluate on the first N held-out scans only (default: all).
         num_train_cases: train on the first N training cases only (default: all).
         seed: the training seed.

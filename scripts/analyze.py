@@ -1,13 +1,13 @@
-"""The source paper's analyses on the bundle's data (thin CLI over ``bundle.analysis``); see ``docs/analysis.md``.
+"""The source paper's analyses on the bundle's data (thin CLI over ``bundle.experiments.analysis``); see ``docs/analysis.md``.
 
 Examples::
 
-    python scripts/analyze.py features --datalist data/synth_ct/datalist.json --prefix docs/figures/analysis_features_ct
-    python scripts/analyze.py layers --prefix docs/figures/analysis_layers --max_cases 4
-    python scripts/analyze.py attention --prefix docs/figures/analysis_attention --max_cases 4
-    python scripts/analyze.py explain --case_dir outputs/Chest_CT
-    python scripts/analyze.py case_layers --case_dir outputs/Chest_CT --lesion 4 --prefix docs/figures/analysis_layers_chest_ct
-    python scripts/analyze.py agreement --datalist data/lidc/datalist.json
+    python -m scripts.analyze features --datalist data/synth_ct/datalist.json --prefix docs/figures/analysis_features_ct
+    python -m scripts.analyze layers --prefix docs/figures/analysis_layers --max_cases 4
+    python -m scripts.analyze attention --prefix docs/figures/analysis_attention --max_cases 4
+    python -m scripts.analyze explain --case_dir outputs/Chest_CT
+    python -m scripts.analyze case_layers --case_dir outputs/Chest_CT --lesion 4 --prefix docs/figures/analysis_layers_chest_ct
+    python -m scripts.analyze agreement --datalist data/lidc/datalist.json
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def features(
     unit: str = "HU",
 ) -> None:
     """Lesion vs surrounding grey-level mean/variance and edge gradient by size band (paper 3.1.1)."""
-    from bundle.analysis.pipeline import run_features
+    from bundle.experiments.analysis.pipeline import run_features
 
     result = run_features(datalist, prefix, split, ring_mm, max_cases, unit)
     print(f"{result['n_lesions']} lesions of {result['n_cases']} cases ({result['n_outside_bands']} outside the bands)")
@@ -46,7 +46,7 @@ def features(
 
 
 def _net_and_preprocessing(config: str, ckpt: str, preprocessing_config: str, key: str):
-    from bundle.analysis.pipeline import load_network, load_preprocessing
+    from bundle.experiments.analysis.pipeline import load_network, load_preprocessing
 
     return load_network(ROOT / config, ROOT / ckpt), load_preprocessing(ROOT / preprocessing_config, key)
 
@@ -62,7 +62,7 @@ def layers(
     threads: int = 1,
 ) -> None:
     """Shallow / middle / deep stage responses inside vs outside lesions (paper 3.1.2)."""
-    from bundle.analysis.pipeline import run_layers
+    from bundle.experiments.analysis.pipeline import run_layers
 
     _setup(threads)
     net, pre = _net_and_preprocessing(config, ckpt, train_config, "preprocessing")
@@ -82,7 +82,7 @@ def attention(
     threads: int = 1,
 ) -> None:
     """Coordinate Attention gain in lesions and the screening score's ROC AUC (paper 4.2)."""
-    from bundle.analysis.pipeline import run_attention
+    from bundle.experiments.analysis.pipeline import run_attention
 
     _setup(threads)
     net, pre = _net_and_preprocessing(config, ckpt, train_config, "preprocessing")
@@ -107,7 +107,7 @@ def explain(
     threads: int = 1,
 ) -> None:
     """Grad-CAM and input gradient of each detection of ``<case_dir>/lesions.json``, as ``<case_dir>/explain_<k>.png``."""
-    from bundle.analysis.pipeline import explain_case
+    from bundle.experiments.analysis.pipeline import explain_case
 
     net, pre, roi = _inference_parts(config, ckpt, threads)
     for path in explain_case(net, pre, case_dir, roi, max_lesions, target_layer):
@@ -123,7 +123,7 @@ def case_layers(
     threads: int = 1,
 ) -> None:
     """Stage response maps over the whole axial slice through detection ``#lesion`` of an inference case."""
-    from bundle.analysis.pipeline import run_case_layers
+    from bundle.experiments.analysis.pipeline import run_case_layers
 
     net, pre, roi = _inference_parts(config, ckpt, threads)
     result = run_case_layers(net, pre, case_dir, prefix, lesion, roi)
@@ -133,8 +133,8 @@ def case_layers(
 
 def agreement(datalist: str, split: str = "all") -> None:
     """Lesion-level reader agreement of a converted multi-reader datalist (records with ``reader_sessions``)."""
-    from bundle.analysis.agreement import pooled_agreement
-    from bundle.analysis.pipeline import dataset_entries
+    from bundle.metrics.agreement import pooled_agreement
+    from bundle.experiments.analysis.pipeline import dataset_entries
 
     print(json.dumps(pooled_agreement(dataset_entries(datalist, split)), indent=1))
 

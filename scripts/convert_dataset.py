@@ -5,9 +5,9 @@ failed or none was converted (after converting all the others). See ``docs/conve
 
 Examples::
 
-    python scripts/convert_dataset.py lidc --root /data/LIDC-IDRI --output_dir data/lidc --consensus 2
-    python scripts/convert_dataset.py isles --root /data/ISLES-2022 --output_dir data/isles --modality dwi
-    python scripts/convert_dataset.py decathlon --root /data/Task06_Lung --output_dir data/msd_lung
+    python -m scripts.convert_dataset lidc --root /data/LIDC-IDRI --output_dir data/lidc --consensus 2
+    python -m scripts.convert_dataset isles --root /data/ISLES-2022 --output_dir data/isles --modality dwi
+    python -m scripts.convert_dataset decathlon --root /data/Task06_Lung --output_dir data/msd_lung
 """
 
 from __future__ import annotations

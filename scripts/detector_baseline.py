@@ -3,9 +3,9 @@
 Usage (from the bundle root; ``scripts/ablation.py --variants retinanet_resnet10,...`` runs both steps for the
 ablation table)::
 
-    python scripts/detector_baseline.py train --name retinanet_resnet10 --output_dir runs/det10 --epochs 50 \
+    python -m scripts.detector_baseline train --name retinanet_resnet10 --output_dir runs/det10 --epochs 50 \
         --time_limit_s 900 --overrides_file my_overrides.json
-    python scripts/detector_baseline.py evaluate --name retinanet_resnet10 --weights runs/det10/model.pt \
+    python -m scripts.detector_baseline evaluate --name retinanet_resnet10 --weights runs/det10/model.pt \
         --eval_dir runs/det10/eval --overrides_file my_overrides.json
 
 ``--overrides_file`` is a JSON object of config overrides (``dataset_dir``, ``seed``, ``train_all``,
@@ -26,7 +26,7 @@ import fire
 if __package__ in (None, ""):  # run as a file: make the bundle root (parent of scripts/) importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bundle.comparison import evaluate_detector, train_detector  # noqa: E402
+from bundle.experiments.comparison import evaluate_detector, train_detector  # noqa: E402
 
 _ROOT = Path(__file__).resolve().parents[1]
 

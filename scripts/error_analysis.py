@@ -3,7 +3,7 @@
 Usage (from the bundle root; the evaluation writes ``per_scan.json`` next to ``metrics.json``)::
 
     python -m monai.bundle run --config_file "['configs/train.json','configs/evaluate.json']" --eval_dir runs/evaluate
-    python scripts/error_analysis.py --datalist data/synth_ct/datalist.json --per_scan runs/evaluate/per_scan.json
+    python -m scripts.error_analysis --datalist data/synth_ct/datalist.json --per_scan runs/evaluate/per_scan.json
 
 Prints two markdown tables (false positives by region; recall by lesion kind, shape, location and size band) and
 writes ``errors.json`` and ``errors.md`` next to ``per_scan.json`` (or to ``--output_dir``).
@@ -21,7 +21,7 @@ import fire
 if __package__ in (None, ""):  # run as a file: make the bundle root (parent of scripts/) importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bundle.analysis.errors import error_analysis, format_error_tables  # noqa: E402
+from bundle.experiments.analysis.errors import error_analysis, format_error_tables  # noqa: E402
 from bundle.io.writers import atomic_write_text  # noqa: E402
 
 

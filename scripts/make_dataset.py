@@ -2,11 +2,11 @@
 
 Examples::
 
-    python scripts/make_dataset.py --output_dir data/synth_ct --modality ct --n_train 24 --n_val 8 \
+    python -m scripts.make_dataset --output_dir data/synth_ct --modality ct --n_train 24 --n_val 8 \
         --lesions_per_case 3-6 --seed 0 --figure docs/figures/synthetic_lesions_ct.png
-    python scripts/make_dataset.py --output_dir data/synth_mri --modality mri --n_train 24 --n_val 8 \
+    python -m scripts.make_dataset --output_dir data/synth_mri --modality mri --n_train 24 --n_val 8 \
         --lesions_per_case 3-6 --seed 0 --figure docs/figures/synthetic_lesions_mri.png
-    python scripts/make_dataset.py --output_dir data/synth_ct_head --modality ct_head --n_train 8 --n_val 4 \
+    python -m scripts.make_dataset --output_dir data/synth_ct_head --modality ct_head --n_train 8 --n_val 4 \
         --lesions_per_case 3-6 --seed 0 --figure docs/figures/synthetic_lesions_ct_head.png
 """
 

@@ -2,7 +2,7 @@
 
 Usage (from the bundle root)::
 
-    python scripts/memory_bound.py --shape "[512, 512, 600]" --spacing "[0.8, 0.8, 1.0]"
+    python -m scripts.memory_bound --shape "[512, 512, 600]" --spacing "[0.8, 0.8, 1.0]"
 
 Writes a synthetic CT (air, body, two lungs, a few nodules, noise; int16 HU) as an uncompressed NIfTI in a
 temporary folder, runs ``python -m monai.bundle run --config_file configs/inference.json`` on it in a child process

@@ -2,8 +2,8 @@
 
 Usage (from the bundle root; the grid is the evaluation's)::
 
-    python scripts/reference_gaps.py --dataset_dir data/synth_ct_v2 --split training
-    python scripts/reference_gaps.py --config_file "['configs/train.json','configs/evaluate.json','configs/mri.json',
+    python -m scripts.reference_gaps --dataset_dir data/synth_ct_v2 --split training
+    python -m scripts.reference_gaps --config_file "['configs/train.json','configs/evaluate.json','configs/mri.json',
         'configs/evaluate_mri.json']" --split training
 
 A merge gap (``bundle.metrics.outputs.MERGE_GAP_MM``) between the largest piece gap and the smallest gap between
@@ -22,7 +22,7 @@ import fire
 if __package__ in (None, ""):  # run as a file: make the bundle root (parent of scripts/) importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bundle.analysis.rescore import reference_gaps  # noqa: E402
+from bundle.experiments.reevaluate import reference_gaps  # noqa: E402
 from bundle.data.dataset import describe_exception  # noqa: E402
 
 

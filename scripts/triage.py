@@ -3,12 +3,12 @@
 Usage (from the bundle root)::
 
     # 1. held-out cases and lesion-free host scans, cut to a slab clear of the real tumour
-    python scripts/triage.py build --datalist data/synth_ct/datalist.json --output_dir data/triage_ct
+    python -m scripts.triage build --datalist data/synth_ct/datalist.json --output_dir data/triage_ct
     # 2. the detector on every scan (about 15 s per scan on 2 CPU cores)
     python -m monai.bundle run --config_file configs/inference.json --dataset_dir data/triage_ct/images \
         --output_dir data/triage_ct/detector
     # 3. AUC; writes data/triage_ct/triage_result.json and the ``triage`` block of docs/classification.md
-    python scripts/triage.py score --triage_dir data/triage_ct
+    python -m scripts.triage score --triage_dir data/triage_ct
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def score(
     """
     manifest_path = Path(triage_dir) / MANIFEST
     if not manifest_path.is_file():
-        raise SystemExit(f"{manifest_path}: not found; run `python scripts/triage.py build` first.")
+        raise SystemExit(f"{manifest_path}: not found; run `python -m scripts.triage build` first.")
     manifest = json.loads(manifest_path.read_text())
     cases, labels = [s["case"] for s in manifest["scans"]], [s["label"] for s in manifest["scans"]]
     try:
@@ -84,7 +84,7 @@ def score(
     atomic_write_text(Path(triage_dir) / "triage_result.json",
                       json.dumps({**result, "scores": dict(zip(cases, scores))}, indent=4))
     if markdown is not None:
-        command = "python scripts/triage.py" + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
+        command = "python -m scripts.triage" + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
         write_markdown_block(markdown, f"Command: `{command}`\n\n{table}", name="triage")
     return table
 

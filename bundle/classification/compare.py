@@ -36,9 +36,9 @@ from bundle.classification.metrics import (
     model_size_mb,
     roc_auc,
 )
-from bundle.data.classification import classification_datalist, classification_transforms, stratified_kfold
+from bundle.classification.data import classification_datalist, classification_transforms, stratified_kfold
 from bundle.io.writers import atomic_write_text
-from bundle.networks.nets.classifiers import load_pretrained_weights
+from bundle.classification.networks import load_pretrained_weights
 
 __all__ = ["NETWORKS", "cross_validate", "compare_classifiers", "results_markdown", "write_markdown_block"]
 
@@ -48,21 +48,21 @@ NETWORKS: Mapping[str, dict[str, Any]] = MappingProxyType({
     # label, network_def override, input channels, learning rate (fine-tuning vs from scratch)
     "mobilenet_v2": {
         "label": "MobileNetV2 (ImageNet, last 4 blocks + head trained)",
-        "network_def": {"_target_": "bundle.networks.nets.classifiers.mobilenet_v2_classifier",
+        "network_def": {"_target_": "bundle.classification.networks.mobilenet_v2_classifier",
                         "num_classes": "@num_classes", "pretrained": True, "trainable_blocks": 4},
         "in_channels": 3,
         "learning_rate": 3e-4,
     },
     "resnet18": {
         "label": "ResNet-18 (from scratch)",
-        "network_def": {"_target_": "bundle.networks.nets.classifiers.resnet18_classifier",
+        "network_def": {"_target_": "bundle.classification.networks.resnet18_classifier",
                         "num_classes": "@num_classes"},
         "in_channels": 3,
         "learning_rate": 1e-3,
     },
     "ghost_ca": {
         "label": "GhostCAClassifier (from scratch, 1 channel)",
-        "network_def": {"_target_": "bundle.networks.nets.classifiers.GhostCAClassifier", "spatial_dims": 2,
+        "network_def": {"_target_": "bundle.classification.networks.GhostCAClassifier", "spatial_dims": 2,
                         "in_channels": 1, "num_classes": "@num_classes"},
         "in_channels": 1,
         "learning_rate": 1e-3,
@@ -272,7 +272,7 @@ def compare_classifiers(
     if markdown_path is not None:
         load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
         header = (
-            f"Command: `{command or 'python scripts/classify_compare.py'}`\n\n"
+            f"Command: `{command or 'python -m scripts.classify_compare'}`\n\n"
             f"Machine: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), torch "
             f"{torch.__version__}; training with {threads} thread(s), latency (batch 1, median of 20) with 1 and "
             f"2 threads; load average at the end {load[0]:.1f} (the cores were shared with other jobs, so times "

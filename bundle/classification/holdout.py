@@ -34,8 +34,8 @@ from bundle.classification.metrics import (
     model_size_mb,
     roc_auc,
 )
-from bundle.data.classification import classification_transforms
-from bundle.networks.nets.classifiers import load_pretrained_weights
+from bundle.classification.data import classification_transforms
+from bundle.classification.networks import load_pretrained_weights
 
 __all__ = ["split_by_case", "holdout_evaluate", "holdout_markdown", "compare_on_slices"]
 
@@ -217,7 +217,7 @@ def compare_on_slices(
         counts = {s: len(slice_datalist(dataset_dir, s)) for s in ("train", "test")}
         load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
         header = (
-            f"Command: `{command or 'python scripts/classify_compare.py ct_slices'}`\n\n"
+            f"Command: `{command or 'python -m scripts.classify_compare ct_slices'}`\n\n"
             f"Machine: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), torch "
             f"{torch.__version__}, {threads} thread(s); load average at the end {load[0]:.1f} (shared cores: "
             f"times are upper bounds). Total {total / 60:.1f} min. {counts['train']} training-host slices "

@@ -23,8 +23,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from bundle.data.hosts import host_region_mask, known_lesion_mask, list_hosts, load_host, vary_host
-from bundle.data.synthesis import lesion_record, prepare_host, synthesize_case
+from bundle.data.synthetic.hosts import host_region_mask, known_lesion_mask, list_hosts, load_host, vary_host
+from bundle.data.synthetic.synthesis import lesion_record, prepare_host, synthesize_case
 
 __all__ = [
     "write_datalist",
@@ -240,8 +240,8 @@ def build_dataset(
     """Build a synthetic-lesion dataset on real hosts: NIfTI images + labels and ``datalist.json``.
 
     Per case the number of lesions is drawn in ``lesions_per_case``, each lesion's kind/shape/location/size at
-    random (:py:func:`bundle.data.synthesis.sample_lesion_params`), then a mild host-level variation is applied
-    (:py:func:`bundle.data.hosts.vary_host`). Validation cases of the CT's left half also carry the real tumour
+    random (:py:func:`bundle.data.synthetic.synthesis.sample_lesion_params`), then a mild host-level variation is applied
+    (:py:func:`bundle.data.synthetic.hosts.vary_host`). Validation cases of the CT's left half also carry the real tumour
     (label 1 and a record with ``"synthetic": false``). Case ``i`` of a split uses the generator
     ``default_rng([seed, split, i])``, so any case can be rebuilt alone.
 
@@ -329,7 +329,7 @@ def build_dataset(
     datalist = {
         "name": f"synthetic_lesions_{modality.lower()}",
         "description": (
-            f"Synthetic {what} inserted into real host scans from registry packages (bundle.data.synthesis); see "
+            f"Synthetic {what} inserted into real host scans from registry packages (bundle.data.synthetic.synthesis); see "
             "docs/data.md."
         ),
         "modality": {"0": _MODALITY[modality.lower()]},

@@ -35,8 +35,8 @@ from torch.utils.data import DataLoader
 from bundle.data.dataset import describe_exception
 from bundle.io.dicom import dicom_case_outputs
 from bundle.io.writers import case_done, check_output_dir, safe_case_name, write_case_outputs, write_summary
-from bundle.transforms.fp_reduction import check_rescore_threshold, rescore_lesions
-from bundle.transforms.lesion import TIER_NAMES, find_lesions
+from bundle.lesions.rescore import check_rescore_threshold, rescore_lesions
+from bundle.lesions.find import TIER_NAMES, find_lesions
 
 __all__ = ["LesionInferenceEvaluator", "lesions_to_grid"]
 
@@ -131,7 +131,7 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
     2. the inferer runs on ``item[image_key][None]`` (1, C, *spatial) -> logits (1, K, *spatial); the foreground
        probability is ``softmax`` channel ``foreground_channel`` (``sigmoid`` when K == 1);
     3. ``inferer.last_stats`` / ``inferer.last_tier_map`` are read when the inferer has them (routed inferer);
-    4. :py:func:`bundle.transforms.lesion.find_lesions` on the preprocessed grid's probability with the tier map and
+    4. :py:func:`bundle.lesions.find.find_lesions` on the preprocessed grid's probability with the tier map and
        the optional ``mask_key`` mask;
     5. MONAI ``Invertd`` with ``preprocessing`` brings the lesion label map (nearest) and the preprocessed image (for
        the overlay, bilinear) back to the input's grid; lesion centres and boxes are mapped with
@@ -165,16 +165,16 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
             attribute (:py:class:`bundle.inferers.RoutedSlidingWindowInferer`) gets it as ``mask=`` so that windows
             without a mask voxel are skipped.
         foreground_channel: lesion channel of the network output. Default 1.
-        lesion_kwargs: keyword arguments of :py:func:`bundle.transforms.lesion.find_lesions` (``threshold``,
+        lesion_kwargs: keyword arguments of :py:func:`bundle.lesions.find.find_lesions` (``threshold``,
             ``min_diameter_mm``, ``nms_iou``...); checked at construction.
         overlay_window: overlay intensity window; None uses the 1st-99th percentiles of the (preprocessed)
             image, e.g. ``[0, 1]`` when the preprocessing already windowed to [0, 1].
         max_panels: overlay panel cap. Default 12.
         progress: show a tqdm progress bar over cases (ignite's ``ProgressBar``). Default True.
         rescorer: optional false-positive-reduction stage
-            (:py:class:`bundle.transforms.fp_reduction.CandidateRescorer`): every lesion of step 4 is rescored from
+            (:py:class:`bundle.lesions.rescore.CandidateRescorer`): every lesion of step 4 is rescored from
             the preprocessed image and the probability map, and only those scoring at least ``rescore_threshold``
-            are kept (:py:func:`bundle.transforms.fp_reduction.rescore_lesions`). ``lesion_kwargs["threshold"]``
+            are kept (:py:func:`bundle.lesions.rescore.rescore_lesions`). ``lesion_kwargs["threshold"]``
             is then the candidate threshold (e.g. 0.2, as the evaluation's candidates).
         rescore_threshold: the lowest rescored score kept. Default 0.5.
         dicom_seg: for a DICOM series input, also write ``seg.dcm`` (a DICOM-SEG of the lesion map on the source

@@ -129,7 +129,7 @@ def write_detection_report(
     """Evaluate ``per_scan`` (``[(candidates, lesions), ...]``), log the table, and write ``metrics.json``,
     ``per_scan.json`` and ``froc.png`` to ``output_dir``; returns the metrics dict of
     :py:func:`bundle.metrics.evaluate_detection`. Used by :py:class:`DetectionReportHandler` and by the detector
-    baselines (:py:mod:`bundle.comparison`), so both write the same files."""
+    baselines (:py:mod:`bundle.experiments.comparison`), so both write the same files."""
     results = evaluate_detection(
         per_scan, threshold=threshold, n_params=n_params, seconds_per_volume=seconds_per_volume,
         hit_radius=hit_radius, min_radius_mm=min_radius_mm,

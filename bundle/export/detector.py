@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 
-from bundle.transforms.fp_reduction import check_rescore_threshold, rescore_lesions
-from bundle.transforms.lesion import find_lesions
+from bundle.lesions.rescore import check_rescore_threshold, rescore_lesions
+from bundle.lesions.find import find_lesions
 
 __all__ = ["LesionBoxDetector", "voxel_box_to_world"]
 
@@ -46,7 +46,7 @@ class LesionBoxDetector:
         inferer: e.g. the bundle's routed sliding-window inferer, called as ``inferer(inputs, network)``.
         network: the network; MONAI Label replaces it with the one it loaded. Defaults to None.
         foreground_channel: the lesion channel of the logits. Defaults to 1.
-        lesion_kwargs: keyword arguments of :py:func:`bundle.transforms.lesion.find_lesions`.
+        lesion_kwargs: keyword arguments of :py:func:`bundle.lesions.find.find_lesions`.
         lps: report boxes in LPS (True, what MONAI Label's Slicer writer expects) or RAS mm.
         rescorer: optional false-positive-reduction stage, as in
             :py:class:`bundle.engines.LesionInferenceEvaluator`; it reads the first input channel.

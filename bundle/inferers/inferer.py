@@ -46,7 +46,7 @@ from monai.utils import BlendMode, PytorchPadMode, convert_to_dst_type, ensure_t
 from torch.nn.parallel import DistributedDataParallel
 
 from bundle.inferers.router import RoutingTier, SuspicionRouter, get_screen
-from bundle.networks.fusion import count_batchnorm, fold_batchnorm
+from bundle.networks.bn_folding import count_batchnorm, fold_batchnorm
 
 __all__ = ["RoutedSlidingWindowInferer"]
 
@@ -84,7 +84,7 @@ class RoutedSlidingWindowInferer(Inferer):
         mask_gate: with routing on and a ``mask`` passed to :py:meth:`__call__`, windows without a mask voxel are
             LOW (not screened, not run). Defaults to True.
         fold_batchnorm: run (and screen with) a copy of an eval-mode ``nn.Module`` network in which BatchNorm is
-            folded into the preceding convolutions (:py:func:`bundle.networks.fusion.fold_batchnorm`): the same
+            folded into the preceding convolutions (:py:func:`bundle.networks.bn_folding.fold_batchnorm`): the same
             function up to float rounding, one pass less over every activation on CPU. The network itself is not
             modified. Defaults to False (routing off then equals plain sliding window of the network exactly).
 

@@ -21,7 +21,7 @@ import pydicom
 from monai.config import NdarrayOrTensor, PathLike
 from monai.utils import convert_to_numpy
 
-from bundle.data.readers import LargestSeriesITKReader, is_dicom_file
+from bundle.io.readers import LargestSeriesITKReader, is_dicom_file
 from bundle.io.writers import atomic_write_bytes
 
 __all__ = [
@@ -60,7 +60,7 @@ def dicom_series_files(image_path: PathLike) -> list[str] | None:
 
     Args:
         image_path: a DICOM series folder (its largest series is read, as
-            :py:class:`bundle.data.readers.LargestSeriesITKReader` does, sorted by slice position), a DICOM file,
+            :py:class:`bundle.io.readers.LargestSeriesITKReader` does, sorted by slice position), a DICOM file,
             or any other input (NIfTI, NRRD...).
 
     Raises:

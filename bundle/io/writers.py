@@ -28,7 +28,7 @@ from monai.config import NdarrayOrTensor, PathLike
 from monai.utils import convert_to_numpy
 from nibabel.orientations import io_orientation
 
-from bundle.transforms.lesion import LESION_KEYS
+from bundle.lesions.find import LESION_KEYS
 
 __all__ = [
     "atomic_write_bytes",
@@ -370,7 +370,7 @@ def write_case_outputs(
         case: the case name.
         image_path: the input path, recorded in lesions.json and never written over.
         seg: label map (spatial_1, spatial_2[, spatial_3]) in the input's grid (e.g. the lesion label map of
-            :py:func:`bundle.transforms.lesion.find_lesions`).
+            :py:func:`bundle.lesions.find.find_lesions`).
         affine: the input's voxel-to-world (RAS) matrix.
         lesions: lesion dicts with the keys above, highest score first.
         image_for_overlay: intensities in the grid of ``seg`` for the overlay; None writes no overlay.

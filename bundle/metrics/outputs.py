@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from bundle.transforms.lesion import find_lesions
+from bundle.lesions.find import find_lesions
 
 __all__ = [
     "MERGE_GAP_MM", "case_lesion_lists", "check_merge_gap", "label_lesions", "merge_fragments", "LesionListsOutputTransform"
@@ -57,7 +57,7 @@ def case_lesion_lists(
         min_volume_mm3: drop candidates smaller than this.
         mask: optional boolean mask of the spatial shape; candidates outside it are dropped.
         rescorer: optional second stage called as ``rescorer(candidates, image, prob, affine)`` that returns the
-            candidates rescored (:py:class:`bundle.transforms.fp_reduction.CandidateRescorer`); needs ``image``.
+            candidates rescored (:py:class:`bundle.lesions.rescore.CandidateRescorer`); needs ``image``.
         image: the preprocessed image (1, *spatial) on the grid of ``pred``, for ``rescorer``.
         merge_gap_mm: label components this close to each other are one lesion (:py:func:`label_lesions`).
 

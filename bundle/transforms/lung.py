@@ -2,7 +2,7 @@
 
 Bright structures outside the lungs (chest wall, mediastinum, bone, the table) are the usual false positives of a
 nodule detector. The inference drops lesion candidates whose centre lies outside this mask. The envelope (convex
-hull per lung and slice, :py:func:`bundle.data.lung.lung_envelope`) keeps juxta-pleural nodules and masses that
+hull per lung and slice, :py:func:`bundle.transforms.lung_mask.lung_envelope`) keeps juxta-pleural nodules and masses that
 indent the lung, which a plain threshold lung mask would cut away.
 """
 
@@ -18,7 +18,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 from scipy import ndimage
 
-from bundle.data.lung import lung_envelope, lung_mask
+from bundle.transforms.lung_mask import lung_envelope, lung_mask
 
 logger = logging.getLogger(__name__)
 

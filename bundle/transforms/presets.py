@@ -2,7 +2,7 @@
 
 Preprocessing order (the source paper's: smoothing, then normalization):
 
-1. ``LoadImaged`` (:class:`bundle.data.readers.LargestSeriesITKReader`, ``image_only=False``), ``EnsureChannelFirstd``;
+1. ``LoadImaged`` (:class:`bundle.io.readers.LargestSeriesITKReader`, ``image_only=False``), ``EnsureChannelFirstd``;
 2. ``ReplaceNonFinited``: NaN/Inf voxels replaced before anything can spread them;
 3. ``Orientationd`` (RAS) and ``Spacingd`` (bilinear image, nearest label): invertible, so the inference
    postprocessing can map predictions back with ``Invertd``;
@@ -49,7 +49,7 @@ from monai.transforms import (
 )
 from monai.utils import ensure_tuple, look_up_option
 
-from bundle.data.readers import LargestSeriesITKReader, LoadVolumed
+from bundle.io.readers import LargestSeriesITKReader, LoadVolumed
 from bundle.transforms.dictionary import BorderGaussianSmoothd, ReplaceNonFinited
 
 __all__ = ["ct_preprocessing", "mri_preprocessing", "train_augmentation"]
@@ -158,7 +158,7 @@ def ct_preprocessing(
         smooth_sigma: Gaussian sigma in voxels of the resampled grid; 0 turns smoothing off. Defaults to 1.0.
         normalize: ``"minmax"`` or ``"window"``, see above. Defaults to ``"minmax"``.
         axcodes: orientation for ``Orientationd``; None keeps the input orientation. Defaults to ``"RAS"``.
-        reader: reader for ``LoadImaged``; None uses :class:`bundle.data.readers.LargestSeriesITKReader`.
+        reader: reader for ``LoadImaged``; None uses :class:`bundle.io.readers.LargestSeriesITKReader`.
         load: start with ``LoadImaged`` + ``EnsureChannelFirstd``; False for channel-first MetaTensors already in
             memory. Defaults to True.
         allow_missing_keys: passed to every step. Defaults to False.
@@ -231,7 +231,7 @@ def mri_preprocessing(
             ``headroom`` more is clipped at 1. With 0 (default) the ``upper`` percentile is clipped, as above;
             lesions brighter than the brightest normal tissue need room (e.g. 0.5). Must be >= 0.
         axcodes: orientation for ``Orientationd``; None keeps the input orientation. Defaults to ``"RAS"``.
-        reader: reader for ``LoadImaged``; None uses :class:`bundle.data.readers.LargestSeriesITKReader`.
+        reader: reader for ``LoadImaged``; None uses :class:`bundle.io.readers.LargestSeriesITKReader`.
         load: start with ``LoadImaged`` + ``EnsureChannelFirstd``. Defaults to True.
         allow_missing_keys: passed to every step. Defaults to False.
 

@@ -8,10 +8,10 @@ import numpy as np
 
 from bundle.classification.compare import cross_validate, results_markdown, write_markdown_block
 from bundle.classification.engine import predict, train_with_config
-from bundle.data.classification import classification_datalist, classification_transforms
+from bundle.classification.data import classification_datalist, classification_transforms
 from tests.classification import write_class_tree
 
-TINY_NET = {"_target_": "bundle.networks.nets.classifiers.GhostCAClassifier", "in_channels": 1,
+TINY_NET = {"_target_": "bundle.classification.networks.GhostCAClassifier", "in_channels": 1,
             "num_classes": "@num_classes", "features": [4, 8]}
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from monai.bundle import ConfigParser, ConfigWorkflow
 
 from bundle.classification.handlers import EpochHistory
-from bundle.data.classification import classification_transforms
+from bundle.classification.data import classification_transforms
 from tests.classification import write_class_tree
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -26,7 +26,7 @@ class TestClassificationConfigs(unittest.TestCase):
             self.assertIn("run", config, path.name)
         parser = ConfigParser()
         parser.read_config(str(TRAIN))
-        self.assertEqual(parser["network_def"]["_target_"], "bundle.networks.nets.classifiers.mobilenet_v2_classifier")
+        self.assertEqual(parser["network_def"]["_target_"], "bundle.classification.networks.mobilenet_v2_classifier")
         self.assertEqual(parser["train"]["trainer"]["decollate"], False)
         self.assertEqual(parser["spatial_size"], [224, 224])
         parser = ConfigParser()

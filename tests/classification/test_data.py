@@ -11,7 +11,7 @@ import torch
 from monai.transforms import LoadImaged
 from parameterized import parameterized
 
-from bundle.data.classification import (
+from bundle.classification.data import (
     Dicom2DReader,
     EnsureChannelCount,
     EnsureChannelCountd,

@@ -11,7 +11,7 @@ from parameterized import parameterized
 from PIL import Image
 
 from bundle.classification.figures import gradcam_maps, plot_gradcam_grid, plot_prediction_grid, prediction_title
-from bundle.networks.nets.classifiers import GhostCAClassifier
+from bundle.classification.networks import GhostCAClassifier
 
 NAMES = ["normal", "pneumonia"]
 

@@ -10,7 +10,7 @@ import torch
 from ignite.engine import Engine, Events
 
 from bundle.classification.handlers import ClassificationReport, EpochHistory
-from bundle.networks.nets.classifiers import GhostCAClassifier
+from bundle.classification.networks import GhostCAClassifier
 
 
 class TestEpochHistory(unittest.TestCase):

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from monai.bundle import ConfigParser
 
-from bundle.transforms.fp_reduction import CandidateRescorer
+from bundle.lesions.rescore import CandidateRescorer
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs"

@@ -170,7 +170,7 @@ class TestConvertLidc(unittest.TestCase):
         marks = np.zeros((3, 4), dtype=int)
         for i, les in enumerate(self.entry["lesions"]):
             marks[i, les["reader_sessions"]] = 1
-        # by hand (see tests/analysis/test_agreement.py): Fleiss -1/35; Cohen r0|r1 0.4, r1|r2 1, r0|r3 -0.8, ...
+        # by hand (see tests/metrics/test_agreement.py): Fleiss -1/35; Cohen r0|r1 0.4, r1|r2 1, r0|r3 -0.8, ...
         hand = {"r0|r1": 0.4, "r0|r2": 0.4, "r0|r3": -0.8, "r1|r2": 1.0, "r1|r3": -0.5, "r2|r3": -0.5}
         agreement = self.entry["reader_agreement"]
         self.assertEqual(agreement["cohen_kappa"], hand)

@@ -19,8 +19,8 @@ from bundle.data.datalist import (
     plot_lesion_gallery,
     write_datalist,
 )
-from bundle.data.hosts import HostInfo, crop_volume, list_hosts, load_host
-from bundle.data.lung import lung_mask
+from bundle.data.synthetic.hosts import HostInfo, crop_volume, list_hosts, load_host
+from bundle.transforms.lung_mask import lung_mask
 from tests.data.test_synthesis import AFFINE, SPACING, make_phantom
 
 

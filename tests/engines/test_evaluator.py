@@ -200,7 +200,7 @@ if __name__ == "__main__":
 class TestLesionsToGrid(unittest.TestCase):
     def test_downsampled_and_flipped_grid(self):
         from bundle.engines.evaluator import lesions_to_grid
-        from bundle.transforms.lesion import find_lesions
+        from bundle.lesions.find import find_lesions
 
         blob = np.zeros((20, 20, 10), np.float32)
         blob[4:8, 6:12, 2:5] = 1.0

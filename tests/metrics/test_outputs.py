@@ -9,7 +9,7 @@ from parameterized import parameterized
 from scipy import ndimage
 
 from bundle.metrics.outputs import LesionListsOutputTransform, case_lesion_lists, label_lesions, merge_fragments
-from bundle.transforms.lesion import find_lesions
+from bundle.lesions.find import find_lesions
 
 # 1 x 1 x 2.5 mm voxels, as the CT preprocessing resamples to
 AFFINE = np.diag([1.0, 1.0, 2.5, 1.0])

@@ -14,10 +14,10 @@ from monai.data import MetaTensor
 from monai.transforms import Compose, EnsureChannelFirstd
 from parameterized import parameterized
 
-from bundle.data.checks import CheckGeometryd
+from bundle.io.checks import CheckGeometryd
 from bundle.data.dataset import SafeDataset
 from bundle.data.datalist import load_datalist
-from bundle.data.readers import LargestSeriesITKReader, LoadVolumed, list_cases
+from bundle.io.readers import LargestSeriesITKReader, LoadVolumed, list_cases
 from bundle.engines.pretrained import load_pretrained, read_checkpoint
 from bundle.transforms import ct_preprocessing
 from tests.reliability import inputs as I
@@ -97,9 +97,9 @@ class TestBadInputCatalogue(unittest.TestCase):
 
     def test_opt_ins_read_what_is_refused_by_default(self):
         nan_path, gap_path = I.some_nan(self.root), I.dicom_missing(self.root)
-        with self.assertLogs("bundle.data.checks", "WARNING"):
+        with self.assertLogs("bundle.io.checks", "WARNING"):
             LargestSeriesITKReader(allow_nonfinite=True).read(nan_path)
-        with self.assertLogs("bundle.data.readers", "WARNING"):
+        with self.assertLogs("bundle.io.readers", "WARNING"):
             LargestSeriesITKReader(allow_irregular_slices=True).read(gap_path)
         four_d = LargestSeriesITKReader(max_channels=None).read(I.four_d(self.root))
         self.assertEqual(tuple(four_d.GetLargestPossibleRegion().GetSize()), (20, 18, 8, 2))

@@ -18,7 +18,7 @@ from bundle.data.dataset import SafeDataset
 from bundle.inferers import RoutedSlidingWindowInferer
 from bundle.networks import GhostCAUNet
 from bundle.transforms.array import ReplaceNonFinite
-from bundle.transforms.lesion import find_lesions
+from bundle.lesions.find import find_lesions
 from tests.reliability import inputs as I
 from tests.reliability.test_catalogue import inference_loading
 

@@ -13,7 +13,7 @@ from monai.transforms import Invertd
 from parameterized import parameterized
 
 from bundle.data.dataset import describe_exception
-from bundle.data.readers import LargestSeriesITKReader
+from bundle.io.readers import LargestSeriesITKReader
 from bundle.transforms import ct_preprocessing, mri_preprocessing, train_augmentation
 
 

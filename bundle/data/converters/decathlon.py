@@ -6,7 +6,7 @@ Shared pieces (used by :py:mod:`bundle.data.converters.lidc` and :py:mod:`bundle
   (cases converted, cases failed with their one-line reasons, warnings);
 - :py:func:`read_nifti`, :py:func:`check_geometry`: read a NIfTI file / compare an image's and a label's grids;
 - :py:func:`lesion_records_from_mask`: one lesion record per connected component
-  (:py:func:`bundle.data.synthesis.lesion_record`), with its size band;
+  (:py:func:`bundle.data.synthetic.synthesis.lesion_record`), with its size band;
 - :py:func:`size_band`, :py:func:`patient_band`, :py:func:`stratified_split`: a patient-level training/validation
   split stratified by lesion size band, and :py:func:`write_split_datalist`, which writes the datalist.
 
@@ -30,7 +30,7 @@ import numpy as np
 from scipy import ndimage
 
 from bundle.data.datalist import write_datalist
-from bundle.data.synthesis import lesion_record
+from bundle.data.synthetic.synthesis import lesion_record
 
 __all__ = [
     "SIZE_BANDS_MM",
@@ -227,7 +227,7 @@ def lesion_records_from_mask(
         fields: extra entries copied into every record.
 
     Returns:
-        records as :py:func:`bundle.data.synthesis.lesion_record` builds them, plus ``size_band``; in the order
+        records as :py:func:`bundle.data.synthetic.synthesis.lesion_record` builds them, plus ``size_band``; in the order
         ``scipy.ndimage.label`` numbers the components.
 
     Raises:

@@ -2,7 +2,7 @@
 
 What the conversion does for one series folder (DICOM slices + its ``LidcReadMessage`` XML):
 
-1. Read the series with MONAI ``LoadImage`` and :py:class:`bundle.data.readers.LargestSeriesITKReader` (ITK sorts
+1. Read the series with MONAI ``LoadImage`` and :py:class:`bundle.io.readers.LargestSeriesITKReader` (ITK sorts
    the slices by position and applies the rescale): an array ``(W, H, D)`` = (column, row, slice) in HU and a
    RAS affine. Each slice's ``SOPInstanceUID`` and z position come from its header (pydicom).
 2. Rasterise every reader's nodule (``readingSession`` -> ``unblindedReadNodule`` -> ``roi``): each ``roi`` is a
@@ -18,7 +18,7 @@ What the conversion does for one series folder (DICOM slices + its ``LidcReadMes
    diameter outside ``[min_diameter_mm, max_diameter_mm]``, becomes an ``"ignore": true`` record (detection
    metrics neither reward nor punish hits on it) and stays background in the label; the others are label 1.
 5. Split 7:3 by patient, stratified by the size band of each patient's largest (default) non-ignored lesion.
-6. Report inter-reader agreement at lesion level (:py:mod:`bundle.analysis.agreement`): per case in the entry's
+6. Report inter-reader agreement at lesion level (:py:mod:`bundle.metrics.agreement`): per case in the entry's
    ``reader_agreement``, pooled over the data set in the datalist's ``reader_agreement`` and in the report's
    summary (Fleiss' kappa and Cohen's kappa per reading-slot pair of "marked / not marked" per lesion).
 """
@@ -39,7 +39,7 @@ import pydicom
 from scipy.spatial import cKDTree
 from skimage.draw import polygon, polygon_perimeter
 
-from bundle.analysis.agreement import lesion_agreement, pooled_agreement, reader_marks
+from bundle.metrics.agreement import lesion_agreement, pooled_agreement, reader_marks
 from bundle.data.converters.decathlon import (
     ConversionError,
     ConversionReport,
@@ -48,7 +48,7 @@ from bundle.data.converters.decathlon import (
     size_band,
     write_split_datalist,
 )
-from bundle.data.synthesis import lesion_record
+from bundle.data.synthetic.synthesis import lesion_record
 
 __all__ = [
     "LIDC_NAMESPACE",
@@ -131,7 +131,7 @@ class LidcConversionReport(ConversionReport):
     """:py:class:`~bundle.data.converters.decathlon.ConversionReport` plus the readers' lesion-level agreement.
 
     Attributes:
-        agreement: :py:func:`bundle.analysis.agreement.pooled_agreement` over the converted cases (empty when
+        agreement: :py:func:`bundle.metrics.agreement.pooled_agreement` over the converted cases (empty when
             none was converted).
     """
 
@@ -435,7 +435,7 @@ def consensus_lesions(
 
     Returns:
         ``(label, records)``: uint8 label (W, H, D) with the kept lesions at 1, and one record per lesion
-        (:py:func:`bundle.data.synthesis.lesion_record` plus ``readers`` (how many distinct readers marked it),
+        (:py:func:`bundle.data.synthetic.synthesis.lesion_record` plus ``readers`` (how many distinct readers marked it),
         ``reader_ids``, ``reader_sessions`` (their 0-based reading session indices), ``n_reading_sessions``,
         ``agreement`` (readers / sessions), ``consensus``,
         ``nodule_ids``, ``size_band``, ``ignore`` and, when ignored, ``ignore_reason``). The record of a lesion
@@ -508,7 +508,7 @@ def _read_series(folder: Path) -> tuple[np.ndarray, np.ndarray, dict[str, int], 
     # MONAI and ITK are imported here, not at module import, so the ISLES/decathlon converters stay light
     from monai.transforms import LoadImage
 
-    from bundle.data.readers import LargestSeriesITKReader
+    from bundle.io.readers import LargestSeriesITKReader
 
     reader = LargestSeriesITKReader()
     try:

@@ -1,9 +1,0 @@
-"""The source paper's comparison set that is not a segmentation network: MONAI's RetinaNet detectors, trained on the
-bundle's patches and scored with the bundle's lesion metrics (the segmentation baselines, MONAI's UNet, BasicUNet,
-SegResNet and SwinUNETR, are variants of :py:mod:`bundle.ablation`)."""
-
-from __future__ import annotations
-
-from .retinanet import DETECTORS, boxes_from_label, boxes_to_candidates, build_detector, evaluate_detector, train_detector
-
-__all__ = ["DETECTORS", "boxes_from_label", "boxes_to_candidates", "build_detector", "evaluate_detector", "train_detector"]

@@ -1,0 +1,167 @@
+"""The rows of the CPU benchmark (:mod:`bundle.experiments.benchmark`): which measurements a full run makes, how a subset is
+picked by name, the relative columns computed from measured rows, and the Markdown table they are printed as."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "NETWORKS",
+    "BACKENDS",
+    "ORT",
+    "GHOST_VOLUME_ROWS",
+    "markdown_table",
+    "plan_tasks",
+    "select_rows",
+    "add_comparisons",
+]
+
+NETWORKS = ("GhostCAUNet", "UNet", "BasicUNet", "SegResNet", "SwinUNETR")
+BACKENDS = ("torch", "onnxruntime")
+ORT = ", onnxruntime"  # label suffix of the ONNX Runtime rows
+
+# (label, routing, gate, fold_batchnorm, backend) of the GhostCAUNet volume rows; "plain" rows are the references of
+# 'time saved' (per backend)
+GHOST_VOLUME_ROWS = (
+    ("plain", False, None, False, "torch"),
+    ("plain, BN folded", False, None, True, "torch"),
+    ("routed, screen only", True, None, False, "torch"),
+    ("routed + tissue gate 0.15", True, "tissue", False, "torch"),
+    ("routed + lung-mask gate", True, "mask", False, "torch"),
+    ("routed + lung-mask gate, BN folded", True, "mask", True, "torch"),
+    ("plain" + ORT, False, None, False, "onnxruntime"),
+    ("routed + lung-mask gate" + ORT, True, "mask", False, "onnxruntime"),
+)
+
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
+    """Markdown table of ``rows`` with ``columns`` given as (key, header); floats get 3 significant digits."""
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.3g}"
+        if isinstance(v, dict):
+            return "/".join(str(v.get(k)) for k in ("high", "medium", "low", "gated") if k in v)
+        return "" if v is None else str(v)
+
+    lines = ["| " + " | ".join(h for _, h in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(r.get(k)) for k, _ in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def plan_tasks(
+    threads: int,
+    repeats: int,
+    bundle_root: str | Path,
+    volume: str | Path,
+    mask: str | Path,
+    weights: str | Path,
+    roi_size: Sequence[int],
+    slice_onnx: str | Path,
+    volume_onnx: str | Path,
+) -> list[dict[str, Any]]:
+    """Every measurement of a full benchmark run, in table order, each a :py:func:`worker` task with a ``row`` name.
+
+    Row names are ``"<kind>/<network>/<label>"``, e.g. ``"slice/GhostCAUNet/plain"``,
+    ``"volume/GhostCAUNet/routed + lung-mask gate, onnxruntime"``, ``"end_to_end/GhostCAUNet/routing True"``.
+
+    Args:
+        threads: torch (and ONNX Runtime intra-op) threads of every worker.
+        repeats: timed repeats of the GhostCAUNet rows (the MONAI references in the volume table run once).
+        bundle_root: the bundle folder (end-to-end rows run its inference command).
+        volume: saved preprocessed volume tensor (1, *spatial) of the volume rows.
+        mask: saved candidate-mask tensor of the lung-mask-gate rows.
+        weights: GhostCAUNet state dict of the volume rows (the slice rows use initial weights).
+        roi_size: sliding-window size.
+        slice_onnx: the 2-D graph of the ``onnxruntime`` slice row (512 x 512).
+        volume_onnx: the 3-D full graph (with its ``_basic``/``_screen`` siblings) of the ``onnxruntime`` volume
+            and end-to-end rows.
+    """
+    common = {"threads": threads, "bundle_root": str(bundle_root)}
+    tasks: list[dict[str, Any]] = []
+    slice_rows = [("GhostCAUNet", "plain", False, "torch"), ("GhostCAUNet", "plain, BN folded", True, "torch"),
+                  ("GhostCAUNet", "plain" + ORT, False, "onnxruntime")]  # fmt: skip
+    for name, label, fold, backend in slice_rows + [(n, "plain", False, "torch") for n in NETWORKS[1:]]:
+        task = {**common, "kind": "slice", "network": name, "label": label, "repeats": repeats,
+                "fold_batchnorm": fold, "backend": backend}  # fmt: skip
+        if backend == "onnxruntime":
+            task["onnx_path"] = str(slice_onnx)
+        tasks.append(task)
+    volume_common = {**common, "kind": "volume", "volume": str(volume), "roi_size": list(roi_size)}
+    for label, routing, gate, fold, backend in GHOST_VOLUME_ROWS:
+        task = {
+            **volume_common, "network": "GhostCAUNet", "label": label, "routing": routing, "fold_batchnorm": fold,
+            "repeats": repeats, "weights": str(weights), "mask": str(mask) if gate == "mask" else None,
+            "tissue_threshold": 0.15 if gate == "tissue" else None, "backend": backend,
+        }  # fmt: skip
+        if backend == "onnxruntime":
+            task["onnx_path"] = str(volume_onnx)
+        tasks.append(task)
+    for name in NETWORKS[1:]:
+        tasks.append({**volume_common, "network": name, "label": "plain", "routing": False, "repeats": 1,
+                      "backend": "torch"})  # fmt: skip
+    from bundle.experiments.comparison import DETECTORS
+
+    for name in DETECTORS:
+        tasks.append({**common, "kind": "detector", "network": name, "label": "whole volume", "volume": str(volume),
+                      "repeats": 1, "backend": "torch"})  # fmt: skip
+    for routing, backend in ((True, "torch"), (False, "torch"), (True, "onnxruntime")):
+        label = f"routing {routing}" + (ORT if backend == "onnxruntime" else "")
+        task = {**common, "kind": "end_to_end", "network": "GhostCAUNet", "label": label, "routing": routing,
+                "repeats": repeats, "backend": backend}  # fmt: skip
+        if backend == "onnxruntime":
+            task["onnx_path"] = str(volume_onnx)
+        tasks.append(task)
+    for task in tasks:
+        task["row"] = f"{task['kind']}/{task['network']}/{task['label']}"
+    return tasks
+
+
+def select_rows(tasks: Sequence[dict[str, Any]], patterns: Sequence[str] | None) -> list[dict[str, Any]]:
+    """The tasks whose ``row`` matches one of the glob ``patterns`` (:py:mod:`fnmatch`), in the order of the patterns
+    (the tasks a pattern matches in their own order; each task once).
+
+    Args:
+        tasks: the tasks of :py:func:`plan_tasks`.
+        patterns: e.g. ``["volume/GhostCAUNet/plain*"]``; None or empty selects every task.
+
+    Raises:
+        ValueError: when a pattern matches no row (the message lists the rows).
+    """
+    if not patterns:
+        return list(tasks)
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    names = [t["row"] for t in tasks]
+    unmatched = [p for p in patterns if not fnmatch.filter(names, p)]
+    if unmatched:
+        raise ValueError(f"rows {unmatched} match no benchmark row; the rows are: {names}.")
+    chosen: dict[str, dict[str, Any]] = {}
+    for pattern in patterns:
+        chosen.update({t["row"]: t for t in tasks if t["row"] not in chosen and fnmatch.fnmatchcase(t["row"], pattern)})
+    return list(chosen.values())
+
+
+def add_comparisons(rows: Sequence[dict[str, Any]]) -> None:
+    """Add the relative columns to measured ``rows`` in place (a reference that was not run leaves them unset).
+
+    - ``saved_vs_plain`` (GhostCAUNet volume rows): ``1 - min_s / min_s`` of the plain sliding window of the same
+      backend;
+    - ``torch_over_this`` (``onnxruntime`` rows): the ``min_s`` of the PyTorch row of the same kind, network and
+      path divided by this row's ``min_s`` (> 1: ONNX Runtime is faster).
+    """
+    by_row = {r["row"]: r for r in rows if "row" in r}
+    for row in rows:
+        backend = row.get("backend", "torch")
+        if row.get("kind") == "volume" and row.get("network") == "GhostCAUNet":
+            plain = by_row.get("volume/GhostCAUNet/plain" + (ORT if backend == "onnxruntime" else ""))
+            if plain is not None:
+                row["saved_vs_plain"] = 1.0 - row["min_s"] / plain["min_s"]
+        if backend == "onnxruntime":
+            torch_row = by_row.get(row["row"][: -len(ORT)] if row["row"].endswith(ORT) else "")
+            if torch_row is not None:
+                row["torch_over_this"] = torch_row["min_s"] / row["min_s"]

@@ -1,0 +1,272 @@
+"""bundle.experiments.benchmark at tiny sizes: the structure of each measurement, never its timings."""
+
+from __future__ import annotations
+
+import tempfile
+import unittest
+from pathlib import Path
+from unittest import mock
+
+import torch
+from monai.utils import optional_import
+
+from bundle.experiments.benchmark import (
+    add_comparisons,
+    build_network,
+    end_to_end_command,
+    export_benchmark_onnx,
+    markdown_table,
+    memory_probe,
+    plan_tasks,
+    run_worker,
+    select_rows,
+    time_call,
+    worker,
+)
+from bundle.export import onnx_variant_paths
+
+onnx, has_onnx = optional_import("onnx")
+_, has_ort = optional_import("onnxruntime")
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMES = {"min_s", "median_s"}
+MEMORY = {"peak_rss_mb", "added_peak_mb"}
+
+
+def _write_stub_graphs(full: Path, spatial_dims: int) -> None:
+    """Tiny hand-built graphs with the exported graphs' interface (input "image" (N, 1, *roi), dynamic N):
+    full/basic = a 1x1 convolution to 2 channels, screen = the window's max (so empty windows score 0 -> LOW and
+    windows holding 0.5 score 0.5 -> MEDIUM with thresholds 0.3 / 0.6). A real export takes minutes; these take ms.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    import numpy as np
+
+    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, *["s"] * spatial_dims])
+    weight = numpy_helper.from_array(np.array([1.0, -1.0], np.float32).reshape(2, 1, *[1] * spatial_dims), "w")
+    conv = helper.make_graph(
+        [helper.make_node("Conv", ["image", "w"], ["pred"])], "conv", [image],
+        [helper.make_tensor_value_info("pred", TensorProto.FLOAT, None)], [weight],
+    )  # fmt: skip
+    axes = numpy_helper.from_array(np.arange(1, 2 + spatial_dims, dtype=np.int64), "axes")
+    screen = helper.make_graph(
+        [helper.make_node("ReduceMax", ["image", "axes"], ["pred"], keepdims=0)], "screen", [image],
+        [helper.make_tensor_value_info("pred", TensorProto.FLOAT, None)], [axes],
+    )  # fmt: skip
+    paths = onnx_variant_paths(full)
+    for variant, graph in (("full", conv), ("basic", conv), ("screen", screen)):
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+        model.ir_version = 8
+        onnx.save(model, str(paths[variant]))
+
+
+class TestHelpers(unittest.TestCase):
+    def test_time_call(self):
+        calls = []
+        result = time_call(lambda: calls.append(1), repeats=3, warmup=2)
+        self.assertEqual(len(calls), 5)
+        self.assertEqual(set(result), TIMES | {"cpu_s"})
+        self.assertLessEqual(result["min_s"], result["median_s"])
+        self.assertGreaterEqual(result["cpu_s"], 0.0)
+
+    def test_memory_probe_sees_an_allocation(self):
+        stop = memory_probe()
+        block = torch.ones(64 * 2**20 // 4)  # 64 MB, touched
+        block += 1
+        result = stop()
+        self.assertEqual(set(result), MEMORY)
+        self.assertGreater(result["peak_rss_mb"], 0.0)
+        if result["added_peak_mb"] is not None:  # Linux: the peak was reset at the probe's start
+            self.assertGreater(result["added_peak_mb"], 50.0)
+            self.assertLess(result["added_peak_mb"], result["peak_rss_mb"])
+
+    def test_markdown_table(self):
+        rows = [{"a": 0.123456, "b": {"high": 1, "medium": 2, "low": 3, "gated": 0}}, {"a": None, "b": "x"}]
+        table = markdown_table(rows, [("a", "A"), ("b", "B")]).splitlines()
+        self.assertEqual(table[0], "| A | B |")
+        self.assertEqual(table[2], "| 0.123 | 1/2/3/0 |")
+        self.assertEqual(table[3], "|  | x |")
+
+    def test_build_network(self):
+        self.assertEqual(type(build_network("GhostCAUNet", 2)).__name__, "GhostCAUNet")
+        with torch.no_grad():
+            self.assertEqual(tuple(build_network("SwinUNETR", 2)(torch.rand(1, 1, 64, 64)).shape), (1, 2, 64, 64))
+        with self.assertRaisesRegex(ValueError, "name must be one of"):
+            build_network("ResNet", 3)
+
+
+class TestRows(unittest.TestCase):
+    def setUp(self):
+        self.tasks = plan_tasks(2, 3, ROOT, "v.pt", "m.pt", "w.pt", (64, 64, 32), "s.onnx", "model.onnx")
+
+    def test_plan(self):
+        names = [t["row"] for t in self.tasks]
+        self.assertEqual(len(names), len(set(names)))
+        for row in ("slice/SwinUNETR/plain", "volume/SwinUNETR/plain", "detector/retinanet_resnet50/whole volume",
+                    "detector/retinanet_resnet10/whole volume",
+                    "slice/GhostCAUNet/plain, onnxruntime", "volume/GhostCAUNet/plain, onnxruntime",
+                    "volume/GhostCAUNet/routed + lung-mask gate, onnxruntime", "volume/GhostCAUNet/plain"):
+            self.assertIn(row, names)
+        for task in self.tasks:
+            self.assertEqual(task["threads"], 2)
+            if task["backend"] == "onnxruntime":
+                self.assertFalse(task.get("fold_batchnorm"))
+                self.assertEqual(task["onnx_path"], "s.onnx" if task["kind"] == "slice" else "model.onnx")
+        torch_gate, ort_gate = (
+            next(t for t in self.tasks if t["row"] == "volume/GhostCAUNet/routed + lung-mask gate" + suffix)
+            for suffix in ("", ", onnxruntime")
+        )
+        for key in ("routing", "mask", "weights", "roi_size", "repeats", "volume"):
+            self.assertEqual(torch_gate[key], ort_gate[key], key)  # same measurement, other backend
+
+    def test_select(self):
+        chosen = select_rows(self.tasks, ["volume/GhostCAUNet/plain*", "*/GhostCAUNet/routed + lung-mask gate"])
+        self.assertEqual([t["row"] for t in chosen], [
+            "volume/GhostCAUNet/plain", "volume/GhostCAUNet/plain, BN folded", "volume/GhostCAUNet/plain, onnxruntime",
+            "volume/GhostCAUNet/routed + lung-mask gate",
+        ])  # fmt: skip
+        chosen = select_rows(self.tasks, ["slice/UNet/plain", "*/GhostCAUNet/plain", "volume/*"])  # in pattern order
+        self.assertEqual([t["row"] for t in chosen[:3]],
+                         ["slice/UNet/plain", "slice/GhostCAUNet/plain", "volume/GhostCAUNet/plain"])
+        self.assertEqual(len(chosen), len({t["row"] for t in chosen}))  # each row once
+        self.assertEqual(len(select_rows(self.tasks, None)), len(self.tasks))
+        self.assertEqual([t["row"] for t in select_rows(self.tasks, "slice/UNet/*")], ["slice/UNet/plain"])
+        with self.assertRaisesRegex(ValueError, r"rows \['volume/ResNet\*'\] match no benchmark row"):
+            select_rows(self.tasks, ["volume/GhostCAUNet/plain", "volume/ResNet*"])
+
+    def test_comparisons(self):
+        rows = [
+            {"row": "volume/GhostCAUNet/plain", "kind": "volume", "network": "GhostCAUNet", "min_s": 10.0},
+            {"row": "volume/GhostCAUNet/routed + lung-mask gate", "kind": "volume", "network": "GhostCAUNet",
+             "min_s": 4.0},
+            {"row": "volume/GhostCAUNet/plain, onnxruntime", "kind": "volume", "network": "GhostCAUNet",
+             "min_s": 5.0, "backend": "onnxruntime"},
+            {"row": "volume/GhostCAUNet/routed + lung-mask gate, onnxruntime", "kind": "volume",
+             "network": "GhostCAUNet", "min_s": 2.5, "backend": "onnxruntime"},
+            {"row": "slice/GhostCAUNet/plain, onnxruntime", "kind": "slice", "network": "GhostCAUNet", "min_s": 1.0,
+             "backend": "onnxruntime"},  # its torch row was not run
+        ]  # fmt: skip
+        add_comparisons(rows)
+        self.assertAlmostEqual(rows[1]["saved_vs_plain"], 0.6)
+        self.assertAlmostEqual(rows[3]["saved_vs_plain"], 0.5)  # against the plain row of its own backend
+        self.assertAlmostEqual(rows[2]["torch_over_this"], 2.0)
+        self.assertAlmostEqual(rows[3]["torch_over_this"], 1.6)
+        self.assertNotIn("torch_over_this", rows[0])
+        self.assertNotIn("torch_over_this", rows[4])
+
+    def test_end_to_end_command(self):
+        task = {"routing": True, "threads": 2}
+        self.assertNotIn("--backend", end_to_end_command(task, "out"))
+        cmd = end_to_end_command({**task, "backend": "onnxruntime", "onnx_path": "x/model.onnx"}, "out")
+        self.assertEqual(cmd[-4:], ["--backend", "onnxruntime", "--onnx_path", "x/model.onnx"])
+        with self.assertRaisesRegex(ValueError, "needs onnx_path"):
+            end_to_end_command({**task, "backend": "onnxruntime"}, "out")
+        with self.assertRaisesRegex(ValueError, "backend must be one of"):
+            end_to_end_command({**task, "backend": "tensorrt"}, "out")
+
+    def test_export_benchmark_onnx_arguments(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            weights = Path(tmp) / "w.pt"
+            torch.save(build_network("GhostCAUNet", 3).state_dict(), weights)
+            with mock.patch("bundle.export.export_onnx", return_value={"full": 0.0}) as export:
+                export_benchmark_onnx(Path(tmp) / "m.onnx", 3, (32, 16, 16), weights=str(weights))
+            net, path, roi = export.call_args.args
+            self.assertEqual((net.spatial_dims, path, roi), (3, Path(tmp) / "m.onnx", [32, 16, 16]))
+            self.assertFalse(net.training)
+            self.assertEqual(export.call_args.kwargs["variants"], ("full", "basic", "screen"))
+            saved = torch.load(weights, weights_only=True)
+            self.assertTrue(all(torch.equal(v, net.state_dict()[k]) for k, v in saved.items()))
+
+
+class TestWorker(unittest.TestCase):
+    def test_slice(self):
+        for fold in (False, True):
+            out = worker({"kind": "slice", "network": "GhostCAUNet", "threads": 1, "repeats": 1, "size": 32,
+                          "fold_batchnorm": fold})
+            self.assertTrue(TIMES | MEMORY | {"params"} <= set(out), out)
+            self.assertGreater(out["params"], 0)
+
+    def test_detector_whole_volume(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            torch.save(torch.rand(1, 32, 32, 16), Path(tmp) / "v.pt")
+            out = worker({"kind": "detector", "network": "retinanet_resnet10", "threads": 1, "repeats": 1,
+                          "volume": str(Path(tmp) / "v.pt")})
+        self.assertTrue(TIMES | MEMORY | {"params", "volume_shape"} <= set(out), out)
+        self.assertEqual(out["volume_shape"], [32, 32, 16])
+        self.assertEqual(out["params"], 2072469)
+
+    def test_volume_with_gates(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            volume = torch.zeros(1, 40, 20, 20)
+            volume[:, :6] = 0.5  # tissue only for x < 6
+            mask = torch.zeros(1, 40, 20, 20, dtype=torch.uint8)
+            mask[:, :5] = 1
+            torch.save(volume, Path(tmp) / "v.pt")
+            torch.save(mask, Path(tmp) / "m.pt")
+            base = {"kind": "volume", "network": "GhostCAUNet", "threads": 1, "repeats": 1,
+                    "volume": str(Path(tmp) / "v.pt"), "roi_size": [32, 16, 16]}
+            plain = worker({**base, "routing": False})
+            masked = worker({**base, "routing": True, "mask": str(Path(tmp) / "m.pt")})
+            tissue = worker({**base, "routing": True, "tissue_threshold": 0.15, "fold_batchnorm": False})
+        for out in (plain, masked, tissue):
+            self.assertTrue(TIMES | MEMORY | {"windows", "skipped_fraction", "volume_shape"} <= set(out), out)
+            self.assertEqual(out["volume_shape"], [40, 20, 20])
+            self.assertEqual(sum(out["windows"][t] for t in ("high", "medium", "low")), 8)  # 2 x 2 x 2 windows
+        self.assertEqual((plain["windows"]["high"], plain["windows"]["gated"]), (8, 0))
+        self.assertEqual(masked["windows"]["gated"], 4)  # the x windows [8, 40) hold no mask voxel
+        self.assertGreaterEqual(masked["skipped_fraction"], 0.5)
+        self.assertEqual(tissue["windows"]["gated"], 4)  # the x window [8, 40) holds tissue
+
+    @unittest.skipUnless(has_onnx and has_ort, "onnx/onnxruntime not installed (requirements-ecosystem.txt)")
+    def test_onnxruntime_slice_and_volume(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            _write_stub_graphs(Path(tmp) / "s.onnx", 2)
+            _write_stub_graphs(Path(tmp) / "v.onnx", 3)
+            out = worker({"kind": "slice", "network": "GhostCAUNet", "threads": 1, "repeats": 1, "size": 32,
+                          "backend": "onnxruntime", "onnx_path": str(Path(tmp) / "s.onnx")})
+            self.assertTrue(TIMES | MEMORY | {"params"} <= set(out), out)
+            self.assertEqual(out["params"], sum(p.numel() for p in build_network("GhostCAUNet", 2).parameters()))
+            volume = torch.zeros(1, 40, 20, 20)
+            volume[:, :6] = 0.5
+            mask = torch.zeros(1, 40, 20, 20, dtype=torch.uint8)
+            mask[:, :5] = 1
+            torch.save(volume, Path(tmp) / "v.pt")
+            torch.save(mask, Path(tmp) / "m.pt")
+            base = {"kind": "volume", "network": "GhostCAUNet", "threads": 1, "repeats": 1, "routing": False,
+                    "volume": str(Path(tmp) / "v.pt"), "roi_size": [32, 16, 16], "backend": "onnxruntime",
+                    "onnx_path": str(Path(tmp) / "v.onnx")}  # fmt: skip
+            plain = worker(base)
+            routed = worker({**base, "routing": True, "mask": str(Path(tmp) / "m.pt")})
+            screened = worker({**base, "routing": True})
+        self.assertEqual(plain["windows"], {"high": 8, "medium": 0, "low": 0, "gated": 0})
+        # the ONNX screen drives the router: the 4 windows x in [0, 32) hold 0.5 (MEDIUM), the rest is gated out
+        self.assertEqual(routed["windows"], {"high": 0, "medium": 4, "low": 4, "gated": 4})
+        self.assertEqual(screened["windows"], {"high": 0, "medium": 4, "low": 4, "gated": 0})  # scored 0, not gated
+
+    def test_backend_ill_arg(self):
+        base = {"kind": "slice", "network": "GhostCAUNet", "threads": 1, "repeats": 1, "size": 16}
+        with self.assertRaisesRegex(ValueError, "backend must be one of"):
+            worker({**base, "backend": "tensorrt"})
+        with self.assertRaisesRegex(ValueError, "needs onnx_path"):
+            worker({**base, "backend": "onnxruntime"})
+        with self.assertRaisesRegex(ValueError, "fold_batchnorm applies to the torch backend only"):
+            worker({**base, "backend": "onnxruntime", "onnx_path": "m.onnx", "fold_batchnorm": True})
+
+    def test_unknown_kind(self):
+        with self.assertRaisesRegex(ValueError, "unknown task kind"):
+            worker({"kind": "train", "threads": 1})
+
+
+class TestRunWorker(unittest.TestCase):
+    def test_subprocess_slice(self):
+        out = run_worker({"kind": "slice", "network": "UNet", "threads": 1, "repeats": 1, "size": 32}, ROOT)
+        self.assertTrue(TIMES | MEMORY | {"params"} <= set(out), out)
+        self.assertGreater(out["peak_rss_mb"], 0.0)
+
+    def test_subprocess_failure_is_reported(self):
+        with self.assertRaisesRegex(RuntimeError, "unknown task kind"):
+            run_worker({"kind": "nothing", "threads": 1}, ROOT)
+
+
+if __name__ == "__main__":
+    unittest.main()
