@@ -33,7 +33,7 @@ from bundle.experiments.benchmark import (  # noqa: E402
     run_worker,
     select_rows,
 )
-from bundle.io.writers import atomic_write_text  # noqa: E402
+from bundle.io.atomic import atomic_write_text  # noqa: E402
 
 
 def _cpu_name() -> str:
@@ -166,7 +166,7 @@ def main(
 
 def _reusable(onnx_path: Path, weights: Path | None, reuse: bool) -> bool:
     """With ``reuse``, an existing export is kept when all its graphs exist and are newer than ``weights``."""
-    from bundle.export import onnx_variant_paths
+    from bundle.networks.runtime import onnx_variant_paths
 
     paths = list(onnx_variant_paths(onnx_path).values()) if weights is not None else [onnx_path]
     if not reuse or not all(p.is_file() for p in paths):

@@ -22,7 +22,7 @@ if __package__ in (None, ""):  # run as a file: make the bundle root (parent of 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bundle.experiments.analysis.errors import error_analysis, format_error_tables  # noqa: E402
-from bundle.io.writers import atomic_write_text  # noqa: E402
+from bundle.io.atomic import atomic_write_text  # noqa: E402
 
 
 def main(

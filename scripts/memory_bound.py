@@ -138,7 +138,7 @@ def main(
     print(line)
     if output:  # imported only now: torch in this process before the fork would count in the child's ru_maxrss
         sys.path.insert(0, str(ROOT))
-        from bundle.io.writers import atomic_write_text
+        from bundle.io.atomic import atomic_write_text
 
         atomic_write_text(output, json.dumps(result, indent=4) + "\n")  # the Model Zoo's JSON format
 

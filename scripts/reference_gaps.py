@@ -23,7 +23,7 @@ if __package__ in (None, ""):  # run as a file: make the bundle root (parent of 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bundle.experiments.reevaluate import reference_gaps  # noqa: E402
-from bundle.data.dataset import describe_exception  # noqa: E402
+from bundle.io.errors import describe_exception  # noqa: E402
 
 
 def main(

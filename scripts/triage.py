@@ -32,7 +32,7 @@ from bundle.classification.triage import (  # noqa: E402
     triage_auc,
     triage_markdown,
 )
-from bundle.io.writers import atomic_write_text  # noqa: E402
+from bundle.io.atomic import atomic_write_text  # noqa: E402
 
 
 def build(

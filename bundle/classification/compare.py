@@ -37,7 +37,7 @@ from bundle.classification.metrics import (
     roc_auc,
 )
 from bundle.classification.data import classification_datalist, classification_transforms, stratified_kfold
-from bundle.io.writers import atomic_write_text
+from bundle.io.atomic import atomic_write_text
 from bundle.classification.networks import load_pretrained_weights
 
 __all__ = ["NETWORKS", "cross_validate", "compare_classifiers", "results_markdown", "write_markdown_block"]

@@ -34,7 +34,8 @@ import numpy as np
 from monai.config import PathLike
 from PIL import Image
 
-from bundle.io.writers import atomic_write_bytes, atomic_write_text, safe_case_name
+from bundle.io.atomic import atomic_write_bytes, atomic_write_text
+from bundle.io.writers import safe_case_name
 
 __all__ = [
     "CLASS_NAMES",

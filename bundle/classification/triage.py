@@ -29,7 +29,8 @@ from monai.config import PathLike
 
 from bundle.classification.metrics import bootstrap_auc_ci, roc_auc
 from bundle.data.synthetic.hosts import crop_volume, load_host, vary_host
-from bundle.io.writers import atomic_save_nifti, atomic_write_text, safe_case_name
+from bundle.io.atomic import atomic_save_nifti, atomic_write_text
+from bundle.io.writers import safe_case_name
 
 __all__ = ["lesion_free_slab", "build_triage_set", "max_lesion_scores", "triage_auc", "triage_markdown"]
 

@@ -16,7 +16,7 @@ import time
 
 from ignite.engine import Engine, Events
 
-from bundle.io.writers import atomic_write_text
+from bundle.io.atomic import atomic_write_text
 
 __all__ = ["TrainingTimeLimit"]
 

@@ -32,11 +32,12 @@ from monai.transforms.inverse import InvertibleTransform
 from monai.utils import ForwardMode, convert_to_tensor
 from torch.utils.data import DataLoader
 
-from bundle.data.dataset import describe_exception
+from bundle.io.errors import describe_exception
 from bundle.io.dicom import dicom_case_outputs
 from bundle.io.writers import case_done, check_output_dir, safe_case_name, write_case_outputs, write_summary
 from bundle.lesions.rescore import check_rescore_threshold, rescore_lesions
-from bundle.lesions.find import TIER_NAMES, find_lesions
+from bundle.lesions.find import find_lesions
+from bundle.tiers import TIER_NAMES
 
 __all__ = ["LesionInferenceEvaluator", "lesions_to_grid"]
 

@@ -24,7 +24,7 @@ Measured:
 
 Backends. ``slice``, ``volume`` and ``end_to_end`` tasks take ``backend`` ``"torch"`` (default) or
 ``"onnxruntime"``: the latter runs the graphs written by :py:func:`export_benchmark_onnx` through
-:py:class:`bundle.export.OnnxRuntimeNetwork` (CPU, ``intra_op_num_threads`` = the task's ``threads``, the same
+:py:class:`bundle.networks.runtime.OnnxRuntimeNetwork` (CPU, ``intra_op_num_threads`` = the task's ``threads``, the same
 count torch gets). That network has the PyTorch network's ``forward(x, enhancement=...)`` and ``screen``, so the
 routed inferer routes it exactly as it routes the PyTorch network (gates included).
 
@@ -50,6 +50,7 @@ from typing import Any
 
 import torch
 
+from bundle.tiers import TIER_REPORT_ORDER
 from bundle.experiments.benchmark_plan import (
     BACKENDS,
     NETWORKS,
@@ -113,7 +114,7 @@ def export_benchmark_onnx(
 
     Args:
         filepath: the full graph's file; the ``basic``/``screen`` graphs go next to it
-            (:py:func:`bundle.export.onnx_variant_paths`).
+            (:py:func:`bundle.networks.runtime.onnx_variant_paths`).
         spatial_dims: 2 for the slice rows, 3 for the volume rows.
         roi_size: the input size the graphs are fixed to (the slice, or the sliding window).
         weights: state dict file; None keeps the initial weights (latency only).
@@ -147,7 +148,7 @@ def _runtime_network(task: dict[str, Any], spatial_dims: int) -> tuple[torch.nn.
         raise ValueError("backend='onnxruntime' needs onnx_path (see export_benchmark_onnx), got none.")
     if task.get("fold_batchnorm"):
         raise ValueError("fold_batchnorm applies to the torch backend only, got backend='onnxruntime'.")
-    from bundle.export import OnnxRuntimeNetwork
+    from bundle.networks.runtime import OnnxRuntimeNetwork
 
     return OnnxRuntimeNetwork(task["onnx_path"], num_threads=int(task["threads"])), params
 
@@ -264,7 +265,7 @@ def worker(task: dict[str, Any]) -> dict[str, Any]:
         out.update(time_call(_inference(lambda: inferer(volume, net, **kwargs)), repeats=task["repeats"]))
         out.update(probe())
         stats = inferer.last_stats
-        out["windows"] = {t: stats.get(f"num_{t}") for t in ("high", "medium", "low", "gated")}
+        out["windows"] = {t: stats.get(f"num_{t}") for t in (*TIER_REPORT_ORDER, "gated")}
         out["skipped_fraction"] = stats.get("skipped_fraction")
         out["seconds_per_window"] = stats.get("seconds_per_window")
         out["volume_shape"] = list(volume.shape[2:])

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bundle.tiers import TIER_REPORT_ORDER
+
 __all__ = [
     "NETWORKS",
     "BACKENDS",
@@ -45,7 +47,7 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, 
         if isinstance(v, float):
             return f"{v:.3g}"
         if isinstance(v, dict):
-            return "/".join(str(v.get(k)) for k in ("high", "medium", "low", "gated") if k in v)
+            return "/".join(str(v.get(k)) for k in (*TIER_REPORT_ORDER, "gated") if k in v)
         return "" if v is None else str(v)
 
     lines = ["| " + " | ".join(h for _, h in columns) + " |", "|" + "---|" * len(columns)]

@@ -9,7 +9,8 @@ import torch
 from monai.bundle import ConfigParser
 from monai.config import PathLike
 
-from bundle.export.onnx import ONNX_VARIANTS, export_onnx, onnx_variant_paths
+from bundle.export.onnx import export_onnx
+from bundle.networks.runtime import ONNX_VARIANTS, onnx_variant_paths
 
 __all__ = ["load_bundle_network", "export_bundle_onnx"]
 

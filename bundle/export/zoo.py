@@ -33,7 +33,7 @@ import yaml
 from monai.bundle import ckpt_export, download_large_files, verify_metadata, verify_net_in_out
 from monai.config import PathLike
 
-from bundle.io.writers import atomic_write_text
+from bundle.io.atomic import atomic_write_text
 
 __all__ = ["ZOO_CHECKS", "README_HEADINGS", "LARGE_FILE_LIMIT_KB", "verify_zoo_bundle", "write_large_files"]
 

@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from bundle.inferers.inferer import RoutedSlidingWindowInferer
-from bundle.inferers.router import RoutingTier, SuspicionRouter, get_screen
+from bundle.inferers.router import SuspicionRouter, get_screen
 
-__all__ = ["RoutedSlidingWindowInferer", "RoutingTier", "SuspicionRouter", "get_screen"]
+__all__ = ["RoutedSlidingWindowInferer", "SuspicionRouter", "get_screen"]

@@ -45,7 +45,8 @@ from monai.inferers import Inferer, sliding_window_inference
 from monai.utils import BlendMode, PytorchPadMode, convert_to_dst_type, ensure_tuple_rep, look_up_option
 from torch.nn.parallel import DistributedDataParallel
 
-from bundle.inferers.router import RoutingTier, SuspicionRouter, get_screen
+from bundle.inferers.router import SuspicionRouter, get_screen
+from bundle.tiers import RoutingTier
 from bundle.networks.bn_folding import count_batchnorm, fold_batchnorm
 
 __all__ = ["RoutedSlidingWindowInferer"]

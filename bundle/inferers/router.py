@@ -27,23 +27,16 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from enum import IntEnum
 from numbers import Real
 from typing import Any
 
 import torch
 
-__all__ = ["RoutingTier", "SuspicionRouter", "get_screen"]
+from bundle.tiers import RoutingTier
+
+__all__ = ["SuspicionRouter", "get_screen"]
 
 logger = logging.getLogger(__name__)
-
-
-class RoutingTier(IntEnum):
-    """Compute tier of a window; the values are the ones stored in tier tensors and tier maps."""
-
-    LOW = 0  # skipped: constant background logits, no network forward
-    MEDIUM = 1  # network forward without Coordinate Attention ("basic")
-    HIGH = 2  # full network forward ("full")
 
 
 def get_screen(network: Any) -> Callable[[torch.Tensor], torch.Tensor] | None:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
+from .atomic import atomic_save_nifti, atomic_write_bytes, atomic_write_text
 from .writers import (
-    atomic_save_nifti,
-    atomic_write_bytes,
-    atomic_write_text,
     case_done,
     check_output_dir,
     render_overlay,

@@ -22,7 +22,7 @@ from monai.config import NdarrayOrTensor, PathLike
 from monai.utils import convert_to_numpy
 
 from bundle.io.readers import LargestSeriesITKReader, is_dicom_file
-from bundle.io.writers import atomic_write_bytes
+from bundle.io.atomic import atomic_write_bytes
 
 __all__ = [
     "DICOM_IDENTIFIERS",

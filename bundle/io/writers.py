@@ -1,9 +1,8 @@
-"""Output writing for the inference run: atomic files, per-case outputs (seg.nii.gz, lesions.json, overlay.png),
-summary.json, and the guards that keep outputs off the inputs.
+"""Output writing for the inference run: per-case outputs (seg.nii.gz, lesions.json, overlay.png),
+and summary.json.
 
-Every file is written to a temporary file in its destination folder, flushed to disk (fsync) and moved into place
-with ``os.replace``, so a crash never leaves a half-written output under its final name. ``lesions.json`` is
-written last: its presence marks a finished case, which is what the re-run policy (``overwrite=False``) checks.
+Every file goes through :py:mod:`bundle.io.atomic` (temporary file, fsync, ``os.replace``; never over an input), so
+a crash never leaves a half-written output under its final name. ``lesions.json`` is written last: its presence marks a finished case, which is what the re-run policy (``overwrite=False``) checks.
 """
 
 from __future__ import annotations
@@ -12,15 +11,11 @@ import io
 import json
 import logging
 import math
-import os
 import re
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -28,12 +23,11 @@ from monai.config import NdarrayOrTensor, PathLike
 from monai.utils import convert_to_numpy
 from nibabel.orientations import io_orientation
 
+from bundle.io.atomic import atomic_save_nifti, atomic_write_bytes, atomic_write_text
 from bundle.lesions.find import LESION_KEYS
+from bundle.tiers import TIER_REPORT_ORDER
 
 __all__ = [
-    "atomic_write_bytes",
-    "atomic_write_text",
-    "atomic_save_nifti",
     "check_output_dir",
     "safe_case_name",
     "case_done",
@@ -49,111 +43,7 @@ SEG_FILENAME = "seg.nii.gz"
 OVERLAY_FILENAME = "overlay.png"
 META_FILENAME = "meta.json"
 SUMMARY_FILENAME = "summary.json"
-_TIERS = ("high", "medium", "low")  # the order summary.json lists them in
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._+-]")
-
-
-def _is_within(path: Path, root: Path) -> bool:
-    """Whether resolved ``path`` equals ``root`` or lies inside it."""
-    return path == root or root in path.parents
-
-
-def _check_not_input(path: Path, protected: Sequence[PathLike]) -> Path:
-    """Resolve ``path`` and refuse it when it is, or lies inside, one of the ``protected`` input paths."""
-    target = path.expanduser().resolve()
-    for p in protected:
-        root = Path(p).expanduser().resolve()
-        if _is_within(target, root):
-            raise ValueError(f"refusing to write over an input: destination {target} is or lies inside input {root}.")
-    return target
-
-
-@contextmanager
-def _atomic_path(path: PathLike, protected: Sequence[PathLike] = ()) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success fsync it and ``os.replace`` it onto ``path``."""
-    target = _check_not_input(Path(path), protected)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # keep the real suffix so that writers choosing a format from the name (nibabel: .nii.gz) still work
-    fd, tmp_name = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=".tmp" + "".join(target.suffixes)
-    )
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0o600; outputs are meant to be shared
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def atomic_write_bytes(path: PathLike, data: bytes, protected: Sequence[PathLike] = ()) -> Path:
-    """
-    Write ``data`` to ``path`` atomically (temporary file in the same folder, fsync, ``os.replace``).
-
-    Args:
-        path: destination; missing parent folders are created.
-        data: the bytes to write.
-        protected: input paths (files or folders) that must never be written over or into.
-
-    Returns:
-        the resolved destination path.
-
-    Raises:
-        ValueError: When ``path`` resolves to, or lies inside, a ``protected`` path.
-
-    """
-    with _atomic_path(path, protected) as tmp:
-        tmp.write_bytes(data)
-    return Path(path).expanduser().resolve()
-
-
-def atomic_write_text(path: PathLike, text: str, protected: Sequence[PathLike] = (), encoding: str = "utf-8") -> Path:
-    """Write ``text`` atomically; see :py:func:`atomic_write_bytes`.
-
-    Raises:
-        ValueError: When ``path`` resolves to, or lies inside, a ``protected`` path.
-
-    """
-    return atomic_write_bytes(path, text.encode(encoding), protected)
-
-
-def atomic_save_nifti(
-    path: PathLike,
-    array: NdarrayOrTensor,
-    affine: NdarrayOrTensor,
-    protected: Sequence[PathLike] = (),
-    dtype: np.dtype | type | None = None,
-) -> Path:
-    """
-    Save ``array`` as NIfTI (compressed when ``path`` ends in ``.gz``) atomically.
-
-    Args:
-        path: destination, ``.nii`` or ``.nii.gz``.
-        array: image data of shape (spatial_1, spatial_2[, spatial_3]) in the voxel order nibabel uses.
-        affine: voxel-to-world matrix (4, 4), RAS mm (for 2D data the (3, 3) affine is embedded).
-        protected: input paths that must never be written over or into.
-        dtype: on-disk data type; default keeps the array's.
-
-    Raises:
-        ValueError: When ``path`` is protected, does not end in ``.nii``/``.nii.gz``, or ``affine`` does not
-            match the array's dimensions.
-
-    """
-    if not str(path).endswith((".nii", ".nii.gz")):
-        raise ValueError(f"path must end in .nii or .nii.gz, got path={path}.")
-    data = np.asarray(convert_to_numpy(array))
-    data = data if dtype is None else data.astype(dtype)
-    aff = np.asarray(convert_to_numpy(affine), dtype=np.float64)
-    if aff.shape == (3, 3) and data.ndim == 2:
-        aff = np.array([[*aff[0, :2], 0, aff[0, 2]], [*aff[1, :2], 0, aff[1, 2]], [0, 0, 1, 0], [0, 0, 0, 1]])
-    if aff.shape != (4, 4):
-        raise ValueError(f"affine must be (4, 4) (or (3, 3) for 2D data), got affine.shape={aff.shape}.")
-    with _atomic_path(path, protected) as tmp:
-        nib.save(nib.Nifti1Image(data, aff), str(tmp))
-    return Path(path).expanduser().resolve()
 
 
 def check_output_dir(dataset_dir: PathLike, output_dir: PathLike, allow_inside: bool = False) -> Path:
@@ -207,8 +97,8 @@ def _lesion_record(lesion: Mapping[str, Any], index: int) -> dict[str, Any]:
     missing = [k for k in LESION_KEYS if k not in lesion]
     if missing:
         raise ValueError(f"lesions[{index}] must have the keys of the lesions.json schema, missing {missing}.")
-    if lesion["tier"] not in _TIERS:
-        raise ValueError(f"lesions[{index}]['tier'] must be one of {_TIERS}, got {lesion['tier']!r}.")
+    if lesion["tier"] not in TIER_REPORT_ORDER:
+        raise ValueError(f"lesions[{index}]['tier'] must be one of {TIER_REPORT_ORDER}, got {lesion['tier']!r}.")
     return {
         "center_voxel": [round(float(v), 2) for v in lesion["center_voxel"]],
         "center_mm": [round(float(v), 3) for v in lesion["center_mm"]],
@@ -452,14 +342,14 @@ def write_summary(
             counts = rec.get("windows")
             entry = {
                 "seconds": round(float(rec.get("seconds", 0.0)), 3),
-                "windows": {t: (None if counts is None else int(counts.get(t, 0))) for t in _TIERS},
+                "windows": {t: (None if counts is None else int(counts.get(t, 0))) for t in TIER_REPORT_ORDER},
                 "skipped_fraction": rec.get("skipped_fraction"),
                 "n_lesions": int(rec.get("n_lesions", 0)),
             }
             per_case[case] = entry
             if counts is not None:
                 n = sum(entry["windows"].values())  # type: ignore[arg-type]
-                windows = {t: (windows or {}).get(t, 0) + entry["windows"][t] for t in _TIERS}  # type: ignore[operator]
+                windows = {t: (windows or {}).get(t, 0) + entry["windows"][t] for t in TIER_REPORT_ORDER}  # type: ignore[operator]
                 if entry["skipped_fraction"] is not None:
                     routed_windows += n
                     skipped_windows += float(entry["skipped_fraction"]) * n

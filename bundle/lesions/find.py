@@ -25,12 +25,13 @@ from monai.transforms import MapTransform
 from monai.utils import convert_to_numpy, look_up_option
 from scipy import ndimage
 
-__all__ = ["TIER_NAMES", "LESION_KEYS", "find_lesions", "FindLesionsd", "FindLesionsD", "FindLesionsDict"]
+from bundle.tiers import TIER_NAMES
+
+__all__ = ["LESION_KEYS", "find_lesions", "FindLesionsd", "FindLesionsD", "FindLesionsDict"]
 
 logger = logging.getLogger(__name__)
 
 # index = tier code of the routed inferer's `last_tier_map` (0 low, 1 medium, 2 high)
-TIER_NAMES: tuple[str, str, str] = ("low", "medium", "high")
 # the keys of every lesion record, in the order written to lesions.json
 LESION_KEYS: tuple[str, ...] = ("center_voxel", "center_mm", "box_voxel", "diameter_mm", "volume_mm3", "score", "tier")
 _SCORE_MODES = ("max", "mean")

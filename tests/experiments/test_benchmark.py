@@ -23,7 +23,7 @@ from bundle.experiments.benchmark import (
     time_call,
     worker,
 )
-from bundle.export import onnx_variant_paths
+from bundle.networks.runtime import onnx_variant_paths
 
 onnx, has_onnx = optional_import("onnx")
 _, has_ort = optional_import("onnxruntime")

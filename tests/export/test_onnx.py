@@ -9,7 +9,8 @@ from tempfile import TemporaryDirectory
 import torch
 from monai.utils import optional_import
 
-from bundle.export import OnnxRuntimeNetwork, export_onnx, onnx_variant_paths, select_network
+from bundle.export import export_onnx
+from bundle.networks.runtime import OnnxRuntimeNetwork, onnx_variant_paths, select_network
 from bundle.inferers import RoutedSlidingWindowInferer, SuspicionRouter
 from bundle.networks import GhostCAUNet
 

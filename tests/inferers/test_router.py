@@ -5,7 +5,8 @@ import unittest
 import torch
 from parameterized import parameterized
 
-from bundle.inferers import RoutingTier, SuspicionRouter, get_screen
+from bundle.inferers import SuspicionRouter, get_screen
+from bundle.tiers import RoutingTier
 
 
 class MeanScreenNet(torch.nn.Module):

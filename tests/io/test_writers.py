@@ -12,10 +12,8 @@ import numpy as np
 from parameterized import parameterized
 from PIL import Image
 
+from bundle.io.atomic import atomic_save_nifti, atomic_write_bytes, atomic_write_text
 from bundle.io.writers import (
-    atomic_save_nifti,
-    atomic_write_bytes,
-    atomic_write_text,
     case_done,
     check_output_dir,
     render_overlay,

@@ -84,7 +84,7 @@ class TestBatchOfBadInputs(unittest.TestCase):
 class TestOneLineErrors(unittest.TestCase):
     def test_excepthook_prints_one_line(self):
         code = (
-            "import bundle.data.dataset as d; d.install_excepthook()\n"
+            "import bundle.io.errors as d; d.install_excepthook()\n"
             "try:\n    raise ValueError(\"dataset_dir must hold images, got dataset_dir='/x' (empty folder).\")\n"
             "except ValueError as e:\n    raise RuntimeError('Failed to instantiate component list_cases') from e\n"
         )

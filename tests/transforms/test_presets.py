@@ -12,7 +12,7 @@ from monai.data import MetaTensor
 from monai.transforms import Invertd
 from parameterized import parameterized
 
-from bundle.data.dataset import describe_exception
+from bundle.io.errors import describe_exception
 from bundle.io.readers import LargestSeriesITKReader
 from bundle.transforms import ct_preprocessing, mri_preprocessing, train_augmentation
 

@@ -465,7 +465,7 @@ def lesion_label(
         binary = bool(np.isin(values, (0, 1)).all()) and set(int(v) for v in values if v != 0) <= set(label_values)
     if binary:
         return mask, str(label_path)
-    from bundle.io.writers import atomic_save_nifti  # imports MONAI: only when a binary copy must be written
+    from bundle.io.atomic import atomic_save_nifti  # imports MONAI: only when a binary copy must be written
 
     atomic_save_nifti(out_path, mask.astype(np.uint8), affine, protected=[label_path])
     return mask, str(out_path)

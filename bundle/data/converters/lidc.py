@@ -550,7 +550,7 @@ def _convert_case(
     include_contour: bool,
     cluster_distance_mm: float | None,
 ) -> dict:
-    from bundle.io.writers import atomic_save_nifti
+    from bundle.io.atomic import atomic_save_nifti
 
     folder = Path(case["path"])
     readings = [read_lidc_xml(x) for x in case["xml"]]  # before the series: cheaper to fail on

@@ -26,7 +26,7 @@ from bundle.experiments.analysis.responses import attention_gain, layer_response
 from bundle.experiments.analysis.responses import capture_outputs, sliding_response_maps
 from bundle.inferers.windows import grid_windows, lesion_windows
 from bundle.data.datalist import load_datalist
-from bundle.io.writers import atomic_write_bytes, atomic_write_text
+from bundle.io.atomic import atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "load_network",
