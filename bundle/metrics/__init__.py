@@ -6,18 +6,16 @@ from .ignite import LesionDetectionMetric
 from .lesion import (
     LUNA16_FP_RATES,
     SIZE_BANDS_MM,
-    MatchResult,
     balance_score,
-    detection_counts,
     dice,
     f1,
     froc,
     lesion_f1,
-    match_candidates,
     precision,
     recall,
     sensitivity_by_size,
 )
+from .matching import MatchResult, detection_counts, match_candidates
 from .report import evaluate_detection, format_table, plot_froc, save_json
 
 __all__ = [

@@ -10,7 +10,8 @@ import torch
 from monai.metrics import Cumulative, Metric
 from monai.utils import look_up_option
 
-from bundle.metrics.lesion import LUNA16_FP_RATES, SIZE_BANDS_MM, match_candidates
+from bundle.metrics.lesion import LUNA16_FP_RATES, SIZE_BANDS_MM
+from bundle.metrics.matching import match_candidates
 from bundle.metrics.report import evaluate_detection
 
 __all__ = ["LesionDetectionMetric"]

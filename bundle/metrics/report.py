@@ -5,26 +5,25 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from bundle.io.atomic import atomic_path, atomic_write_text
 from bundle.metrics.lesion import (
     LUNA16_FP_RATES,
     SIZE_BANDS_MM,
-    ScanItem,
     balance_score,
-    detection_counts,
     f1,
     froc,
     precision,
     recall,
     sensitivity_by_size,
 )
+from bundle.metrics.matching import ScanItem, detection_counts
 
 __all__ = ["evaluate_detection", "format_table", "save_json", "plot_froc"]
 
@@ -65,7 +64,7 @@ def evaluate_detection(
         fp_rates: FROC read-out points in FP/scan. Defaults to LUNA16's seven points.
         max_candidates_per_scan: FROC candidate cap per scan. Defaults to 100.
         bands: ``(lo, hi)`` diameter bands in mm. Defaults to (3-4, 4-6, 6-10, 10-30).
-        hit_radius, min_radius_mm: see :py:func:`bundle.metrics.lesion.match_candidates`.
+        hit_radius, min_radius_mm: see :py:func:`bundle.metrics.matching.match_candidates`.
 
     Returns:
         a JSON-ready dict with ``threshold, n_scans, n_lesions, n_ignored_lesions, n_candidates, tp, fp, fn,
@@ -181,22 +180,6 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then ``os.replace`` it onto ``path``."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return target
-
-
 def save_json(results: Mapping[str, Any], path: str | os.PathLike) -> Path:
     """Write ``results`` as indented JSON atomically (temporary file + ``os.replace``); NaN / inf become null.
 
@@ -204,14 +187,8 @@ def save_json(results: Mapping[str, Any], path: str | os.PathLike) -> Path:
         the path written.
     """
     text = json.dumps(_jsonable(results), indent=4, allow_nan=False) + "\n"  # the Model Zoo's JSON format
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-
-    return _atomic_write(path, write)
+    atomic_write_text(path, text)
+    return Path(path)
 
 
 def plot_froc(results: Mapping[str, Any], path: str | os.PathLike, title: str | None = None) -> Path:
@@ -265,4 +242,6 @@ def plot_froc(results: Mapping[str, Any], path: str | os.PathLike, title: str | 
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    return _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return Path(path)

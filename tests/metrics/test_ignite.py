@@ -8,7 +8,8 @@ from monai.handlers import IgniteMetricHandler
 from parameterized import parameterized
 
 from bundle.metrics.ignite import LesionDetectionMetric
-from bundle.metrics.lesion import detection_counts, froc
+from bundle.metrics.lesion import froc
+from bundle.metrics.matching import detection_counts
 from bundle.metrics.report import evaluate_detection
 
 
