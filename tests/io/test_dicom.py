@@ -15,7 +15,7 @@ from monai.utils import optional_import
 
 from bundle.io.readers import LargestSeriesITKReader
 from bundle.io.dicom import dicom_case_outputs, dicom_series_files, label_map_to_frames, read_identifiers, write_dicom_seg
-from tests.ecosystem import dicom_fixtures as fx
+from tests.io import dicom_fixtures as fx
 
 hd, has_hd = optional_import("highdicom")
 

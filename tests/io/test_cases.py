@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import logging
+import tempfile
+import unittest
+from pathlib import Path
+
+import itk
+import numpy as np
+import pydicom
+from PIL import Image
+
+from bundle.io.cases import is_dicom_file, list_cases, scan_dataset
+from tests.io.image_fixtures import write_dicom_series, write_volume
+
+
+class TestScanDataset(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.root = Path(self.tmp.name)
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def _make_dataset(self) -> None:
+        small = np.zeros((3, 3, 2), np.float32)
+        write_volume(self.root / "b_case.nii.gz", small)
+        write_volume(self.root / "c_case.nrrd", small)
+        (self.root / "nested").mkdir()
+        write_volume(self.root / "nested" / "a_case.mha", small)
+        write_dicom_series(self.root / "patient" / "series_z", 3)
+        (self.root / "notes.txt").write_text("hello")
+        (self.root / ".DS_Store").write_bytes(b"\0" * 10)
+        (self.root / "DICOMDIR").write_bytes(b"\0" * 128 + b"DICM")
+        Image.fromarray(np.zeros((4, 4), np.uint8)).save(self.root / "photo.png")
+
+    def test_cases_and_skipped(self):
+        self._make_dataset()
+        cases, skipped = scan_dataset(self.root)
+        self.assertEqual([c["case"] for c in cases], ["a_case", "b_case", "c_case", "series_z"])
+        self.assertEqual(cases[3]["image"], str(self.root / "patient" / "series_z"))
+        reasons = {Path(s["path"]).name: s["reason"] for s in skipped}
+        self.assertEqual(set(reasons), {"notes.txt", ".DS_Store", "DICOMDIR", "photo.png"})
+        self.assertIn("include_2d", reasons["photo.png"])
+        self.assertIn("hidden", reasons[".DS_Store"])
+        for reason in reasons.values():
+            self.assertNotIn("\n", reason)
+
+    def test_include_2d(self):
+        self._make_dataset()
+        cases, skipped = scan_dataset(self.root, include_2d=True)
+        self.assertIn("photo", [c["case"] for c in cases])
+        self.assertNotIn("photo.png", [Path(s["path"]).name for s in skipped])
+
+    def test_list_cases_logs_skipped(self):
+        self._make_dataset()
+        with self.assertLogs("bundle.io.cases", logging.WARNING) as logs:
+            cases = list_cases(str(self.root))
+        self.assertEqual(len(cases), 4)
+        self.assertTrue(any("notes.txt" in line for line in logs.output))
+
+    def test_dataset_dir_is_a_series_folder(self):
+        write_dicom_series(self.root / "only_series", 2)
+        cases = list_cases(self.root / "only_series")
+        self.assertEqual(cases, [{"image": str(self.root / "only_series"), "case": "only_series"}])
+
+    def test_duplicate_names(self):
+        small = np.zeros((3, 3, 2), np.float32)
+        for sub in ("s1", "s2"):
+            (self.root / sub).mkdir()
+            write_volume(self.root / sub / "x.nii.gz", small)
+        write_volume(self.root / "s1" / "x.nrrd", small)
+        with self.assertLogs("bundle.io.cases", logging.WARNING):
+            cases = list_cases(self.root)
+        self.assertEqual([c["case"] for c in cases], ["s1_x_nii_gz", "s1_x_nrrd", "s2_x"])
+
+    def test_symbolic_link_loop(self):
+        (self.root / "sub").mkdir()
+        write_volume(self.root / "sub" / "v.nii.gz", np.zeros((3, 3, 2), np.float32))
+        (self.root / "sub" / "back").symlink_to(self.root, target_is_directory=True)
+        cases, skipped = scan_dataset(self.root)
+        self.assertEqual([c["case"] for c in cases], ["v"])
+        self.assertEqual([Path(s["path"]).name for s in skipped], ["back"])
+
+    def test_detached_header_data(self):
+        image = itk.image_from_array(np.zeros((2, 3, 3), np.float32))
+        itk.imwrite(image, str(self.root / "m.mhd"))
+        cases, skipped = scan_dataset(self.root)
+        self.assertEqual([c["case"] for c in cases], ["m"])
+        self.assertEqual(len(skipped), 1)
+        self.assertIn("pixel data of the header m.mhd", skipped[0]["reason"])
+
+    def test_missing_folder(self):
+        with self.assertRaisesRegex(ValueError, "does not exist"):
+            scan_dataset(self.root / "missing")
+
+    def test_file_instead_of_folder(self):
+        (self.root / "f.txt").write_text("x")
+        with self.assertRaisesRegex(ValueError, "a file"):
+            list_cases(self.root / "f.txt")
+
+    def test_empty_folder(self):
+        with self.assertRaisesRegex(ValueError, "empty folder"):
+            list_cases(self.root)
+        with self.assertRaisesRegex(ValueError, str(self.root)):
+            scan_dataset(self.root)
+
+    def test_no_case(self):
+        (self.root / "notes.txt").write_text("x")
+        cases, skipped = scan_dataset(self.root)
+        self.assertEqual((cases, len(skipped)), ([], 1))
+        with self.assertRaisesRegex(ValueError, "at least one case"):
+            list_cases(self.root)
+
+    def test_is_dicom_file(self):
+        path = write_dicom_series(self.root / "d", 1)[0]
+        self.assertTrue(is_dicom_file(path))
+        # a DICOM dataset written without the 128-byte preamble and "DICM"
+        ds = pydicom.dcmread(path)
+        bare = self.root / "bare.dcm"
+        ds.preamble = None
+        ds.save_as(str(bare), enforce_file_format=False)
+        self.assertNotEqual(bare.read_bytes()[128:132], b"DICM")
+        self.assertTrue(is_dicom_file(bare))
+        (self.root / "text.dcm").write_text("not dicom at all, just some text in a file")
+        self.assertFalse(is_dicom_file(self.root / "text.dcm"))
+        self.assertFalse(is_dicom_file(self.root / "missing.dcm"))
+        self.assertFalse(is_dicom_file(self.root))
+
+
+if __name__ == "__main__":
+    unittest.main()
