@@ -107,7 +107,7 @@ def explain(
     threads: int = 1,
 ) -> None:
     """Grad-CAM and input gradient of each detection of ``<case_dir>/lesions.json``, as ``<case_dir>/explain_<k>.png``."""
-    from bundle.experiments.analysis.pipeline import explain_case
+    from bundle.engines.explain import explain_case
 
     net, pre, roi = _inference_parts(config, ckpt, threads)
     for path in explain_case(net, pre, case_dir, roi, max_lesions, target_layer):

@@ -28,7 +28,8 @@ if __package__ in (None, ""):  # run as a file: make the bundle root (parent of 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bundle.metrics import evaluate_detection, format_table, save_json  # noqa: E402
-from bundle.lesions.rescore import FEATURE_NAMES, CandidateRescorer, fit_logistic, join_features  # noqa: E402
+from bundle.lesions.rescore import FEATURE_NAMES, CandidateRescorer  # noqa: E402
+from bundle.lesions.rescorer_fit import fit_logistic, join_features  # noqa: E402
 
 
 def _load(run: str):

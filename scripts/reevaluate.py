@@ -13,16 +13,12 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 
 import fire
 
-if __package__ in (None, ""):  # run as a file: make the bundle root (parent of scripts/) importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bundle.experiments.reevaluate import rescore_evaluation  # noqa: E402
-from bundle.io.errors import describe_exception  # noqa: E402
-from bundle.metrics import format_table  # noqa: E402
+from bundle.experiments.reevaluate import config_file_list, rescore_evaluation
+from bundle.io.errors import describe_exception
+from bundle.metrics import format_table
 
 
 def main(
@@ -38,15 +34,14 @@ def main(
         output_dir: where the rescored report goes (not ``eval_dir``).
         config_file: the evaluation's config files: a list, or one string separated by commas.
         merge_gap_mm: label components this close are one lesion (0: every component is a lesion); default: the
-            config's ``merge_gap_mm`` (``bundle.metrics.outputs.MERGE_GAP_MM``, 6 mm).
+            config's ``merge_gap_mm`` (``bundle.lesions.reference.MERGE_GAP_MM``, 6 mm).
         overrides: the evaluation's config overrides, e.g. ``--datalist_file data/synth_ct_v2/dev_datalist.json``.
     """
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    # fire turns "['a.json','b.json']" into a list; a string is comma-separated, as monai.bundle reads it
-    files = config_file.split(",") if isinstance(config_file, str) else list(config_file)
-    for path in files:
-        if not Path(path).is_file():
-            sys.exit(f"rescore_eval: {path}: no such config file.")
+    try:  # fire turns "['a.json','b.json']" into a list
+        files = config_file_list(config_file, must_exist=True)
+    except FileNotFoundError as e:
+        sys.exit(f"rescore_eval: {e}")
     try:
         results = rescore_evaluation(eval_dir, files, output_dir, overrides, merge_gap_mm)
     except (OSError, RuntimeError, ValueError, KeyError) as e:  # RuntimeError: MONAI's loader on a missing image

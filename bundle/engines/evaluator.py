@@ -35,11 +35,13 @@ from torch.utils.data import DataLoader
 from bundle.io.errors import describe_exception
 from bundle.io.dicom import dicom_case_outputs
 from bundle.io.writers import case_done, check_output_dir, safe_case_name, write_case_outputs, write_summary
-from bundle.lesions.rescore import check_rescore_threshold, rescore_lesions
+from bundle.lesions.extract import extract_lesions, lesion_probability
 from bundle.lesions.find import find_lesions
+from bundle.lesions.geometry import lesions_to_grid
+from bundle.lesions.rescore import check_rescore_threshold
 from bundle.tiers import TIER_NAMES
 
-__all__ = ["LesionInferenceEvaluator", "lesions_to_grid"]
+__all__ = ["LesionInferenceEvaluator"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,40 +86,6 @@ def _as_label_map(seg: torch.Tensor) -> np.ndarray:
     return values.astype(np.uint16 if values.size == 0 or values.max() < np.iinfo(np.uint16).max else np.int32)
 
 
-def lesions_to_grid(
-    lesions: Sequence[Mapping[str, Any]],
-    from_affine: np.ndarray | torch.Tensor,
-    to_affine: np.ndarray | torch.Tensor,
-    to_shape: Sequence[int],
-) -> list[dict[str, Any]]:
-    """Lesion records of one voxel grid re-expressed in another grid of the same world (e.g. preprocessed -> input).
-
-    ``center_voxel`` is mapped through ``inv(to_affine) @ from_affine``; ``box_voxel`` becomes the smallest box of the
-    target grid that holds the mapped box (its voxel-edge corners), clipped to ``to_shape``; ``center_mm``,
-    ``diameter_mm``, ``volume_mm3``, ``score`` and ``tier`` are physical or grid-free and kept.
-
-    Raises:
-        ValueError: when an affine is not (N+1, N+1) for N = ``len(to_shape)``.
-    """
-    nd = len(to_shape)
-    src = np.asarray(convert_to_tensor(from_affine, track_meta=False).cpu(), dtype=np.float64)
-    dst = np.asarray(convert_to_tensor(to_affine, track_meta=False).cpu(), dtype=np.float64)
-    if src.shape != (nd + 1, nd + 1) or dst.shape != (nd + 1, nd + 1):
-        raise ValueError(f"affines must be {(nd + 1, nd + 1)} for a {nd}-D grid, got {src.shape} and {dst.shape}.")
-    m = np.linalg.inv(dst) @ src
-    corners = np.array(np.meshgrid(*[[0, 1]] * nd, indexing="ij")).reshape(nd, -1).T  # (2**nd, nd) of 0/1
-    out = []
-    for lesion in lesions:
-        center = (m @ np.append(np.asarray(lesion["center_voxel"], float), 1.0))[:nd]
-        start, stop = (np.asarray(b, float) for b in lesion["box_voxel"])
-        edges = np.where(corners == 0, start - 0.5, stop - 0.5)  # voxel-edge corners of the box
-        mapped = (m @ np.concatenate([edges, np.ones((len(edges), 1))], axis=1).T)[:nd]
-        lo = np.clip(np.floor(mapped.min(axis=1) + 0.5), 0, np.asarray(to_shape) - 1).astype(int)
-        hi = np.clip(np.ceil(mapped.max(axis=1) + 0.5), lo + 1, np.asarray(to_shape)).astype(int)
-        out.append({**lesion, "center_voxel": [float(v) for v in center],
-                    "box_voxel": [[int(v) for v in lo], [int(v) for v in hi]]})
-    return out
-
 class LesionInferenceEvaluator(SupervisedEvaluator):
     """
     Case-by-case lesion inference that survives bad cases, usable as the bundle's ``evaluator`` (``run`` is
@@ -129,14 +97,14 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
 
     1. a batch item with an ``"error"`` key (from :py:class:`bundle.data.dataset.SafeDataset`) is recorded as
        failed;
-    2. the inferer runs on ``item[image_key][None]`` (1, C, *spatial) -> logits (1, K, *spatial); the foreground
-       probability is ``softmax`` channel ``foreground_channel`` (``sigmoid`` when K == 1);
+    2. the inferer runs on ``item[image_key][None]`` (1, C, *spatial) -> logits (1, K, *spatial) -> the lesion
+       probability (:py:func:`bundle.lesions.extract.lesion_probability`);
     3. ``inferer.last_stats`` / ``inferer.last_tier_map`` are read when the inferer has them (routed inferer);
-    4. :py:func:`bundle.lesions.find.find_lesions` on the preprocessed grid's probability with the tier map and
-       the optional ``mask_key`` mask;
+    4. :py:func:`bundle.lesions.extract.extract_lesions` on the preprocessed grid's probability with the tier map,
+       the optional ``mask_key`` mask and the optional rescorer;
     5. MONAI ``Invertd`` with ``preprocessing`` brings the lesion label map (nearest) and the preprocessed image (for
        the overlay, bilinear) back to the input's grid; lesion centres and boxes are mapped with
-       :py:func:`lesions_to_grid`;
+       :py:func:`bundle.lesions.geometry.lesions_to_grid`;
     6. :py:func:`bundle.io.writers.write_case_outputs` writes ``seg.nii.gz`` (the lesion label map), ``overlay.png``,
        ``meta.json`` (timing, routing statistics) and ``lesions.json``.
 
@@ -387,15 +355,8 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
                     logits = self.inferer(inputs, self.network, **gate)
             else:
                 logits = self.inferer(inputs, self.network, **gate)
-        logits = convert_to_tensor(logits, track_meta=False).float()  # (1, K, *spatial)
-        k = logits.shape[1]
-        if k > 1 and self.foreground_channel >= k:
-            raise ValueError(f"foreground_channel={self.foreground_channel} but the network gave {k} channels.")
-        prob = (
-            torch.sigmoid(logits[0])
-            if k == 1
-            else torch.softmax(logits[0], 0)[self.foreground_channel : self.foreground_channel + 1]
-        )
+        logits = convert_to_tensor(logits, track_meta=False)  # (1, K, *spatial)
+        prob = lesion_probability(logits[0], self.foreground_channel)
         del logits
         stats = getattr(self.inferer, "last_stats", None)
         tier_map = getattr(self.inferer, "last_tier_map", None)
@@ -415,14 +376,11 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
         if self.mask_key is not None:
             mask = np.asarray(torch.as_tensor(item[self.mask_key]).reshape(spatial).cpu()) > 0.5
         pre_affine = image.affine if isinstance(image, MetaTensor) else torch.eye(len(spatial) + 1)
-        prob_np = np.asarray(prob[0].cpu())
-        lesions, labels = find_lesions(
-            prob_np, pre_affine, tier_map=tiers, mask=mask, return_label_map=True, **self.lesion_kwargs
-        )
-        if self.rescorer is not None:
-            lesions, labels = rescore_lesions(
-                self.rescorer, lesions, image[0], prob_np, pre_affine, self.rescore_threshold, labels
-            )
+        prob_np = np.asarray(prob.cpu())
+        lesions, labels = extract_lesions(
+            prob_np, pre_affine, self.lesion_kwargs, tier_map=tiers, mask=mask, rescorer=self.rescorer,
+            image=image[0], rescore_threshold=self.rescore_threshold, return_label_map=True,
+        )  # fmt: skip
         del prob, prob_np, tiers, mask
         overlay = image[:1].as_tensor() if isinstance(image, MetaTensor) else image[:1]
         if self.invert is not None:

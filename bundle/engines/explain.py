@@ -1,5 +1,6 @@
 """Explanations of detected lesions: a Grad-CAM map (MONAI ``monai.visualize.GradCAM``) and an input-gradient map
-of the lesion score of one detection, rendered next to the case's ``overlay.png`` as ``explain_<k>.png``.
+of the lesion score of one detection, rendered next to the case's ``overlay.png`` as ``explain_<k>.png``
+(:py:func:`explain_outputs`, the optional ``explain`` step of ``configs/inference.json``).
 
 The segmentation network is wrapped so that Grad-CAM sees a two-class "classifier": its class-1 score is the mean
 lesion-minus-background logit inside a ball of the detection's radius around its centre (class 0 is the
@@ -11,7 +12,11 @@ normaliser would flip the map). The input gradient of the same score (MONAI ``Va
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,8 +27,14 @@ from matplotlib.figure import Figure
 from monai.visualize import GradCAM, VanillaGrad
 
 from bundle.inferers.windows import crop_window
+from bundle.io.atomic import atomic_write_bytes
 
-__all__ = ["LesionScore", "ball_mask", "world_to_voxel", "lesion_gradcam", "render_explanation"]
+__all__ = [
+    "LesionScore", "ball_mask", "explain_case", "explain_outputs", "lesion_gradcam", "read_case_outputs",
+    "render_explanation", "world_to_voxel",
+]
+
+logger = logging.getLogger(__name__)
 
 
 class LesionScore(nn.Module):
@@ -210,3 +221,71 @@ def render_explanation(result: Mapping[str, Any], title: str = "", spacing: Sequ
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+def read_case_outputs(case_dir: Path, preprocessing: Callable) -> tuple[dict, torch.Tensor, np.ndarray]:
+    """``lesions.json`` of an inference case folder and the image it names, preprocessed: (found, (C, *S), affine)."""
+    path = case_dir / "lesions.json"
+    try:
+        found = json.loads(path.read_text())
+        image_path, _ = found["image"], found["lesions"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: cannot read the lesions file ({type(e).__name__}: {e}).") from e
+    try:
+        data = preprocessing({"image": image_path})
+    except Exception as e:  # MONAI wraps reader errors in RuntimeError
+        raise ValueError(f"{image_path}: cannot read or preprocess the image ({' '.join(str(e).split())[:300]}).") from e
+    image = torch.as_tensor(data["image"]).float()
+    return found, image, np.asarray(data["image"].affine, dtype=np.float64)
+
+
+def explain_case(
+    net: nn.Module, preprocessing: Callable, case_dir: str | os.PathLike, roi: Sequence[int] = (64, 64, 32),
+    max_lesions: int | None = None, target_layer: str = "net.decoder.1",
+) -> list[Path]:
+    """
+    Write ``explain_<k>.png`` (k = 1, 2, ... as numbered in ``overlay.png``) into ``case_dir`` for the lesions of
+    its ``lesions.json``, from the image the file names, preprocessed like the inference.
+
+    Raises:
+        ValueError: when ``case_dir`` has no readable ``lesions.json`` or the image cannot be read (naming it).
+    """
+    case_dir = Path(case_dir)
+    found, image, affine = read_case_outputs(case_dir, preprocessing)
+    lesions = found["lesions"]
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    written = []
+    for k, lesion in enumerate(lesions[:max_lesions] if max_lesions else lesions, start=1):
+        center = world_to_voxel(lesion["center_mm"], affine)
+        result = lesion_gradcam(net, image, center, float(lesion["diameter_mm"]) / 2, spacing, roi, target_layer)
+        title = f"{found.get('case', case_dir.name)} #{k}: {float(lesion['diameter_mm']):.1f} mm, score {lesion['score']}"
+        written.append(atomic_write_bytes(case_dir / f"explain_{k}.png", render_explanation(result, title, spacing),
+                                          protected=[found["image"]]))
+    return written
+
+
+def explain_outputs(
+    net: nn.Module, preprocessing: Callable, output_dir: str | os.PathLike, roi: Sequence[int] = (64, 64, 32),
+    max_lesions: int | None = None, target_layer: str = "net.decoder.1",
+) -> list[Path]:
+    """
+    :py:func:`explain_case` for every case folder of an inference run (each ``<output_dir>/<case>/lesions.json``,
+    sorted), so that ``explain_<k>.png`` lands next to each case's ``overlay.png``; meant as an optional step of
+    ``configs/inference.json``'s ``run`` list. A case that cannot be explained is logged and skipped.
+
+    Returns:
+        the written PNG paths.
+
+    Raises:
+        ValueError: when ``net`` has no parameters (the ONNX Runtime backend: Grad-CAM needs gradients).
+    """
+    if not any(True for _ in net.parameters()):
+        raise ValueError(f"net must be a PyTorch network with parameters to explain detections (backend 'torch'), "
+                         f"got {type(net).__name__}.")
+    written: list[Path] = []
+    for path in sorted(Path(output_dir).glob("*/lesions.json")):
+        try:
+            written += explain_case(net, preprocessing, path.parent, roi, max_lesions, target_layer)
+        except ValueError as e:
+            logger.error("explanation skipped: %s", e)
+    return written

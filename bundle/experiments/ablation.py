@@ -37,7 +37,7 @@ from typing import Any
 from bundle.experiments.reevaluate import rescore_evaluation
 from bundle.experiments.comparison.retinanet import DETECTORS
 from bundle.io.atomic import atomic_write_text
-from bundle.metrics.outputs import MERGE_GAP_MM
+from bundle.lesions.reference import MERGE_GAP_MM
 
 __all__ = ["ALL_VARIANTS", "VARIANTS", "variant_overrides", "run_variant", "ablation_table", "run_ablation"]
 

@@ -1,7 +1,7 @@
 """Score a finished evaluation again against reference lesions rebuilt from its label maps, without inference.
 
 An evaluation (``configs/evaluate.json``) writes every candidate it found to ``per_scan.json``. When the way the
-reference lesions are read from the label maps changes (:py:func:`bundle.metrics.outputs.label_lesions`, e.g. its
+reference lesions are read from the label maps changes (:py:func:`bundle.lesions.reference.label_lesions`, e.g. its
 ``merge_gap_mm``), the candidates do not: they depend only on the network and the image. So the new numbers follow
 from the stored candidates and the label maps, preprocessed exactly as the evaluation did, in seconds per case
 instead of a network pass per case.
@@ -26,11 +26,36 @@ from scipy import ndimage
 
 from bundle.data.datalist import load_datalist
 from bundle.engines.report import write_detection_report
-from bundle.metrics.outputs import MERGE_GAP_MM, check_merge_gap, label_lesions
+from bundle.lesions.reference import MERGE_GAP_MM, check_merge_gap, label_lesions
 
-__all__ = ["reference_lesions", "rescore_evaluation", "component_gaps"]
+__all__ = [
+    "config_file_list",
+    "reference_lesions",
+    "rescore_evaluation",
+    "component_gaps",
+    "reference_gaps",
+    "format_reference_gaps",
+]
 
 logger = logging.getLogger(__name__)
+
+
+def config_file_list(config_file: str | Sequence[str], must_exist: bool = False) -> list[str]:
+    """The config files of a command line: a list, or one string separated by commas (as ``monai.bundle`` reads it).
+
+    Args:
+        config_file: e.g. ``"configs/train.json,configs/evaluate.json"`` or ``["configs/train.json", ...]``.
+        must_exist: check that every file exists.
+
+    Raises:
+        FileNotFoundError: with ``must_exist``, for the first file that does not exist (``"<path>: no such config
+            file."``).
+    """
+    files = config_file.split(",") if isinstance(config_file, str) else list(config_file)
+    for path in files if must_exist else ():
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: no such config file.")
+    return files
 
 
 def _parser(config_files: Sequence[str], overrides: dict[str, Any] | None) -> ConfigParser:
@@ -48,8 +73,8 @@ def reference_lesions(
     Args:
         config_files: the evaluation's config files (e.g. ``configs/train.json`` and ``configs/evaluate.json``).
         overrides: the evaluation's command-line overrides (e.g. ``{"datalist_file": ...}``).
-        merge_gap_mm: see :py:func:`bundle.metrics.outputs.label_lesions`; None: the config's ``merge_gap_mm``
-            (:py:data:`bundle.metrics.outputs.MERGE_GAP_MM` when it has none).
+        merge_gap_mm: see :py:func:`bundle.lesions.reference.label_lesions`; None: the config's ``merge_gap_mm``
+            (:py:data:`bundle.lesions.reference.MERGE_GAP_MM` when it has none).
 
     Returns:
         ``(components, merged, merge_gap_mm)``: per case, the lesions with ``merge_gap_mm=0`` and with the merge
@@ -205,6 +230,7 @@ def component_gaps(
             row[key] = None if gap is None or gap > search_mm else gap
     return rows
 
+
 def reference_gaps(
     config_files: Sequence[str], overrides: dict[str, Any] | None = None, split: str = "training"
 ) -> dict[str, Any]:
@@ -238,3 +264,14 @@ def reference_gaps(
                 lesion_gaps.append(row["lesion_gap_mm"])
     return {"cases": len(items), "components": n_components, "pieces": pieces,
             "piece_gaps_mm": sorted(g for g in piece_gaps if g is not None), "lesion_gaps_mm": sorted(lesion_gaps)}
+
+
+def format_reference_gaps(result: dict[str, Any]) -> str:
+    """The printout of :py:func:`reference_gaps`: one JSON line per piece (floats to 0.1), the counts, the piece
+    gaps and the 10 smallest gaps between lesions (mm)."""
+    lines = [json.dumps({k: (round(v, 1) if isinstance(v, float) else v) for k, v in piece.items()})
+             for piece in result["pieces"]]
+    lines.append(f"{result['cases']} cases, {result['components']} label components, {len(result['pieces'])} pieces")
+    lines.append(f"piece gaps (mm): {[round(g, 1) for g in result['piece_gaps_mm']]}")
+    lines.append(f"gaps between lesions (mm, smallest 10): {[round(g, 1) for g in result['lesion_gaps_mm'][:10]]}")
+    return "\n".join(lines)

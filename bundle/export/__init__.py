@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .bundle_export import export_bundle_onnx, load_bundle_network
-from .detector import LesionBoxDetector, voxel_box_to_world
+from .detector import LesionBoxDetector
 from .onnx import NetworkVariant, export_onnx
 
 __all__ = [
@@ -12,5 +12,4 @@ __all__ = [
     "export_bundle_onnx",
     "export_onnx",
     "load_bundle_network",
-    "voxel_box_to_world",
 ]

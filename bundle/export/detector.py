@@ -12,35 +12,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Callable
 
-import numpy as np
 import torch
 from monai.data import MetaTensor
 
-from bundle.lesions.rescore import check_rescore_threshold, rescore_lesions
-from bundle.lesions.find import find_lesions
+from bundle.lesions.extract import extract_lesions, lesion_probability
+from bundle.lesions.geometry import voxel_box_to_world
+from bundle.lesions.rescore import check_rescore_threshold
 
-__all__ = ["LesionBoxDetector", "voxel_box_to_world"]
-
-_RAS_TO_LPS = np.array([-1.0, -1.0, 1.0])
-
-
-def voxel_box_to_world(box_voxel: Any, affine: np.ndarray, lps: bool = True) -> list[float]:
-    """
-    A voxel box ``[[i0, j0, k0], [i1, j1, k1]]`` (start inclusive, stop exclusive) as world ``[cx, cy, cz, w, h,
-    d]`` mm: the axis-aligned hull of the box's voxel-edge corners mapped by ``affine`` (RAS), in LPS by default.
-    """
-    lo, hi = np.asarray(box_voxel[0], float) - 0.5, np.asarray(box_voxel[1], float) - 0.5
-    corners = np.array([[(lo, hi)[bit][axis] for axis, bit in enumerate(bits)] for bits in np.ndindex(2, 2, 2)])
-    world = corners @ affine[:3, :3].T + affine[:3, 3]  # (8, 3) RAS mm
-    if lps:
-        world = world * _RAS_TO_LPS
-    wmin, wmax = world.min(0), world.max(0)
-    return [*((wmin + wmax) / 2).tolist(), *(wmax - wmin).tolist()]
+__all__ = ["LesionBoxDetector"]
 
 
 class LesionBoxDetector:
     """
-    Lesion boxes of an image: the inferer's logits -> foreground probability -> :py:func:`find_lesions` -> boxes.
+    Lesion boxes of an image: the inferer's logits -> lesion probability -> lesions
+    (:py:func:`bundle.lesions.extract.extract_lesions`, as inference and evaluation) -> world boxes.
 
     Args:
         inferer: e.g. the bundle's routed sliding-window inferer, called as ``inferer(inputs, network)``.
@@ -101,12 +86,11 @@ class LesionBoxDetector:
         affines = torch.as_tensor(affines).reshape(-1, 4, 4).double().numpy()
         results = []
         for b in range(logits.shape[0]):
-            prob = torch.softmax(logits[b], 0)[self.foreground_channel].numpy()
+            prob = lesion_probability(logits[b], self.foreground_channel).numpy()
             affine = affines[min(b, len(affines) - 1)]
-            lesions = find_lesions(prob, affine, **self.lesion_kwargs)
-            if self.rescorer is not None:
-                image = torch.as_tensor(inputs[b, 0]).detach().cpu()
-                lesions, _ = rescore_lesions(self.rescorer, lesions, image, prob, affine, self.rescore_threshold)
+            image = torch.as_tensor(inputs[b, 0]).detach().cpu()
+            lesions = extract_lesions(prob, affine, self.lesion_kwargs, rescorer=self.rescorer, image=image,
+                                      rescore_threshold=self.rescore_threshold)  # fmt: skip
             boxes = [voxel_box_to_world(les["box_voxel"], affine, self.lps) for les in lesions]
             results.append(
                 {

@@ -5,7 +5,7 @@ import unittest
 from monai.bundle import ConfigParser
 from parameterized import parameterized
 
-from bundle.metrics.outputs import MERGE_GAP_MM
+from bundle.lesions.reference import MERGE_GAP_MM
 
 EVALUATIONS = [
     ("validation", ["configs/train.json"], "validate#key_metric#val_cpm#output_transform"),

@@ -195,35 +195,3 @@ class TestLesionInferenceEvaluator(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
-
-
-class TestLesionsToGrid(unittest.TestCase):
-    def test_downsampled_and_flipped_grid(self):
-        from bundle.engines.evaluator import lesions_to_grid
-        from bundle.lesions.find import find_lesions
-
-        blob = np.zeros((20, 20, 10), np.float32)
-        blob[4:8, 6:12, 2:5] = 1.0
-        (lesion,) = find_lesions(blob, np.eye(4))
-        # target grid: 2 mm along x, y flipped (voxel j at world y = 19 - j)
-        target = np.array([[2.0, 0, 0, 0], [0, -1.0, 0, 19.0], [0, 0, 1.0, 0], [0, 0, 0, 1.0]])
-        (mapped,) = lesions_to_grid([lesion], np.eye(4), target, (10, 20, 10))
-        np.testing.assert_allclose(mapped["center_voxel"], [2.75, 10.5, 3.0])
-        self.assertEqual(mapped["box_voxel"], [[2, 8, 2], [5, 14, 5]])
-        for key in ("center_mm", "diameter_mm", "volume_mm3", "score", "tier"):
-            self.assertEqual(mapped[key], lesion[key])
-        # world coordinates agree in both grids
-        np.testing.assert_allclose((target @ [*mapped["center_voxel"], 1.0])[:3], lesion["center_mm"])
-
-    def test_box_clipped_to_the_target(self):
-        from bundle.engines.evaluator import lesions_to_grid
-
-        lesion = {"center_voxel": [0.0, 0.0, 0.0], "box_voxel": [[0, 0, 0], [3, 3, 3]], "center_mm": [0.0] * 3}
-        (mapped,) = lesions_to_grid([lesion], np.eye(4), np.diag([1.0, 1.0, 1.0, 1.0]), (2, 2, 2))
-        self.assertEqual(mapped["box_voxel"], [[0, 0, 0], [2, 2, 2]])
-
-    def test_ill_affine(self):
-        from bundle.engines.evaluator import lesions_to_grid
-
-        with self.assertRaisesRegex(ValueError, "affines"):
-            lesions_to_grid([], np.eye(3), np.eye(4), (2, 2, 2))

@@ -1,13 +1,26 @@
 from __future__ import annotations
 
+import json
+import tempfile
 import unittest
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from bundle.engines.explain import LesionScore, ball_mask, lesion_gradcam, render_explanation, world_to_voxel
+from bundle.engines.explain import (
+    LesionScore,
+    ball_mask,
+    explain_case,
+    explain_outputs,
+    lesion_gradcam,
+    render_explanation,
+    world_to_voxel,
+)
 from bundle.networks import GhostCAUNet
+from bundle.transforms import ct_preprocessing
+from tests.experiments.analysis.test_pipeline import write_cube_case
 
 
 class _ConstLogits(nn.Module):
@@ -83,6 +96,48 @@ class TestExplain(unittest.TestCase):
         # the score is the mean of the input over the 7-voxel ball: its input gradient is 1/7 inside, 0 outside
         np.testing.assert_allclose(result["saliency"], result["target"].astype(np.float32), atol=1e-6)
         self.assertEqual(result["layer"], "feat")
+
+
+class TestExplainOutputs(unittest.TestCase):
+    def test_explain_case_writes_next_to_overlay(self):
+        torch.manual_seed(0)
+        net = GhostCAUNet(features=(4, 8, 8, 8)).eval()
+        pre = ct_preprocessing(keys=["image"], pixdim=None, normalize="window", reader="NibabelReader")  # no ITK import
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            write_cube_case(root, "a")
+            case_dir = root / "out" / "a"
+            case_dir.mkdir(parents=True)
+            lesion = {"center_mm": [7.5, 7.5, 5.5], "diameter_mm": 5.0, "score": 0.9, "tier": "high"}
+            (case_dir / "lesions.json").write_text(json.dumps({"case": "a", "image": str(root / "a.nii.gz"),
+                                                               "lesions": [lesion, lesion]}))
+            written = explain_case(net, pre, case_dir, roi=(16, 16, 8), max_lesions=1)
+            self.assertEqual([p.name for p in written], ["explain_1.png"])
+            self.assertEqual((case_dir / "explain_1.png").read_bytes()[:4], b"\x89PNG")
+            with self.assertRaisesRegex(ValueError, "lesions.json: cannot read"):
+                explain_case(net, pre, root / "missing")
+
+    def test_explain_outputs_every_case_and_skips_bad_ones(self):
+        torch.manual_seed(0)
+        net = GhostCAUNet(features=(4, 8, 8, 8)).eval()
+        pre = ct_preprocessing(keys=["image"], pixdim=None, normalize="window", reader="NibabelReader")
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            write_cube_case(root, "a")
+            lesion = {"center_mm": [7.5, 7.5, 5.5], "diameter_mm": 5.0, "score": 0.9, "tier": "high"}
+            for case in ("a", "b", "c"):
+                (root / "out" / case).mkdir(parents=True)
+            (root / "out" / "a" / "lesions.json").write_text(
+                json.dumps({"case": "a", "image": str(root / "a.nii.gz"), "lesions": [lesion]}))
+            (root / "out" / "b" / "lesions.json").write_text("{")  # truncated file
+            # "c" has no lesions.json (a failed case): not a case to explain
+            with self.assertLogs("bundle.engines.explain", level="ERROR") as logs:
+                written = explain_outputs(net, pre, root / "out", roi=(16, 16, 8))
+            self.assertEqual([p.relative_to(root).as_posix() for p in written], ["out/a/explain_1.png"])
+            self.assertEqual(len(logs.output), 1)
+            self.assertIn("b/lesions.json: cannot read the lesions file", logs.output[0])
+            with self.assertRaisesRegex(ValueError, "net must be a PyTorch network with parameters"):
+                explain_outputs(torch.nn.Identity(), pre, root / "out")
 
 
 if __name__ == "__main__":

@@ -11,11 +11,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from bundle.experiments.reevaluate import component_gaps, rescore_evaluation
+from bundle.experiments.reevaluate import component_gaps, config_file_list, format_reference_gaps, rescore_evaluation
 from bundle.engines.report import write_detection_report
-from bundle.metrics.outputs import label_lesions
+from bundle.lesions.reference import label_lesions
 
 AFFINE = np.diag([1.0, 1.0, 2.5, 1.0])
+ROOT = Path(__file__).resolve().parents[2]  # the bundle root: python -m scripts.<name> runs from it
 
 
 class TestRescoreEvaluation(unittest.TestCase):
@@ -87,18 +88,25 @@ class TestRescoreEvaluation(unittest.TestCase):
 class TestScripts(unittest.TestCase):
     """The command-line entry points fail with one line naming the file and the problem, and exit 1."""
 
-    def run_script(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=300)
+    def run_script(self, module: str, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=300,
+                              cwd=ROOT)
 
     def test_rescore_eval_without_an_evaluation(self):
-        done = self.run_script("scripts/reevaluate.py", "--eval_dir", "runs/no_such_eval", "--output_dir", "/tmp/x")
+        done = self.run_script("scripts.reevaluate", "--eval_dir", "runs/no_such_eval", "--output_dir", "/tmp/x")
         self.assertEqual(done.returncode, 1)
         self.assertEqual(done.stderr.strip().splitlines(), [
             "rescore_eval: FileNotFoundError: runs/no_such_eval/per_scan.json: no such file (run the evaluation first)."
         ])
 
+    def test_rescore_eval_without_a_config_file(self):
+        done = self.run_script("scripts.reevaluate", "--eval_dir", "runs/no_such_eval", "--output_dir", "/tmp/x",
+                               "--config_file", "configs/train.json,configs/no_such.json")
+        self.assertEqual(done.returncode, 1)
+        self.assertEqual(done.stderr.strip().splitlines(), ["rescore_eval: configs/no_such.json: no such config file."])
+
     def test_reference_gaps_without_a_datalist(self):
-        done = self.run_script("scripts/reference_gaps.py", "--dataset_dir", "/no/such/dir")
+        done = self.run_script("scripts.reference_gaps", "--dataset_dir", "/no/such/dir")
         self.assertEqual(done.returncode, 1)
         self.assertIn("reference_gaps: ValueError: datalist file /no/such/dir/datalist.json does not exist.",
                       done.stderr.strip().splitlines()[-1])
@@ -129,6 +137,26 @@ class TestComponentGaps(unittest.TestCase):
         self.assertEqual(sorted(r["piece"] for r in rows), [False, True])
         self.assertEqual([r["lesion_gap_mm"] for r in rows if r["piece"]], [3.0])
         self.assertEqual([r["lesion_gap_mm"] for r in rows if not r["piece"]], [None])  # no other listed lesion
+
+
+class TestCommandLineHelpers(unittest.TestCase):
+    def test_config_file_list(self):
+        self.assertEqual(config_file_list("a.json,b.json"), ["a.json", "b.json"])
+        self.assertEqual(config_file_list(("a.json",)), ["a.json"])
+        self.assertEqual(config_file_list([str(ROOT / "configs" / "train.json")], must_exist=True),
+                         [str(ROOT / "configs" / "train.json")])
+        with self.assertRaisesRegex(FileNotFoundError, r"^/no/b.json: no such config file.$"):
+            config_file_list(f"{ROOT / 'configs' / 'train.json'},/no/b.json", must_exist=True)
+
+    def test_format_reference_gaps(self):
+        result = {"cases": 2, "components": 3, "pieces": [{"case": "a", "piece": True, "gap_mm": 3.04, "n": 4}],
+                  "piece_gaps_mm": [3.04], "lesion_gaps_mm": [float(g) for g in range(20, 8, -1)][::-1]}
+        self.assertEqual(format_reference_gaps(result).splitlines(), [
+            '{"case": "a", "piece": true, "gap_mm": 3.0, "n": 4}',
+            "2 cases, 3 label components, 1 pieces",
+            "piece gaps (mm): [3.0]",
+            "gaps between lesions (mm, smallest 10): [9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 16.0, 17.0, 18.0]",
+        ])  # fmt: skip
 
 
 if __name__ == "__main__":

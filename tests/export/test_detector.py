@@ -9,7 +9,7 @@ import torch
 from monai.data import MetaTensor
 from monai.inferers import SimpleInferer
 
-from bundle.export.detector import LesionBoxDetector, voxel_box_to_world
+from bundle.export.detector import LesionBoxDetector
 from bundle.export.monailabel_compat import STASH_PREFIX, RestoreKeysd, StashKeysd
 
 AFFINE = np.diag([1.0, 2.0, 2.5, 1.0])
@@ -24,12 +24,6 @@ class Ball(torch.nn.Module):
 
 
 class TestDetector(unittest.TestCase):
-    def test_voxel_box_to_world(self):
-        box = voxel_box_to_world([[2, 3, 4], [6, 5, 8]], AFFINE, lps=False)  # voxels 2..5, 3..4, 4..7
-        np.testing.assert_allclose(box, [10 + 3.5, -20 + 7.0, 5 + 13.75, 4.0, 4.0, 10.0])
-        lps = voxel_box_to_world([[2, 3, 4], [6, 5, 8]], AFFINE)
-        np.testing.assert_allclose(lps, [-13.5, 13.0, 18.75, 4.0, 4.0, 10.0])
-
     def test_boxes(self):
         img = torch.zeros(1, 1, 20, 20, 12)
         img[..., 4:10, 6:12, 3:7] = 1.0

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage, stats
 
-from bundle.metrics.outputs import MERGE_GAP_MM, merge_fragments
+from bundle.lesions.reference import MERGE_GAP_MM, merge_fragments
 
 __all__ = ["SIZE_BANDS", "FEATURES", "size_band_of", "gradient_magnitude", "lesion_features", "summarize_by_band"]
 
@@ -80,11 +80,11 @@ def lesion_features(
         image: intensities (CT: HU) of shape (X, Y[, Z]).
         label: lesion mask of the same shape; nonzero is lesion, connected components (full connectivity) are
             lesions, except that components within ``merge_gap_mm`` of each other are one lesion, as the detection
-            metrics read them (:py:func:`bundle.metrics.outputs.label_lesions`).
+            metrics read them (:py:func:`bundle.lesions.reference.label_lesions`).
         spacing: voxel size in mm per axis.
         ring_mm: outer radius of the surrounding ring in mm (> 0). Defaults to 3.
         merge_gap_mm: see ``label``; 0 makes every component a lesion. Defaults to
-            :py:data:`bundle.metrics.outputs.MERGE_GAP_MM`.
+            :py:data:`bundle.lesions.reference.MERGE_GAP_MM`.
 
     Returns:
         one dict per lesion (component order): ``center_voxel``, ``n_voxels``, ``volume_mm3``, ``diameter_mm``,

@@ -7,6 +7,7 @@ so the windows the analyses feed the network are the ones it was trained and run
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -20,10 +21,11 @@ import torch
 import torch.nn as nn
 
 from bundle.experiments.analysis import figures
-from bundle.engines.explain import ball_mask, lesion_gradcam, render_explanation, world_to_voxel
+from bundle.engines.explain import ball_mask, read_case_outputs, world_to_voxel
 from bundle.experiments.analysis.features import lesion_features, summarize_by_band
 from bundle.experiments.analysis.responses import attention_gain, layer_responses, response_map, screening_auc, stage_modules
 from bundle.experiments.analysis.responses import capture_outputs, sliding_response_maps
+from bundle.experiments.markdown import decimal_cell, markdown_table
 from bundle.inferers.windows import grid_windows, lesion_windows
 from bundle.data.datalist import load_datalist
 from bundle.io.atomic import atomic_write_bytes, atomic_write_text
@@ -35,12 +37,12 @@ __all__ = [
     "run_features",
     "run_layers",
     "run_attention",
-    "explain_case",
-    "explain_outputs",
     "run_case_layers",
 ]
 
 logger = logging.getLogger(__name__)
+
+_DECIMALS_2 = functools.partial(decimal_cell, digits=2)  # the feature and slice tables
 
 FEATURE_COLUMNS = [("band", "size band (mm)"), ("n", "lesions"), ("lesion_mean", "lesion mean"),
                    ("surround_mean", "surround mean"), ("diff_mean", "contrast"), ("abs_diff_mean", "abs contrast"),
@@ -138,7 +140,7 @@ def run_features(
     outside = sum(r["size_band"] is None for r in records)
     result = {"n_cases": len(entries), "n_lesions": len(records), "n_outside_bands": outside, "ring_mm": ring_mm,
               "unit": unit, "bands": rows, "lesions": records}
-    table = figures.markdown_table(rows, FEATURE_COLUMNS, digits=2)
+    table = markdown_table(rows, FEATURE_COLUMNS, _DECIMALS_2) + "\n"
     title = f"{Path(datalist).parent.name}: {len(records)} lesions of {len(entries)} cases ({outside} outside 3-30 mm)"
     _write(Path(prefix), result, table, {"": figures.plot_features(rows, title, unit)})
     return result
@@ -177,9 +179,10 @@ def run_layers(
     all_w, all_m = torch.cat(windows), torch.cat(masks)
     summary = layer_responses(net, all_w, all_m)
     rows = [{"stage": k, **v} for k, v in summary.items()]
-    table = figures.markdown_table(rows, [("stage", "stage"), ("lesion", "lesion response"),
-                                          ("background", "background response"), ("ratio", "ratio"),
-                                          ("median_window_ratio", "median window ratio"), ("n_windows", "windows")])
+    table = markdown_table(rows, [("stage", "stage"), ("lesion", "lesion response"),
+                                  ("background", "background response"), ("ratio", "ratio"),
+                                  ("median_window_ratio", "median window ratio"), ("n_windows", "windows")],
+                           decimal_cell) + "\n"
     pngs = {"": figures.plot_layer_ratios(summary, f"{len(all_w)} lesion windows of {n_cases} cases")}
     if example is not None:
         w, m, case = example
@@ -223,11 +226,11 @@ def run_attention(
     rows.append({"where": "lesion probability (basic -> full)", "lesion_gain": p["lesion_gain"],
                  "background_gain": p["background_gain"], "contrast_before": p["basic"]["ratio"],
                  "contrast_after": p["full"]["ratio"], "contrast_gain": p["contrast_gain"]})
-    table = figures.markdown_table(rows, [("where", "measured at"), ("lesion_gain", "lesion gain"),
-                                          ("background_gain", "background gain"),
-                                          ("contrast_before", "lesion/background before"),
-                                          ("contrast_after", "lesion/background after"),
-                                          ("contrast_gain", "contrast gain")])
+    table = markdown_table(rows, [("where", "measured at"), ("lesion_gain", "lesion gain"),
+                                  ("background_gain", "background gain"),
+                                  ("contrast_before", "lesion/background before"),
+                                  ("contrast_after", "lesion/background after"),
+                                  ("contrast_gain", "contrast gain")], decimal_cell) + "\n"
     table += (f"\nScreening ROC AUC over {screening['n_windows']} tiled windows ({screening['n_positive']} with "
               f"lesion voxels): score {_fmt(screening['auc'])}, edge part {_fmt(screening['auc_edge'])}, semantic "
               f"part {_fmt(screening['auc_semantic'])}.\n")
@@ -241,74 +244,6 @@ def run_attention(
 
 def _fmt(value: float | None) -> str:
     return "undefined" if value is None else f"{value:.3f}"
-
-
-def _read_case(case_dir: Path, preprocessing: Callable) -> tuple[dict, torch.Tensor, np.ndarray]:
-    """``lesions.json`` of an inference case folder and the image it names, preprocessed: (found, (C, *S), affine)."""
-    path = case_dir / "lesions.json"
-    try:
-        found = json.loads(path.read_text())
-        image_path, _ = found["image"], found["lesions"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{path}: cannot read the lesions file ({type(e).__name__}: {e}).") from e
-    try:
-        data = preprocessing({"image": image_path})
-    except Exception as e:  # MONAI wraps reader errors in RuntimeError
-        raise ValueError(f"{image_path}: cannot read or preprocess the image ({' '.join(str(e).split())[:300]}).") from e
-    image = torch.as_tensor(data["image"]).float()
-    return found, image, np.asarray(data["image"].affine, dtype=np.float64)
-
-
-def explain_case(
-    net: nn.Module, preprocessing: Callable, case_dir: str | os.PathLike, roi: Sequence[int] = (64, 64, 32),
-    max_lesions: int | None = None, target_layer: str = "net.decoder.1",
-) -> list[Path]:
-    """
-    Write ``explain_<k>.png`` (k = 1, 2, ... as numbered in ``overlay.png``) into ``case_dir`` for the lesions of
-    its ``lesions.json``, from the image the file names, preprocessed like the inference.
-
-    Raises:
-        ValueError: when ``case_dir`` has no readable ``lesions.json`` or the image cannot be read (naming it).
-    """
-    case_dir = Path(case_dir)
-    found, image, affine = _read_case(case_dir, preprocessing)
-    lesions = found["lesions"]
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)
-    written = []
-    for k, lesion in enumerate(lesions[:max_lesions] if max_lesions else lesions, start=1):
-        center = world_to_voxel(lesion["center_mm"], affine)
-        result = lesion_gradcam(net, image, center, float(lesion["diameter_mm"]) / 2, spacing, roi, target_layer)
-        title = f"{found.get('case', case_dir.name)} #{k}: {float(lesion['diameter_mm']):.1f} mm, score {lesion['score']}"
-        written.append(atomic_write_bytes(case_dir / f"explain_{k}.png", render_explanation(result, title, spacing),
-                                          protected=[found["image"]]))
-    return written
-
-
-def explain_outputs(
-    net: nn.Module, preprocessing: Callable, output_dir: str | os.PathLike, roi: Sequence[int] = (64, 64, 32),
-    max_lesions: int | None = None, target_layer: str = "net.decoder.1",
-) -> list[Path]:
-    """
-    :py:func:`explain_case` for every case folder of an inference run (each ``<output_dir>/<case>/lesions.json``,
-    sorted), so that ``explain_<k>.png`` lands next to each case's ``overlay.png``; meant as an optional step of
-    ``configs/inference.json``'s ``run`` list. A case that cannot be explained is logged and skipped.
-
-    Returns:
-        the written PNG paths.
-
-    Raises:
-        ValueError: when ``net`` has no parameters (the ONNX Runtime backend: Grad-CAM needs gradients).
-    """
-    if not any(True for _ in net.parameters()):
-        raise ValueError(f"net must be a PyTorch network with parameters to explain detections (backend 'torch'), "
-                         f"got {type(net).__name__}.")
-    written: list[Path] = []
-    for path in sorted(Path(output_dir).glob("*/lesions.json")):
-        try:
-            written += explain_case(net, preprocessing, path.parent, roi, max_lesions, target_layer)
-        except ValueError as e:
-            logger.error("explanation skipped: %s", e)
-    return written
 
 
 def _detection_masks(lesions: Sequence[dict], affine: np.ndarray, shape: Sequence[int]) -> list[np.ndarray]:
@@ -341,7 +276,7 @@ def run_case_layers(
         ValueError: when the case cannot be read or ``lesion`` is not a detection number of the file.
     """
     case_dir = Path(case_dir)
-    found, image, affine = _read_case(case_dir, preprocessing)
+    found, image, affine = read_case_outputs(case_dir, preprocessing)
     lesions = found["lesions"]
     if not 1 <= int(lesion) <= len(lesions):
         raise ValueError(f"{case_dir / 'lesions.json'}: lesion must be 1..{len(lesions)}, got lesion={lesion}.")
@@ -370,7 +305,7 @@ def run_case_layers(
                                   f"#{lesion}); detections outlined", crop=_display(body, k_slab),
                                   panel_inches=2.6, palette=True)
     columns = [("detection", "detection"), ("diameter_mm", "diameter mm")] + [(k, k) for k in maps]
-    table = figures.markdown_table(rows, columns, digits=2)
+    table = markdown_table(rows, columns, _DECIMALS_2) + "\n"
     result = {"case": case, "image": _portable_path(found["image"]), "lesion": int(lesion),
               "slab": [z0, z0 + depth], "slice": z0 + k_slab, "roi": list(roi), "overlap": overlap, "ratios": rows}
     _write(Path(prefix), result, table, {"": png})

@@ -46,7 +46,7 @@ from scipy import ndimage
 from bundle.engines.budget import TrainingTimeLimit
 from bundle.engines.report import write_detection_report
 from bundle.metrics import format_table
-from bundle.metrics.outputs import MERGE_GAP_MM, label_lesions
+from bundle.lesions.reference import MERGE_GAP_MM, label_lesions
 
 __all__ = [
     "DETECTORS",

@@ -1,0 +1,77 @@
+"""Lesion boxes between voxel grids and the world: one corner mapping for every place that needs it.
+
+A lesion's ``box_voxel`` is ``[[start...], [stop...]]`` (start inclusive, stop exclusive) on the grid where it was
+found. Its voxel-edge corners (``start - 0.5`` and ``stop - 0.5`` on every axis) mapped by an affine give the box in
+mm (:py:func:`voxel_box_to_world`, what MONAI Label's detection writer reads) or, through a second affine, on
+another grid of the same world (:py:func:`lesions_to_grid`, preprocessed grid -> the input's own grid).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from monai.utils import convert_to_tensor
+
+__all__ = ["box_edge_corners", "lesions_to_grid", "voxel_box_to_world"]
+
+_RAS_TO_LPS = np.array([-1.0, -1.0, 1.0])
+
+
+def box_edge_corners(box_voxel: Any) -> np.ndarray:
+    """The ``2**N`` voxel-edge corners (2**N, N) of an N-D voxel box ``[[start...], [stop...]]``."""
+    start, stop = (np.asarray(b, dtype=np.float64) for b in box_voxel)
+    nd = len(start)
+    bits = np.array(np.meshgrid(*[[0, 1]] * nd, indexing="ij")).reshape(nd, -1).T  # (2**N, N) of 0/1
+    return np.where(bits == 0, start - 0.5, stop - 0.5)
+
+
+def _map(points: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """``points`` (P, N) mapped by the (N+1, N+1) ``affine``."""
+    return points @ affine[:-1, :-1].T + affine[:-1, -1]
+
+
+def voxel_box_to_world(box_voxel: Any, affine: np.ndarray, lps: bool = True) -> list[float]:
+    """
+    A voxel box ``[[i0, j0, k0], [i1, j1, k1]]`` (start inclusive, stop exclusive) as world ``[cx, cy, cz, w, h,
+    d]`` mm: the axis-aligned hull of the box's voxel-edge corners mapped by ``affine`` (RAS), in LPS by default.
+    """
+    world = _map(box_edge_corners(box_voxel), np.asarray(affine, dtype=np.float64))  # (8, 3) RAS mm
+    if lps:
+        world = world * _RAS_TO_LPS
+    wmin, wmax = world.min(0), world.max(0)
+    return [*((wmin + wmax) / 2).tolist(), *(wmax - wmin).tolist()]
+
+
+def lesions_to_grid(
+    lesions: Sequence[Mapping[str, Any]],
+    from_affine: np.ndarray | torch.Tensor,
+    to_affine: np.ndarray | torch.Tensor,
+    to_shape: Sequence[int],
+) -> list[dict[str, Any]]:
+    """Lesion records of one voxel grid re-expressed in another grid of the same world (e.g. preprocessed -> input).
+
+    ``center_voxel`` is mapped through ``inv(to_affine) @ from_affine``; ``box_voxel`` becomes the smallest box of the
+    target grid that holds the mapped box (its voxel-edge corners), clipped to ``to_shape``; ``center_mm``,
+    ``diameter_mm``, ``volume_mm3``, ``score`` and ``tier`` are physical or grid-free and kept.
+
+    Raises:
+        ValueError: when an affine is not (N+1, N+1) for N = ``len(to_shape)``.
+    """
+    nd = len(to_shape)
+    src = np.asarray(convert_to_tensor(from_affine, track_meta=False).cpu(), dtype=np.float64)
+    dst = np.asarray(convert_to_tensor(to_affine, track_meta=False).cpu(), dtype=np.float64)
+    if src.shape != (nd + 1, nd + 1) or dst.shape != (nd + 1, nd + 1):
+        raise ValueError(f"affines must be {(nd + 1, nd + 1)} for a {nd}-D grid, got {src.shape} and {dst.shape}.")
+    m = np.linalg.inv(dst) @ src
+    out = []
+    for lesion in lesions:
+        center = _map(np.asarray(lesion["center_voxel"], float)[None], m)[0]
+        mapped = _map(box_edge_corners(lesion["box_voxel"]), m).T  # (N, 2**N)
+        lo = np.clip(np.floor(mapped.min(axis=1) + 0.5), 0, np.asarray(to_shape) - 1).astype(int)
+        hi = np.clip(np.ceil(mapped.max(axis=1) + 0.5), lo + 1, np.asarray(to_shape)).astype(int)
+        out.append({**lesion, "center_voxel": [float(v) for v in center],
+                    "box_voxel": [[int(v) for v in lo], [int(v) for v in hi]]})
+    return out
