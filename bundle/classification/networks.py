@@ -33,6 +33,7 @@ from torchvision.models import mobilenet_v2, resnet18
 
 from bundle.networks.blocks.coord_attention import CoordinateAttention
 from bundle.networks.blocks.ghost import GhostModule
+from bundle.engines.pretrained import load_pretrained
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -129,7 +130,10 @@ def mobilenet_v2_weights_path() -> Path:
 
 def load_pretrained_weights(model: nn.Module, path: str | os.PathLike, key: str | None = None) -> dict[str, int]:
     """
-    Load every tensor of a state dict file whose name and shape match ``model``; report the rest.
+    Load every tensor of a state dict file whose name and shape match ``model``; report the rest as counts.
+
+    The loading is :py:func:`bundle.engines.pretrained.load_pretrained` (the bundle's one partial loader), with a
+    file that matches nothing reported as ``matched == 0`` instead of raised.
 
     Args:
         model: the module to load into (in place).
@@ -144,32 +148,8 @@ def load_pretrained_weights(model: nn.Module, path: str | os.PathLike, key: str 
     Raises:
         ValueError: when ``path`` is not a file, or it holds no state dict (under ``key``).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"path must be an existing weights file, got path={str(path)!r}.")
-    loaded = torch.load(path, map_location="cpu", weights_only=True)
-    if key is not None:
-        if not isinstance(loaded, dict) or key not in loaded:
-            raise ValueError(f"key={key!r} is not an entry of the weights file {str(path)!r}.")
-        loaded = loaded[key]
-    elif isinstance(loaded, dict):
-        for candidate in ("model", "state_dict"):
-            if isinstance(loaded.get(candidate), dict):
-                loaded = loaded[candidate]
-                break
-    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
-        raise ValueError(f"path must hold a state dict of tensors, got {type(loaded).__name__} in {str(path)!r}.")
-    own = model.state_dict()
-    matched = {k: v for k, v in loaded.items() if k in own and own[k].shape == v.shape}
-    counts = {
-        "matched": len(matched),
-        "missing": len([k for k in own if k not in loaded]),
-        "unexpected": len([k for k in loaded if k not in own]),
-        "shape_mismatch": len([k for k in loaded if k in own and own[k].shape != loaded[k].shape]),
-    }
-    model.load_state_dict(matched, strict=False)
-    logger.info("loaded %s: %s", path.name, counts)
-    return counts
+    report = load_pretrained(model, path, key=key, allow_no_match=True)
+    return {name: value if isinstance(value, int) else len(value) for name, value in report.items()}
 
 
 def mobilenet_v2_classifier(

@@ -108,7 +108,7 @@ def read_checkpoint(path: PathLike, required_keys: Sequence[str] = ()) -> Any:
 
 
 def load_pretrained(
-    network: torch.nn.Module, path: PathLike, key: str | None = None, strict: bool = False
+    network: torch.nn.Module, path: PathLike, key: str | None = None, strict: bool = False, allow_no_match: bool = False
 ) -> dict[str, Any]:
     """
     Copy the tensors of a pretrained checkpoint into ``network`` where both the name and the shape match.
@@ -127,6 +127,8 @@ def load_pretrained(
             else ``"state_dict"``.
         strict: when True, every tensor of the network and of the checkpoint must match by name and shape, else
             a ``ValueError`` is raised and nothing is copied. Defaults to False.
+        allow_no_match: return the report when no tensor matches instead of raising (for callers that count the
+            matches themselves, e.g. a classifier head initialised from a partly related file). Defaults to False.
 
     Returns:
         a report ``{"matched": int, "missing": [names], "unexpected": [names], "shape_mismatch": [names]}``:
@@ -137,7 +139,7 @@ def load_pretrained(
     Raises:
         ValueError: when ``path`` does not exist or is not a readable ``torch.save`` file, when it holds no state
             dict (or ``key`` is not one of its entries), when no tensor matches (a checkpoint of another
-            architecture), or when ``strict`` is True and anything does not match. Each message names the file.
+            architecture) and ``allow_no_match`` is False, or when ``strict`` is True and anything does not match. Each message names the file.
 
     Examples::
 
@@ -164,7 +166,7 @@ def load_pretrained(
         f"missing {len(report['missing'])}, unexpected {len(report['unexpected'])}, "
         f"shape mismatch {len(report['shape_mismatch'])}"
     )
-    if not matched:
+    if not matched and not allow_no_match:
         raise ValueError(
             f"pretrained checkpoint '{path}' does not fit the network: {summary} (is it another architecture? "
             f"checkpoint names: {_short(sorted(source))})."

@@ -150,8 +150,12 @@ class TestTorchvisionClassifiers(unittest.TestCase):
             torch.save([torch.zeros(1)], not_dict)
             with self.assertRaisesRegex(ValueError, "state dict"):
                 load_pretrained_weights(nn.Linear(2, 2), not_dict)
-            with self.assertRaisesRegex(ValueError, "key"):
+            with self.assertRaisesRegex(ValueError, "state dict"):
                 load_pretrained_weights(nn.Linear(2, 2), not_dict, key="model")
+            nested = Path(tmp) / "nested.pt"
+            torch.save({"model": nn.Linear(2, 2).state_dict()}, nested)
+            with self.assertRaisesRegex(ValueError, "key"):
+                load_pretrained_weights(nn.Linear(2, 2), nested, key="weights")
 
     @parameterized.expand([["mobilenet_v2", 3, {"pretrained": False}], ["resnet18", 3, {}], ["ghost_ca", 1, {}]])
     def test_build_classifier(self, name, in_channels, kwargs):

@@ -119,6 +119,10 @@ class TestLoadPretrained(unittest.TestCase):
         self.assertIn(str(path), message)
         self.assertNotIn("\n", message)
         assert_same(self, target.state_dict(), before, before)
+        report = load_pretrained(target, path, allow_no_match=True)  # reported, not raised, and nothing copied
+        self.assertEqual(report["matched"], 0)
+        self.assertEqual(report["unexpected"], ["0.bias", "0.weight"])
+        assert_same(self, target.state_dict(), before, before)
 
     def test_strict_rejects_partial_match(self):
         source, target = make_net(1, out_channels=3), make_net(2)
