@@ -13,7 +13,6 @@ written at the end, also when the run itself is interrupted.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -32,6 +31,7 @@ from monai.transforms.inverse import InvertibleTransform
 from monai.utils import ForwardMode, convert_to_tensor
 from torch.utils.data import DataLoader
 
+from bundle.inferers.stats import scalar_stats, skipped_fraction, window_counts
 from bundle.io.errors import describe_exception
 from bundle.io.dicom import dicom_case_outputs
 from bundle.io.writers import case_done, check_output_dir, safe_case_name, write_case_outputs, write_summary
@@ -39,36 +39,10 @@ from bundle.lesions.extract import extract_lesions, lesion_probability
 from bundle.lesions.find import find_lesions
 from bundle.lesions.geometry import lesions_to_grid
 from bundle.lesions.rescore import check_rescore_threshold
-from bundle.tiers import TIER_NAMES
 
 __all__ = ["LesionInferenceEvaluator"]
 
 logger = logging.getLogger(__name__)
-
-
-def _window_counts(stats: Mapping[str, Any] | None) -> dict[str, int] | None:
-    """Windows per tier from a routed inferer's ``last_stats``: its ``num_high``/``num_medium``/``num_low``, else
-    counted from its ``windows`` list (records with a ``tier`` code 0/1/2); None for other inferers."""
-    if not isinstance(stats, Mapping):
-        return None
-    if all(f"num_{t}" in stats for t in TIER_NAMES):
-        return {t: int(stats[f"num_{t}"]) for t in TIER_NAMES}
-    windows = stats.get("windows")
-    if isinstance(windows, (list, tuple)) and all(isinstance(w, Mapping) and "tier" in w for w in windows):
-        codes = [int(w["tier"]) for w in windows]
-        return {name: codes.count(code) for code, name in enumerate(TIER_NAMES)}
-    return None
-
-
-def _scalars(stats: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The JSON-friendly scalar entries (numbers, strings, flat dicts of numbers) of ``last_stats``."""
-    out: dict[str, Any] = {}
-    for k, v in (stats or {}).items():
-        if isinstance(v, (bool, int, float, str)):
-            out[str(k)] = v
-        elif isinstance(v, Mapping) and all(isinstance(x, (int, float)) for x in v.values()):
-            out[str(k)] = {str(a): b for a, b in v.items()}
-    return out
 
 
 def _check_flags(**flags: Any) -> None:
@@ -398,9 +372,7 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
         else:
             affine = pre_affine
             overlay_np = np.asarray(overlay.float().cpu())[0]
-        windows = _window_counts(stats)
-        skipped = stats.get("skipped_fraction") if isinstance(stats, Mapping) else None
-        skipped = None if skipped is None or not math.isfinite(float(skipped)) else float(skipped)
+        windows, skipped = window_counts(stats), skipped_fraction(stats)
         meta = {
             "case": case,
             "image": path,
@@ -409,7 +381,7 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
             "affine": np.asarray(affine, dtype=np.float64).round(6).tolist(),
             "lesion_kwargs": self.lesion_kwargs,
             "windows": windows,
-            "inferer_stats": _scalars(stats),
+            "inferer_stats": scalar_stats(stats),
         }
         dicom = dicom_case_outputs(
             path, self.output_dir / safe_case_name(case), labels, affine, self.dicom_seg, self.protected
