@@ -11,18 +11,12 @@ writes ``errors.json`` and ``errors.md`` next to ``per_scan.json`` (or to ``--ou
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
-from pathlib import Path
 
 import fire
 
-if __package__ in (None, ""):  # run as a file: make the bundle root (parent of scripts/) importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bundle.experiments.analysis.errors import error_analysis, format_error_tables  # noqa: E402
-from bundle.io.atomic import atomic_write_text  # noqa: E402
+from bundle.experiments.analysis.errors import write_error_analysis
 
 
 def main(
@@ -41,17 +35,10 @@ def main(
         output_dir: where ``errors.json`` / ``errors.md`` go (default: the folder of ``per_scan``).
     """
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    for path in (datalist, per_scan):
-        if not Path(path).is_file():
-            sys.exit(f"error_analysis: {path}: no such file.")
     try:
-        analysis = error_analysis(datalist, per_scan, split, threshold)
+        table = write_error_analysis(datalist, per_scan, split, threshold, output_dir)
     except (ValueError, KeyError, OSError) as e:
         sys.exit(f"error_analysis: {e}")
-    table = format_error_tables(analysis)
-    out = Path(output_dir) if output_dir else Path(per_scan).parent
-    atomic_write_text(out / "errors.json", json.dumps(analysis, indent=2) + "\n")
-    atomic_write_text(out / "errors.md", table)
     print(table)
 
 

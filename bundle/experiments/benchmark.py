@@ -30,7 +30,8 @@ routed inferer routes it exactly as it routes the PyTorch network (gates include
 
 Rows. :py:func:`bundle.experiments.benchmark_plan.plan_tasks` lists every measurement as a named row
 (``"volume/GhostCAUNet/plain, onnxruntime"``); :py:func:`bundle.experiments.benchmark_plan.select_rows` picks a subset by glob
-pattern so that one comparison can be run alone (both re-exported here).
+pattern so that one comparison can be run alone; :py:func:`bundle.experiments.benchmark_report.run_benchmark` runs
+the chosen rows and writes the report.
 """
 
 from __future__ import annotations
@@ -50,15 +51,9 @@ from typing import Any
 
 import torch
 
+from bundle.experiments.benchmark_plan import BACKENDS, NETWORKS
+from bundle.experiments.memory import memory_probe
 from bundle.tiers import TIER_REPORT_ORDER
-from bundle.experiments.benchmark_plan import (
-    BACKENDS,
-    NETWORKS,
-    add_comparisons,
-    markdown_table,
-    plan_tasks,
-    select_rows,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -67,14 +62,10 @@ __all__ = [
     "export_benchmark_onnx",
     "end_to_end_command",
     "time_call",
-    "memory_probe",
     "run_worker",
     "worker",
-    "markdown_table",
-    "plan_tasks",
-    "select_rows",
-    "add_comparisons",
 ]
+
 
 def build_network(name: str, spatial_dims: int, weights: str | None = None) -> torch.nn.Module:
     """The bundle's network or a MONAI reference at the settings the benchmark compares (2 output channels).
@@ -169,43 +160,6 @@ def time_call(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> dict[
         times.append(time.perf_counter() - start)
         cpu.append(time.process_time() - start_cpu)
     return {"min_s": min(times), "median_s": statistics.median(times), "cpu_s": min(cpu)}
-
-
-def _status_mb(field: str) -> float | None:
-    """A ``VmRSS``/``VmHWM`` line of ``/proc/self/status`` in MB, or None where it does not exist."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return float(line.split()[1]) / 1024.0  # kB
-    except OSError:
-        pass
-    return None
-
-
-def memory_probe() -> Callable[[], dict[str, float | None]]:
-    """Start a peak-memory measurement; call the returned function at its end.
-
-    Returns:
-        a function returning ``{"peak_rss_mb", "added_peak_mb"}``: the process's peak resident size since the
-        probe started (since process start where the peak cannot be reset) and that peak minus the resident size
-        at the start (None where unknown).
-    """
-    reset = False
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # Linux >= 4.0: resets VmHWM to the current VmRSS
-        reset = True
-    except OSError:
-        pass
-    before = _status_mb("VmRSS")
-
-    def stop() -> dict[str, float | None]:
-        peak = _status_mb("VmHWM") if reset else None
-        if peak is None:
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
-        added = peak - before if reset and before is not None else None
-        return {"peak_rss_mb": peak, "added_peak_mb": added}
-
-    return stop
 
 
 def _inference(fn: Callable[[], Any]) -> Callable[[], Any]:

@@ -1,5 +1,5 @@
 """The rows of the CPU benchmark (:mod:`bundle.experiments.benchmark`): which measurements a full run makes, how a subset is
-picked by name, the relative columns computed from measured rows, and the Markdown table they are printed as."""
+picked by name and the relative columns computed from measured rows."""
 
 from __future__ import annotations
 
@@ -8,14 +8,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bundle.tiers import TIER_REPORT_ORDER
-
 __all__ = [
     "NETWORKS",
     "BACKENDS",
     "ORT",
     "GHOST_VOLUME_ROWS",
-    "markdown_table",
     "plan_tasks",
     "select_rows",
     "add_comparisons",
@@ -37,22 +34,6 @@ GHOST_VOLUME_ROWS = (
     ("plain" + ORT, False, None, False, "onnxruntime"),
     ("routed + lung-mask gate" + ORT, True, "mask", False, "onnxruntime"),
 )
-
-
-
-def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
-    """Markdown table of ``rows`` with ``columns`` given as (key, header); floats get 3 significant digits."""
-
-    def fmt(v: Any) -> str:
-        if isinstance(v, float):
-            return f"{v:.3g}"
-        if isinstance(v, dict):
-            return "/".join(str(v.get(k)) for k in (*TIER_REPORT_ORDER, "gated") if k in v)
-        return "" if v is None else str(v)
-
-    lines = ["| " + " | ".join(h for _, h in columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(fmt(r.get(k)) for k, _ in columns) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def plan_tasks(

@@ -11,15 +11,10 @@ import torch
 from monai.utils import optional_import
 
 from bundle.experiments.benchmark import (
-    add_comparisons,
     build_network,
     end_to_end_command,
     export_benchmark_onnx,
-    markdown_table,
-    memory_probe,
-    plan_tasks,
     run_worker,
-    select_rows,
     time_call,
     worker,
 )
@@ -28,7 +23,7 @@ from bundle.networks.runtime import onnx_variant_paths
 onnx, has_onnx = optional_import("onnx")
 _, has_ort = optional_import("onnxruntime")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the bundle root (run_worker imports bundle from it)
 TIMES = {"min_s", "median_s"}
 MEMORY = {"peak_rss_mb", "added_peak_mb"}
 
@@ -69,24 +64,6 @@ class TestHelpers(unittest.TestCase):
         self.assertLessEqual(result["min_s"], result["median_s"])
         self.assertGreaterEqual(result["cpu_s"], 0.0)
 
-    def test_memory_probe_sees_an_allocation(self):
-        stop = memory_probe()
-        block = torch.ones(64 * 2**20 // 4)  # 64 MB, touched
-        block += 1
-        result = stop()
-        self.assertEqual(set(result), MEMORY)
-        self.assertGreater(result["peak_rss_mb"], 0.0)
-        if result["added_peak_mb"] is not None:  # Linux: the peak was reset at the probe's start
-            self.assertGreater(result["added_peak_mb"], 50.0)
-            self.assertLess(result["added_peak_mb"], result["peak_rss_mb"])
-
-    def test_markdown_table(self):
-        rows = [{"a": 0.123456, "b": {"high": 1, "medium": 2, "low": 3, "gated": 0}}, {"a": None, "b": "x"}]
-        table = markdown_table(rows, [("a", "A"), ("b", "B")]).splitlines()
-        self.assertEqual(table[0], "| A | B |")
-        self.assertEqual(table[2], "| 0.123 | 1/2/3/0 |")
-        self.assertEqual(table[3], "|  | x |")
-
     def test_build_network(self):
         self.assertEqual(type(build_network("GhostCAUNet", 2)).__name__, "GhostCAUNet")
         with torch.no_grad():
@@ -95,65 +72,7 @@ class TestHelpers(unittest.TestCase):
             build_network("ResNet", 3)
 
 
-class TestRows(unittest.TestCase):
-    def setUp(self):
-        self.tasks = plan_tasks(2, 3, ROOT, "v.pt", "m.pt", "w.pt", (64, 64, 32), "s.onnx", "model.onnx")
-
-    def test_plan(self):
-        names = [t["row"] for t in self.tasks]
-        self.assertEqual(len(names), len(set(names)))
-        for row in ("slice/SwinUNETR/plain", "volume/SwinUNETR/plain", "detector/retinanet_resnet50/whole volume",
-                    "detector/retinanet_resnet10/whole volume",
-                    "slice/GhostCAUNet/plain, onnxruntime", "volume/GhostCAUNet/plain, onnxruntime",
-                    "volume/GhostCAUNet/routed + lung-mask gate, onnxruntime", "volume/GhostCAUNet/plain"):
-            self.assertIn(row, names)
-        for task in self.tasks:
-            self.assertEqual(task["threads"], 2)
-            if task["backend"] == "onnxruntime":
-                self.assertFalse(task.get("fold_batchnorm"))
-                self.assertEqual(task["onnx_path"], "s.onnx" if task["kind"] == "slice" else "model.onnx")
-        torch_gate, ort_gate = (
-            next(t for t in self.tasks if t["row"] == "volume/GhostCAUNet/routed + lung-mask gate" + suffix)
-            for suffix in ("", ", onnxruntime")
-        )
-        for key in ("routing", "mask", "weights", "roi_size", "repeats", "volume"):
-            self.assertEqual(torch_gate[key], ort_gate[key], key)  # same measurement, other backend
-
-    def test_select(self):
-        chosen = select_rows(self.tasks, ["volume/GhostCAUNet/plain*", "*/GhostCAUNet/routed + lung-mask gate"])
-        self.assertEqual([t["row"] for t in chosen], [
-            "volume/GhostCAUNet/plain", "volume/GhostCAUNet/plain, BN folded", "volume/GhostCAUNet/plain, onnxruntime",
-            "volume/GhostCAUNet/routed + lung-mask gate",
-        ])  # fmt: skip
-        chosen = select_rows(self.tasks, ["slice/UNet/plain", "*/GhostCAUNet/plain", "volume/*"])  # in pattern order
-        self.assertEqual([t["row"] for t in chosen[:3]],
-                         ["slice/UNet/plain", "slice/GhostCAUNet/plain", "volume/GhostCAUNet/plain"])
-        self.assertEqual(len(chosen), len({t["row"] for t in chosen}))  # each row once
-        self.assertEqual(len(select_rows(self.tasks, None)), len(self.tasks))
-        self.assertEqual([t["row"] for t in select_rows(self.tasks, "slice/UNet/*")], ["slice/UNet/plain"])
-        with self.assertRaisesRegex(ValueError, r"rows \['volume/ResNet\*'\] match no benchmark row"):
-            select_rows(self.tasks, ["volume/GhostCAUNet/plain", "volume/ResNet*"])
-
-    def test_comparisons(self):
-        rows = [
-            {"row": "volume/GhostCAUNet/plain", "kind": "volume", "network": "GhostCAUNet", "min_s": 10.0},
-            {"row": "volume/GhostCAUNet/routed + lung-mask gate", "kind": "volume", "network": "GhostCAUNet",
-             "min_s": 4.0},
-            {"row": "volume/GhostCAUNet/plain, onnxruntime", "kind": "volume", "network": "GhostCAUNet",
-             "min_s": 5.0, "backend": "onnxruntime"},
-            {"row": "volume/GhostCAUNet/routed + lung-mask gate, onnxruntime", "kind": "volume",
-             "network": "GhostCAUNet", "min_s": 2.5, "backend": "onnxruntime"},
-            {"row": "slice/GhostCAUNet/plain, onnxruntime", "kind": "slice", "network": "GhostCAUNet", "min_s": 1.0,
-             "backend": "onnxruntime"},  # its torch row was not run
-        ]  # fmt: skip
-        add_comparisons(rows)
-        self.assertAlmostEqual(rows[1]["saved_vs_plain"], 0.6)
-        self.assertAlmostEqual(rows[3]["saved_vs_plain"], 0.5)  # against the plain row of its own backend
-        self.assertAlmostEqual(rows[2]["torch_over_this"], 2.0)
-        self.assertAlmostEqual(rows[3]["torch_over_this"], 1.6)
-        self.assertNotIn("torch_over_this", rows[0])
-        self.assertNotIn("torch_over_this", rows[4])
-
+class TestCommands(unittest.TestCase):
     def test_end_to_end_command(self):
         task = {"routing": True, "threads": 2}
         self.assertNotIn("--backend", end_to_end_command(task, "out"))

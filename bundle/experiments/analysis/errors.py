@@ -19,6 +19,7 @@ import json
 import os
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import nibabel as nib
@@ -26,9 +27,16 @@ import numpy as np
 from scipy import ndimage
 
 from bundle.data.datalist import load_datalist
+from bundle.io.atomic import atomic_write_text
 from bundle.transforms.lung_mask import lung_mask
 
-__all__ = ["classify_false_positives", "recall_by_attribute", "error_analysis", "format_error_tables"]
+__all__ = [
+    "classify_false_positives",
+    "recall_by_attribute",
+    "error_analysis",
+    "format_error_tables",
+    "write_error_analysis",
+]
 
 _ATTRIBUTES = ("kind", "shape", "location", "size_band")
 _BANDS = ((3.0, 6.0, "3-6 mm"), (6.0, 10.0, "6-10 mm"), (10.0, 30.0, "10-30 mm"), (30.0, np.inf, ">= 30 mm"))
@@ -189,3 +197,28 @@ def format_error_tables(analysis: Mapping[str, Any]) -> str:
         lines += ["", f"| {attribute} | hits / lesions | recall |", "|---|---|---|"]
         lines += [f"| {v} | {r['hits']} / {r['total']} | {r['recall']:.2f} |" for v, r in values.items()]
     return "\n".join(lines) + "\n"
+
+
+def write_error_analysis(
+    datalist_file: str | os.PathLike,
+    per_scan_file: str | os.PathLike,
+    split: str = "validation",
+    threshold: float = 0.5,
+    output_dir: str | os.PathLike | None = None,
+) -> str:
+    """:py:func:`error_analysis` written as ``errors.json`` and ``errors.md`` (:py:func:`format_error_tables`) to
+    ``output_dir`` (default: the folder of ``per_scan_file``), atomically; returns the markdown.
+
+    Raises:
+        FileNotFoundError: when ``datalist_file`` or ``per_scan_file`` does not exist (``"<path>: no such file."``).
+        ValueError: when the number of scans differs between the two files.
+    """
+    for path in (datalist_file, per_scan_file):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: no such file.")
+    analysis = error_analysis(datalist_file, per_scan_file, split, threshold)
+    table = format_error_tables(analysis)
+    out = Path(output_dir) if output_dir else Path(per_scan_file).parent
+    atomic_write_text(out / "errors.json", json.dumps(analysis, indent=2) + "\n")
+    atomic_write_text(out / "errors.md", table)
+    return table

@@ -1,4 +1,5 @@
-"""Figures and markdown tables of the analyses (PNG bytes and text; the callers write them atomically)."""
+"""Figures of the analyses (PNG bytes; the callers write them atomically; the tables are
+:py:func:`bundle.experiments.markdown.markdown_table`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["markdown_table", "plot_features", "plot_layer_maps", "plot_layer_ratios", "plot_screening"]
+__all__ = ["plot_features", "plot_layer_maps", "plot_layer_ratios", "plot_screening"]
 
 
 def _png(fig: Figure, palette: bool = False) -> bytes:
@@ -33,28 +34,6 @@ def _new_figure(width: float, height: float) -> Figure:
     fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
-
-
-def _cell(value: Any, digits: int) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}" if abs(value) < 1e-3 and value != 0 else f"{value:.{digits}f}"
-    return str(value)
-
-
-def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]], digits: int = 3) -> str:
-    """
-    A markdown table: one line per row, ``columns`` as ``(key, header)``; None/NaN print as ``-``.
-
-    Args:
-        rows: dicts.
-        columns: ``(key, header)`` pairs, in order.
-        digits: decimals of floats. Defaults to 3.
-    """
-    lines = ["| " + " | ".join(h for _, h in columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(r.get(k), digits) for k, _ in columns) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
 
 
 def plot_features(rows: Sequence[Mapping[str, Any]], title: str = "", unit: str = "HU") -> bytes:

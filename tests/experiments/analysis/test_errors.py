@@ -8,7 +8,13 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from bundle.experiments.analysis.errors import classify_false_positives, error_analysis, format_error_tables, recall_by_attribute
+from bundle.experiments.analysis.errors import (
+    classify_false_positives,
+    error_analysis,
+    format_error_tables,
+    recall_by_attribute,
+    write_error_analysis,
+)
 from bundle.data.datalist import write_datalist
 
 SPACING = 4.0
@@ -84,6 +90,14 @@ class TestErrorAnalysis(unittest.TestCase):
             self.assertEqual(result["recall"]["size_band"]["3-6 mm"]["total"], 1)
             table = format_error_tables(result)
             self.assertIn("| lung | 1 | 1.00 | -850 |", table)
+            # written next to per_scan.json, or to output_dir
+            self.assertEqual(write_error_analysis(root / "datalist.json", root / "per_scan.json"), table)
+            self.assertEqual((root / "errors.md").read_text(), table)
+            self.assertEqual(json.loads((root / "errors.json").read_text()), json.loads(json.dumps(result)))
+            write_error_analysis(root / "datalist.json", root / "per_scan.json", output_dir=root / "out")
+            self.assertEqual((root / "out" / "errors.md").read_text(), table)
+            with self.assertRaisesRegex(FileNotFoundError, r"nowhere.json: no such file.$"):
+                write_error_analysis(root / "nowhere.json", root / "per_scan.json")
             # a per-scan file from another data set is refused
             per_scan["scans"].append(per_scan["scans"][0])
             (root / "per_scan.json").write_text(json.dumps(per_scan))
