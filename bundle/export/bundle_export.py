@@ -9,6 +9,7 @@ import torch
 from monai.bundle import ConfigParser
 from monai.config import PathLike
 
+from bundle.engines.pretrained import load_pretrained
 from bundle.export.onnx import export_onnx
 from bundle.networks.runtime import ONNX_VARIANTS, onnx_variant_paths
 
@@ -29,6 +30,7 @@ def load_bundle_network(
     Args:
         config_file: the bundle config defining ``net_id``.
         ckpt_file: a state dict, raw or ``{"model": state_dict}``; None uses ``<bundle_root>/models/model.pt``.
+            Loaded strictly by :py:func:`bundle.engines.pretrained.load_pretrained`.
         bundle_root: the bundle folder (set as the config's ``bundle_root``).
         net_id: the network's config id. Defaults to ``"network_def"``.
 
@@ -48,13 +50,7 @@ def load_bundle_network(
     ckpt = Path(ckpt_file) if ckpt_file is not None else Path(bundle_root) / "models" / "model.pt"
     if not ckpt.is_file():
         raise ValueError(f"checkpoint {str(ckpt)!r} does not exist.")
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    state = state.get("model", state) if isinstance(state, dict) else state
-    try:
-        network.load_state_dict(state)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[0]
-        raise ValueError(f"checkpoint {str(ckpt)!r} does not fit {net_id}: {first}") from e
+    load_pretrained(network, ckpt, strict=True)
     return network.cpu().eval(), parser
 
 

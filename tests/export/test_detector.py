@@ -10,7 +10,6 @@ from monai.data import MetaTensor
 from monai.inferers import SimpleInferer
 
 from bundle.export.detector import LesionBoxDetector
-from bundle.export.monailabel_compat import STASH_PREFIX, RestoreKeysd, StashKeysd
 
 AFFINE = np.diag([1.0, 2.0, 2.5, 1.0])
 AFFINE[:3, 3] = [10.0, -20.0, 5.0]
@@ -59,16 +58,6 @@ class TestDetector(unittest.TestCase):
             LesionBoxDetector(SimpleInferer())(torch.zeros(1, 1, 4, 4, 4))
         with self.assertRaisesRegex(ValueError, "inputs must be"):
             LesionBoxDetector(SimpleInferer(), network=Ball())(torch.zeros(1, 4, 4, 4))
-
-
-class TestCompat(unittest.TestCase):
-    def test_stash_restore(self):
-        data = {"image": 1, "image_path": "/x.nii.gz", "image_meta_dict": {"a": 1}, "label": 2}
-        stashed = StashKeysd("image")(data)
-        self.assertNotIn("image_path", stashed)
-        self.assertEqual(stashed[STASH_PREFIX + "image_path"], "/x.nii.gz")
-        self.assertEqual(stashed["image_meta_dict"], {"a": 1})  # dicts stay: Spacingd may update them
-        self.assertEqual(RestoreKeysd()(stashed), data)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""ONNX export of the three graphs and the ONNX Runtime stand-in network (tiny network, CPU)."""
+"""ONNX export of the three graphs, round-tripped through the ONNX Runtime network (tiny network, CPU)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from monai.utils import optional_import
 
 from bundle.export import export_onnx
-from bundle.networks.runtime import OnnxRuntimeNetwork, onnx_variant_paths, select_network
+from bundle.networks.runtime import OnnxRuntimeNetwork, onnx_variant_paths
 from bundle.inferers import RoutedSlidingWindowInferer, SuspicionRouter
 from bundle.networks import GhostCAUNet
 
@@ -83,17 +83,6 @@ class TestOnnxExport(unittest.TestCase):
             self.ort_net(torch.rand(1, 1, *ROI), enhancement="fast")
         with self.assertRaisesRegex(ValueError, "variants"):
             export_onnx(self.net, Path(self.tmp.name) / "x.onnx", ROI, variants=("half",))
-
-
-class TestSelectNetwork(unittest.TestCase):
-    def test_select(self):
-        a, b = torch.nn.Identity(), torch.nn.Identity()
-        self.assertIs(select_network("torch", a, b), a)
-        self.assertIs(select_network("onnxruntime", a, b), b)
-        with self.assertRaisesRegex(ValueError, "backend must be one of"):
-            select_network("tensorrt", a, b)
-        with self.assertRaisesRegex(ValueError, "not built"):
-            select_network("onnxruntime", a, None)
 
 
 if __name__ == "__main__":

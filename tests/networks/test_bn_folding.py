@@ -9,7 +9,7 @@ from parameterized import parameterized
 from bundle.inferers import RoutedSlidingWindowInferer
 from bundle.networks import GhostCAUNet
 from bundle.networks.bn_folding import count_batchnorm, fold_batchnorm
-from tests.networks.test_ghost_ca_unet import TINY
+from tests.networks.nets.test_ghost_ca_unet import TINY
 
 
 def trained_like(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
