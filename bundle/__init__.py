@@ -27,7 +27,8 @@ from pathlib import Path
 def _bundle_version() -> str:
     """The bundle's version as ``configs/metadata.json`` states it (one source); "unknown" without the file."""
     try:
-        return str(json.loads((Path(__file__).resolve().parents[1] / "configs" / "metadata.json").read_text())["version"])
+        metadata = Path(__file__).resolve().parents[1] / "configs" / "metadata.json"
+        return str(json.loads(metadata.read_text())["version"])
     except (OSError, ValueError, KeyError):
         return "unknown"
 

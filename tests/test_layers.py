@@ -104,7 +104,8 @@ class TestLayers(unittest.TestCase):
 
     def test_product_configs_never_name_the_research_package(self):
         for path in sorted((ROOT / "configs").rglob("*.json")):
-            self.assertNotIn("bundle.experiments", path.read_text(), f"{path.relative_to(ROOT)} names bundle.experiments")
+            text = path.read_text()
+            self.assertNotIn("bundle.experiments", text, f"{path.relative_to(ROOT)} names bundle.experiments")
 
     def test_package_docstring_names_every_package_and_version_is_the_metadata_version(self):
         for name in LAYERS:

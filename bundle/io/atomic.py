@@ -19,7 +19,9 @@ import numpy as np
 from monai.config import NdarrayOrTensor, PathLike
 from monai.utils import convert_to_numpy
 
-__all__ = ["atomic_path", "atomic_save_nifti", "atomic_write_bytes", "atomic_write_text", "check_not_input", "is_within"]
+__all__ = [
+    "atomic_path", "atomic_save_nifti", "atomic_write_bytes", "atomic_write_text", "check_not_input", "is_within"
+]
 
 
 def is_within(path: Path, root: Path) -> bool:

@@ -78,7 +78,9 @@ def merge_fragments(components: np.ndarray, count: int, spacing: Sequence[float]
     return groups[components]
 
 
-def label_lesions(label: np.ndarray, affine: np.ndarray | None, merge_gap_mm: float = MERGE_GAP_MM) -> list[dict[str, Any]]:
+def label_lesions(
+    label: np.ndarray, affine: np.ndarray | None, merge_gap_mm: float = MERGE_GAP_MM
+) -> list[dict[str, Any]]:
     """The ground-truth lesions of a label mask (H, W, D) (> 0 is lesion), with ``center_mm`` and ``diameter_mm``.
 
     One lesion per 26-connected component (8 in 2D), except that components within ``merge_gap_mm`` of each other

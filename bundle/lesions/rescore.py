@@ -5,8 +5,8 @@ CT (see ``docs/README.md``, "Experiments that did not help"). Their 3-D shape di
 (three Hessian eigenvalues of similar, negative size), a vessel a bright tube (one eigenvalue near zero, along its
 axis). :py:func:`candidate_features` measures that and a few other local quantities at each candidate's centre,
 and :py:class:`CandidateRescorer` maps them to a new score with a logistic regression fitted by
-:py:func:`bundle.lesions.rescorer_fit.fit_logistic` (``scripts/fit_rescorer.py``), as the false-positive-reduction stage of classical lung
-nodule CAD systems (Setio et al., IEEE TMI 2016) does with a CNN.
+:py:func:`bundle.lesions.rescorer_fit.fit_logistic` (``scripts/fit_rescorer.py``), as the false-positive-reduction
+stage of classical lung nodule CAD systems (Setio et al., IEEE TMI 2016) does with a CNN.
 
 Features (all computed on the preprocessed grid, the image windowed to [0, 1], anisotropic spacing respected):
 
@@ -160,8 +160,9 @@ class CandidateRescorer:
     network's score is kept as ``cnn_score`` and the features as ``features``.
 
     Args:
-        model: a dict from :py:func:`bundle.lesions.rescorer_fit.fit_logistic`, or the path of its JSON file; None keeps the network's score
-            and only attaches ``features`` (to collect the data that :py:func:`bundle.lesions.rescorer_fit.fit_logistic` fits).
+        model: a dict from :py:func:`bundle.lesions.rescorer_fit.fit_logistic`, or the path of its JSON file; None
+            keeps the network's score and only attaches ``features`` (to collect the data that
+            :py:func:`bundle.lesions.rescorer_fit.fit_logistic` fits).
         air_level: see :py:func:`candidate_features`. Default 0.3.
         features_log: optional JSON-lines file, emptied here; every call appends one line
             ``{"candidates": [{"center_mm", "cnn_score", "score", "features"}, ...]}`` in the order returned, which is

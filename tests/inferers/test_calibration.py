@@ -54,7 +54,8 @@ class TestSampleWindows(unittest.TestCase):
 class TestCalibrateFromData(unittest.TestCase):
     def test_sets_the_screening_buffers(self):
         torch.manual_seed(0)
-        net = GhostCAUNet(spatial_dims=3, features=(4, 8, 8), ghost_levels=(1,), ca_stages=(2,))  # 2 bottleneck positions per axis
+        # 16 / (2 * 2**2) = 2 bottleneck positions per axis
+        net = GhostCAUNet(spatial_dims=3, features=(4, 8, 8), ghost_levels=(1,), ca_stages=(2,))
         before = net.prototype.clone()
         stats = calibrate_screening_from_data(net, cases(), as_tensors, ROI, windows_per_case=4)
         self.assertEqual(stats["windows"], 8.0)

@@ -45,7 +45,8 @@ class TestMergeFragments(unittest.TestCase):
         self.assertEqual(len(lesions), 4)
         self.assertEqual(sorted(round(les["volume_mm3"]) for les in lesions), [10, 10, 45, 810])
         # the same lesions, in the same order, as the candidate extraction reads a binary map
-        found = find_lesions(spiculated_with_pieces().astype(np.float32), AFFINE, threshold=0.5, refine=False, nms_iou=1.0)
+        binary = spiculated_with_pieces().astype(np.float32)
+        found = find_lesions(binary, AFFINE, threshold=0.5, refine=False, nms_iou=1.0)
         self.assertEqual([les["box_voxel"] for les in lesions], [les["box_voxel"] for les in found])
         for a, b in zip(lesions, found):
             np.testing.assert_allclose(a["center_mm"], b["center_mm"], atol=1e-9)
