@@ -14,14 +14,10 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 
 import fire
 
-if __package__ in (None, ""):  # run as a file: make the bundle root (parent of scripts/) importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bundle.experiments.ablation import ablation_table, run_ablation  # noqa: E402
+from bundle.experiments.ablation import ablation_table, run_ablation
 
 
 def main(
@@ -50,9 +46,8 @@ def main(
             its stored candidates (``eval/per_scan.json``) or, without them, by evaluating its weights again.
     """
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    names = [v.strip() for v in variants.split(",")] if isinstance(variants, str) else variants
     results, failures = run_ablation(
-        dataset_dir, output_root, epochs, names, num_eval_cases, seed=seed, num_train_cases=num_train_cases,
+        dataset_dir, output_root, epochs, variants, num_eval_cases, seed=seed, num_train_cases=num_train_cases,
         time_limit_s=time_limit_s, rescore=rescore,
     )
     print(ablation_table(results))

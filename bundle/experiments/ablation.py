@@ -11,7 +11,7 @@ datalist's ``validation`` list), each in its own ``python -m monai.bundle run`` 
   (:py:func:`bundle.experiments.benchmark.build_network`);
 - ``swinunetr``: MONAI's ``SwinUNETR`` (the source paper's CNN-Transformer hybrid; feature size 12, the smallest);
 - ``retinanet_resnet50``, ``retinanet_resnet10``: MONAI's RetinaNet detectors (:py:mod:`bundle.experiments.comparison`),
-  trained on the same patches by ``scripts/detector_baseline.py`` and scored by the same lesion metrics.
+  trained on the same patches by ``python -m scripts.detector_baseline`` and scored by the same lesion metrics.
 
 The shared budget is the number of epochs and, optionally, a wall-clock limit on training (``time_limit_s``,
 :py:class:`bundle.engines.TrainingTimeLimit`): heavy networks cannot train 50 epochs on 2 CPU cores in hours, so
@@ -198,7 +198,7 @@ def run_variant(
     if rescore and not (ckpt_dir / "model.pt").is_file():
         raise RuntimeError(f"variant {name}: nothing to rescore, no {out / 'eval' / 'per_scan.json'} and no weights.")
     if name in DETECTORS:
-        script = [sys.executable, os.path.join(root, "scripts", "detector_baseline.py")]
+        script = [sys.executable, "-m", "scripts.detector_baseline"]  # run in the bundle root
         args = {"name": name, "overrides_file": override}
         if not rescore:
             _run([*script, "train"], {**args, "output_dir": out, "epochs": epochs, "time_limit_s": time_limit_s},
@@ -294,7 +294,7 @@ def run_ablation(
     dataset_dir: str,
     output_root: str,
     epochs: int,
-    variants: Sequence[str] | None = None,
+    variants: str | Sequence[str] | None = None,
     num_eval_cases: int | None = None,
     bundle_root: str = ".",
     seed: int = 0,
@@ -308,8 +308,11 @@ def run_ablation(
     ``output_root/ablation.md`` are rewritten after every variant, so a long run can be read while it goes; rows of
     variants not run this time are kept from an earlier ``ablation.json`` with the same settings. ``results`` holds
     every row, in table order. ``time_limit_s`` > 0 limits each variant's training to that many seconds.
-    ``rescore=True`` trains nothing and scores the variants again (see :py:func:`run_variant`).
+    ``rescore=True`` trains nothing and scores the variants again (see :py:func:`run_variant`). ``variants`` is a
+    list of names or one string of comma-separated names; None or empty runs every variant.
     """
+    if isinstance(variants, str):
+        variants = [v.strip() for v in variants.split(",")]
     names = list(variants) if variants else list(ALL_VARIANTS)
     for name in names:
         _check_name(name)

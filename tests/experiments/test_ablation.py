@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import unittest
 from unittest import mock
@@ -10,7 +11,7 @@ import torch
 from monai.bundle import ConfigParser
 from parameterized import parameterized
 
-from bundle import ablation
+from bundle.experiments import ablation
 from bundle.experiments.ablation import ALL_VARIANTS, LABELS, VARIANTS, ablation_table, variant_overrides
 
 
@@ -50,8 +51,10 @@ class TestAblation(unittest.TestCase):
         self.assertIn("[:2]", overrides["heldout_datalist"])
         calls = []
 
-        def fake_run(cmd, args, log_path, root):
+        def fake_run(cmd, args, log_path, bundle_root):
             calls.append((cmd[-1], args))
+            self.assertEqual(cmd[:3], [sys.executable, "-m", "scripts.detector_baseline"])  # a module of the root
+            self.assertEqual(bundle_root, os.path.abspath("."))
             if cmd[-1] == "evaluate":
                 os.makedirs(args["eval_dir"])
                 with open(os.path.join(args["eval_dir"], "metrics.json"), "w") as f:
@@ -167,6 +170,12 @@ class TestAblation(unittest.TestCase):
                 json.dump({**settings, "merge_gap_mm": None, "results": {"unet": m}, "failures": []}, f)
             results, _ = ablation.run_ablation("data", root, 3, ["ca"], 2)
             self.assertEqual(list(results), ["ca"])
+            # the command line's comma-separated names
+            calls.clear()
+            ablation.run_ablation("data", root, 3, "ca, unet", 2)
+            self.assertEqual([c[0] for c in calls], ["ca", "unet"])
+            with self.assertRaisesRegex(ValueError, "unknown ablation variant 'nope'"):
+                ablation.run_ablation("data", root, 3, "ca,nope", 2)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,26 @@ SegResNet and SwinUNETR, are variants of :py:mod:`bundle.experiments.ablation`).
 
 from __future__ import annotations
 
-from .retinanet import DETECTORS, boxes_from_label, boxes_to_candidates, build_detector, evaluate_detector, train_detector
+from .retinanet import (
+    DETECTORS,
+    EVALUATE_CONFIG_FILES,
+    TRAIN_CONFIG_FILES,
+    boxes_from_label,
+    boxes_to_candidates,
+    build_detector,
+    evaluate_detector,
+    read_overrides_file,
+    train_detector,
+)
 
-__all__ = ["DETECTORS", "boxes_from_label", "boxes_to_candidates", "build_detector", "evaluate_detector", "train_detector"]
+__all__ = [
+    "DETECTORS",
+    "EVALUATE_CONFIG_FILES",
+    "TRAIN_CONFIG_FILES",
+    "boxes_from_label",
+    "boxes_to_candidates",
+    "build_detector",
+    "evaluate_detector",
+    "read_overrides_file",
+    "train_detector",
+]

@@ -21,6 +21,7 @@ the lung envelope as the bundle's evaluation does. The output files are those of
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -50,6 +51,9 @@ from bundle.lesions.reference import MERGE_GAP_MM, label_lesions
 
 __all__ = [
     "DETECTORS",
+    "TRAIN_CONFIG_FILES",
+    "EVALUATE_CONFIG_FILES",
+    "read_overrides_file",
     "boxes_from_label",
     "boxes_to_candidates",
     "build_detector",
@@ -63,6 +67,35 @@ logger = logging.getLogger(__name__)
 DETECTORS: dict[str, tuple[int, int]] = {"retinanet_resnet50": (50, 256), "retinanet_resnet10": (10, 64)}
 # the zoo's base anchors [6, 8, 4], [8, 6, 5], [10, 10, 6] voxels at 0.703 x 0.703 x 1.25 mm, on 1 x 1 x 2.5 mm
 ANCHOR_SHAPES = ((4, 6, 2), (6, 4, 2), (7, 7, 3))
+_CONFIGS = Path(__file__).resolve().parents[3] / "configs"  # the bundle's configs/
+# what ``python -m scripts.detector_baseline`` trains and evaluates with (the overrides go on top)
+TRAIN_CONFIG_FILES = [str(_CONFIGS / "train.json")]
+EVALUATE_CONFIG_FILES = [str(_CONFIGS / "train.json"), str(_CONFIGS / "evaluate.json")]
+
+
+def read_overrides_file(path: str | None, weights: str | None = None) -> dict[str, Any]:
+    """
+    The config overrides of a detector run: the JSON object in ``path`` (none when ``path`` is None or empty).
+
+    Args:
+        path: a JSON file holding one object of config overrides (``dataset_dir``, ``seed``, ``train_all`` ...).
+        weights: the weights an evaluation will load; checked first, when given.
+
+    Raises:
+        ValueError: when ``weights`` is not a file, ``path`` cannot be read or parsed, or holds no JSON object.
+    """
+    if weights is not None and not Path(weights).is_file():
+        raise ValueError(f"{weights}: no such weights file.")
+    if not path:
+        return {}
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: cannot read the overrides file ({err}).") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: the overrides file must hold a JSON object, got {type(data).__name__}.")
+    return data
 
 
 def _fpn_extractor(backbone: ResNet, out_channels: int) -> BackboneWithFPN:

@@ -13,10 +13,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bundle.experiments.comparison import DETECTORS, boxes_from_label, boxes_to_candidates, build_detector
+from bundle.experiments.comparison import (
+    DETECTORS,
+    EVALUATE_CONFIG_FILES,
+    TRAIN_CONFIG_FILES,
+    boxes_from_label,
+    boxes_to_candidates,
+    build_detector,
+    read_overrides_file,
+)
 from tests.configs.test_workflows import write_cases
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]  # the bundle root: python -m scripts.<name> runs from it
+SCRIPT = [sys.executable, "-m", "scripts.detector_baseline"]
 
 
 class TestBoxes(unittest.TestCase):
@@ -87,14 +96,13 @@ class TestEndToEnd(unittest.TestCase):
             overrides = {"bundle_root": str(ROOT), "dataset_dir": str(tmp), "num_val_cases": 1, "batch_size": 1,
                          "num_samples": 2, "patch_size": [32, 32, 16], "seed": 0}
             (tmp / "overrides.json").write_text(json.dumps(overrides))
-            script = [sys.executable, str(ROOT / "scripts" / "detector_baseline.py")]
             common = ["--name", "retinanet_resnet10", "--overrides_file", str(tmp / "overrides.json")]
-            subprocess.run([*script, "train", *common, "--output_dir", str(tmp / "det"), "--epochs", "2"],
-                           check=True, cwd=tmp, capture_output=True)
+            subprocess.run([*SCRIPT, "train", *common, "--output_dir", str(tmp / "det"), "--epochs", "2"],
+                           check=True, cwd=ROOT, capture_output=True)
             record = json.loads((tmp / "det" / "train_time.json").read_text())
             self.assertEqual((record["epochs_completed"], record["iterations"]), (2, 4))  # 2 cases x 2 epochs
-            proc = subprocess.run([*script, "evaluate", *common, "--weights", str(tmp / "det" / "model.pt"),
-                                   "--eval_dir", str(tmp / "eval")], cwd=tmp, capture_output=True, text=True)
+            proc = subprocess.run([*SCRIPT, "evaluate", *common, "--weights", str(tmp / "det" / "model.pt"),
+                                   "--eval_dir", str(tmp / "eval")], cwd=ROOT, capture_output=True, text=True)
             self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
             results = json.loads((tmp / "eval" / "metrics.json").read_text())
             self.assertEqual((results["n_scans"], results["n_lesions"]), (1, 2))
@@ -104,18 +112,39 @@ class TestEndToEnd(unittest.TestCase):
             self.assertTrue((tmp / "eval" / "froc.png").is_file() and (tmp / "eval" / "per_scan.json").is_file())
 
     def test_bad_input_exits_with_one_line(self):
-        script = [sys.executable, str(ROOT / "scripts" / "detector_baseline.py")]
-        proc = subprocess.run([*script, "evaluate", "--name", "retinanet_resnet10", "--weights", "/nonexistent.pt",
-                               "--eval_dir", "/tmp/x"], capture_output=True, text=True)
+        proc = subprocess.run([*SCRIPT, "evaluate", "--name", "retinanet_resnet10", "--weights", "/nonexistent.pt",
+                               "--eval_dir", "/tmp/x"], capture_output=True, text=True, cwd=ROOT)
         self.assertEqual(proc.returncode, 1)
         self.assertEqual(proc.stderr.strip(), "/nonexistent.pt: no such weights file.")
         with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
             f.write("[1, 2]")
             f.flush()
-            proc = subprocess.run([*script, "train", "--name", "retinanet_resnet10", "--output_dir", "/tmp/x",
-                                   "--overrides_file", f.name], capture_output=True, text=True)
+            proc = subprocess.run([*SCRIPT, "train", "--name", "retinanet_resnet10", "--output_dir", "/tmp/x",
+                                   "--overrides_file", f.name], capture_output=True, text=True, cwd=ROOT)
         self.assertEqual(proc.returncode, 1)
-        self.assertIn("must hold a JSON object", proc.stderr)
+        self.assertEqual(proc.stderr.strip(), f"{f.name}: the overrides file must hold a JSON object, got list.")
+
+
+class TestOverridesFile(unittest.TestCase):
+    def test_read(self):
+        self.assertEqual(read_overrides_file(None), {})
+        self.assertEqual(read_overrides_file(""), {})
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "o.json"
+            path.write_text(json.dumps({"seed": 3}))
+            self.assertEqual(read_overrides_file(str(path), weights=str(path)), {"seed": 3})
+            with self.assertRaisesRegex(ValueError, r"w.pt: no such weights file.$"):
+                read_overrides_file(str(path), weights=str(Path(tmp) / "w.pt"))  # checked first
+            path.write_text("{")
+            with self.assertRaisesRegex(ValueError, r"o.json: cannot read the overrides file \("):
+                read_overrides_file(str(path))
+            with self.assertRaisesRegex(ValueError, r"nowhere.json: cannot read the overrides file \("):
+                read_overrides_file(str(Path(tmp) / "nowhere.json"))
+
+    def test_config_files_are_the_bundles(self):
+        self.assertEqual(TRAIN_CONFIG_FILES, [str(ROOT / "configs" / "train.json")])
+        self.assertEqual(EVALUATE_CONFIG_FILES, [str(ROOT / "configs" / f) for f in ("train.json", "evaluate.json")])
+        self.assertTrue(all(Path(f).is_file() for f in EVALUATE_CONFIG_FILES))
 
 
 if __name__ == "__main__":
