@@ -20,7 +20,8 @@ import fire
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere: the repo root holds `bundle`
 
-from bundle.data.datalist import build_dataset, plot_lesion_gallery  # noqa: E402
+from bundle.data.synthetic.build import build_dataset  # noqa: E402
+from bundle.data.synthetic.gallery import plot_lesion_gallery  # noqa: E402
 
 
 def _pair(value, name: str) -> tuple[float, float]:

@@ -36,7 +36,9 @@ from bundle.classification.metrics import (
     model_size_mb,
     roc_auc,
 )
-from bundle.classification.data import classification_datalist, classification_transforms, stratified_kfold
+from bundle.classification.datalists import classification_datalist
+from bundle.classification.splits import stratified_kfold
+from bundle.classification.transforms import classification_transforms
 from bundle.io.atomic import atomic_write_text
 from bundle.classification.networks import load_pretrained_weights
 

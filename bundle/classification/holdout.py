@@ -34,7 +34,7 @@ from bundle.classification.metrics import (
     model_size_mb,
     roc_auc,
 )
-from bundle.classification.data import classification_transforms
+from bundle.classification.transforms import classification_transforms
 from bundle.classification.networks import load_pretrained_weights
 
 __all__ = ["split_by_case", "holdout_evaluate", "holdout_markdown", "compare_on_slices"]

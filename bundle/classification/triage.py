@@ -9,7 +9,8 @@ which holds a real tumour. :func:`build_triage_set` makes a set that has both, f
 - positives: the held-out (``validation``) cases cut to that slab, when the slab holds synthetic lesion voxels
   (a case whose slab holds none is a negative);
 - negatives: the same host cut to the same slab *without* inserted lesions, with the synthesis module's
-  per-case texture variation (:func:`bundle.data.synthetic.hosts.vary_host`, one seed per scan), as the held-out cases had.
+  per-case texture variation (:func:`bundle.data.synthetic.noise.vary_host`, one seed per scan), as the held-out
+  cases had.
 
 Run the detector on ``<set>/images`` (``configs/inference.json``), then :func:`max_lesion_scores` reads each
 scan's ``lesions.json`` (no lesion reported -> score 0) and :func:`triage_auc` scores the ranking.
@@ -28,7 +29,8 @@ import numpy as np
 from monai.config import PathLike
 
 from bundle.classification.metrics import bootstrap_auc_ci, roc_auc
-from bundle.data.synthetic.hosts import crop_volume, load_host, vary_host
+from bundle.data.synthetic.hosts import crop_volume, load_host
+from bundle.data.synthetic.noise import vary_host
 from bundle.io.atomic import atomic_save_nifti, atomic_write_text
 from bundle.io.writers import safe_case_name
 

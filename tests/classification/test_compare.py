@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from bundle.classification.compare import cross_validate, results_markdown, write_markdown_block
+from bundle.classification.datalists import classification_datalist
 from bundle.classification.engine import predict, train_with_config
-from bundle.classification.data import classification_datalist, classification_transforms
+from bundle.classification.transforms import classification_transforms
 from tests.classification import write_class_tree
 
 TINY_NET = {"_target_": "bundle.classification.networks.GhostCAClassifier", "in_channels": 1,

@@ -10,7 +10,7 @@ from pathlib import Path
 from monai.bundle import ConfigParser, ConfigWorkflow
 
 from bundle.classification.handlers import EpochHistory
-from bundle.classification.data import classification_transforms
+from bundle.classification.transforms import classification_transforms
 from tests.classification import write_class_tree
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

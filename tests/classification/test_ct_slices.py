@@ -18,7 +18,7 @@ from bundle.classification.ct_slices import (
     slice_datalist,
     window_to_uint8,
 )
-from bundle.classification.data import classification_transforms
+from bundle.classification.transforms import classification_transforms
 
 WINDOW_CASES = [(-1000.0, 0), (-2000.0, 0), (400.0, 255), (3000.0, 255), (-300.0, 128)]  # -300 HU: 127.5 -> 128
 

@@ -18,17 +18,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bundle.data.converters.decathlon import (
+from bundle.data.converters.common import (
     ConversionError,
     ConversionReport,
     check_geometry,
-    check_split_args,
     lesion_label,
     lesion_records_from_mask,
     read_nifti,
     run_cases,
-    write_split_datalist,
 )
+from bundle.data.converters.split import check_split_args, write_split_datalist
 
 __all__ = ["ISLES_MODALITIES", "find_isles_cases", "convert_isles"]
 
@@ -117,7 +116,7 @@ def convert_isles(
     For each ``sub-*/ses-*`` session: the ``<modality>`` image and the ``*_msk`` mask must exist, be readable and
     share one grid (shape equal, affines within ``geometry_atol``); otherwise the case is recorded with a one-line
     error naming the file and skipped. Lesion records are the mask's connected components (26-connectivity,
-    :py:func:`bundle.data.converters.decathlon.lesion_records_from_mask`); no lesion is ``ignore`` (no size rule).
+    :py:func:`bundle.data.converters.common.lesion_records_from_mask`); no lesion is ``ignore`` (no size rule).
     The split is by subject (``val_fraction``), stratified by the size band of each subject's largest (or
     smallest) lesion.
 
@@ -131,7 +130,7 @@ def convert_isles(
         stratify_by: ``"largest"`` or ``"smallest"``. Defaults to ``"largest"``.
 
     Returns:
-        :py:class:`bundle.data.converters.decathlon.ConversionReport`.
+        :py:class:`bundle.data.converters.common.ConversionReport`.
 
     Raises:
         ValueError: on a bad ``modality``, ``val_fraction`` or ``stratify_by``, or a ``root`` without sessions.

@@ -13,45 +13,30 @@ Hosts (see ``docs/data.md``):
   0.957 mm pixels, 1.5 mm slices), split like the chest CT into ``cranium:right`` / ``cranium:left``. It holds a
   REAL right frontal hypodense region under a skull defect (post-operative or post-traumatic), excluded from
   placement (``meta["known_lesion_roi"]``) but not labelled. Lesions go into the brain parenchyma
-  (:py:func:`cranium_brain_mask`).
+  (:py:func:`bundle.data.synthetic.head_ct.cranium_brain_mask`).
 
 Any MR host also accepts the ``:right`` / ``:left`` suffix (hemisphere split), used when only one MR host is
 installed. Volumes are channel-less ``(H, W, D)`` arrays indexed like MONAI's ``ITKReader``/nibabel (for the CT:
 column, row, slice) with a RAS affine, so world coordinates stay valid after cropping.
+
+This module lists and loads the hosts; where lesions may go in a host (and its real lesion) is
+:py:mod:`bundle.data.synthetic.host_masks`, its noise and per-case variation :py:mod:`bundle.data.synthetic.noise`.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from scipy import ndimage
 
-from bundle.data.synthetic.head_ct import CRANIUM_PATH, CRANIUM_ROI, cranium, cranium_brain_mask, read_inv3
-from bundle.transforms.lung_mask import body_mask, lung_mask
+from bundle.data.synthetic.head_ct import CRANIUM_PATH, CRANIUM_ROI, cranium
+from bundle.transforms.lung_mask import body_mask
 
-__all__ = [
-    "HostInfo",
-    "list_hosts",
-    "load_host",
-    "host_region_mask",
-    "known_lesion_mask",
-    "estimate_noise",
-    "correlated_noise",
-    "vary_host",
-    "crop_volume",
-    "voxel_spacing",
-    "CRANIUM_PATH",
-    "read_inv3",
-    "cranium_brain_mask",
-]
-
-logger = logging.getLogger(__name__)
+__all__ = ["HostInfo", "list_hosts", "load_host", "crop_volume", "voxel_spacing"]
 
 _SIDES = ("right", "left")
 _MRICRON = Path("/usr/share/mricron/templates")
@@ -244,7 +229,7 @@ def load_host(
     Raises:
         TypeError: when ``host_id`` is not a str.
         ValueError: when ``host_id`` is unknown, ``margin_mm`` is negative, ``path`` is given for a host other
-            than ``cranium``, or the cranium file is corrupt (see :py:func:`read_inv3`).
+            than ``cranium``, or the cranium file is corrupt (see :py:func:`bundle.data.synthetic.head_ct.read_inv3`).
         FileNotFoundError: when the host's package is not installed (the message says which to install).
     """
     base, side = _parse_host_id(host_id)
@@ -296,238 +281,3 @@ def load_host(
                 meta["known_lesion_roi"] = roi
     meta["spacing"] = list(voxel_spacing(affine))
     return np.array(volume, dtype=np.float32, order="C"), affine, meta
-
-
-def _mr_brain(meta: dict, shape: tuple[int, ...]) -> np.ndarray:
-    """Brain mask of an MR host from its companion files, cropped like the volume."""
-    paths = {Path(p).name: Path(p) for p in meta["paths"]}
-    if meta["subject"] == "MNI152-2009a":
-        gm = next(v for k, v in paths.items() if "_gm_" in k)
-        wm = next(v for k, v in paths.items() if "_wm_" in k)
-        prob = np.asarray(nib.load(str(gm)).dataobj, np.float32) + np.asarray(nib.load(str(wm)).dataobj, np.float32)
-        brain = prob > 0.5 * 255.0
-    else:
-        brain = np.asarray(nib.load(str(paths["ch2bet.nii.gz"])).dataobj) > 0
-    if "crop_voxel" in meta:
-        (lo, hi) = meta["crop_voxel"]
-        brain = brain[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
-    if brain.shape != tuple(shape):
-        raise ValueError(f"brain mask shape {brain.shape} does not match the volume shape {tuple(shape)}.")
-    return brain
-
-
-def host_region_mask(volume: np.ndarray, meta: dict) -> np.ndarray:
-    """Where lesions may be placed: the lungs of a chest CT, the brain parenchyma of a head CT
-    (:py:func:`cranium_brain_mask`), the brain tissue (no CSF) of an MR host.
-
-    Args:
-        volume: host volume (H, W, D) from :py:func:`load_host`.
-        meta: its meta dict.
-
-    Returns:
-        bool array (H, W, D).
-
-    Raises:
-        ValueError: when ``meta["modality"]`` is neither CT nor MR.
-    """
-    modality = meta.get("modality")
-    if modality == "CT" and meta.get("organ") == "brain":
-        # the mask needs the whole skull: segmented once on the whole scan (cached), then cropped like the volume
-        brain = cranium(meta["paths"][0])[2]
-        if "crop_voxel" in meta:
-            (lo, hi) = meta["crop_voxel"]
-            brain = brain[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
-        if brain.shape != volume.shape:
-            raise ValueError(f"brain mask shape {brain.shape} does not match the volume shape {volume.shape}.")
-        return brain.copy()
-    if modality == "CT":
-        if "parent" not in meta:
-            return lung_mask(volume, meta["spacing"])
-        # a half is not a closed body (the cut opens it): segment the whole scan, then crop like the volume
-        parent, _, parent_meta = load_host(meta["parent"])
-        (lo, hi) = meta["crop_voxel"]
-        return lung_mask(parent, parent_meta["spacing"])[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
-    if modality == "MR":
-        from skimage.filters import threshold_multiotsu
-
-        brain = _mr_brain(meta, volume.shape)
-        csf_cut = threshold_multiotsu(volume[brain], classes=3)[0]  # CSF | grey | white in T1
-        tissue = brain & (volume > csf_cut)
-        return ndimage.binary_opening(tissue, iterations=1)
-    raise ValueError(f"meta['modality'] must be 'CT' or 'MR', got {modality!r}.")
-
-
-def known_lesion_mask(
-    volume: np.ndarray, affine: np.ndarray, meta: dict, region: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Approximate mask of the real lesion a host holds (the A0001 tumour), empty when it holds none.
-
-    For a head CT (``meta["organ"] == "brain"``) only the region is returned (the tumour mask stays empty): the
-    Cranium's real hypodensity is excluded from placement, not labelled.
-
-    Inside the tumour's ellipsoidal region (``meta["known_lesion_roi"]``) soft tissue (-300..250 HU) is kept where
-    it lies inside the slice-wise convex hull of the lung mask (this cuts it from the chest wall and the
-    spine), then opened in-plane; the largest component with its holes filled is the tumour.
-
-    Args:
-        volume: host volume (H, W, D) in HU.
-        affine: its 4x4 affine.
-        meta: its meta dict.
-        region: optional precomputed lung mask.
-
-    Returns:
-        ``(tumour, roi)``: bool arrays (H, W, D); ``roi`` is the whole ellipsoid, used as an exclusion zone.
-    """
-    empty = np.zeros(volume.shape, dtype=bool)
-    roi_def = meta.get("known_lesion_roi")
-    if roi_def is None:
-        return empty, empty
-    from skimage.morphology import convex_hull_image
-
-    spacing = np.asarray(voxel_spacing(affine))
-    center = np.linalg.solve(affine, np.append(roi_def["center_mm"], 1.0))[:3]
-    radii = np.asarray(roi_def["radii_mm"]) / spacing
-    grids = np.ogrid[tuple(slice(0, n) for n in volume.shape)]
-    roi = sum(((g - c) / r) ** 2 for g, c, r in zip(grids, center, radii)) <= 1.0
-    if meta.get("organ") == "brain":
-        return empty, roi
-    lungs = lung_mask(volume, spacing) if region is None else region
-    hull = np.zeros_like(roi)
-    for k in np.flatnonzero(roi.any(axis=(0, 1))):
-        if lungs[:, :, k].sum() > 10:
-            hull[:, :, k] = convex_hull_image(lungs[:, :, k])
-    candidate = roi & hull & (volume > -300) & (volume < 250)
-    inplane = np.zeros((3, 3, 3), dtype=bool)
-    inplane[:, :, 1] = ndimage.generate_binary_structure(2, 1)
-    candidate = ndimage.binary_opening(candidate, structure=inplane, iterations=2)
-    labels, n = ndimage.label(candidate)
-    if n == 0:
-        logger.warning("known_lesion_mask: no soft tissue found in the known lesion region of %s.", meta["host_id"])
-        return empty, roi
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    tumour = ndimage.binary_fill_holes(labels == int(np.argmax(sizes)), structure=inplane)
-    return tumour, roi
-
-
-def estimate_noise(volume: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
-    """Noise std and in-plane correlation length of a scan, from differences inside a homogeneous region.
-
-    Half the variance of ``x[i + 6] - x[i]`` (lag beyond the noise correlation) gives the noise variance;
-    the lag-1 differences give the neighbour correlation ``rho``, turned into the sigma (voxels) of a Gaussian
-    kernel that reproduces it (``rho = exp(-1 / (4 sigma^2))``). Edges are trimmed (5 robust stds).
-
-    Args:
-        volume: array (H, W, D).
-        mask: bool (H, W, D), a homogeneous region (muscle/fat in CT, white matter in MR).
-
-    Returns:
-        ``(std, sigma_vox)``; ``(0.0, 0.0)`` when the mask has too few voxels.
-    """
-
-    def _robust_var(lag: int) -> float:
-        vals = []
-        for axis in (0, 1):
-            a = np.moveaxis(volume, axis, 0)
-            m = np.moveaxis(mask, axis, 0)
-            both = m[lag:] & m[:-lag]
-            vals.append((a[lag:] - a[:-lag])[both])
-        d = np.concatenate(vals).astype(np.float64)
-        if d.size < 100:
-            return 0.0
-        med = np.median(d)
-        mad = 1.4826 * np.median(np.abs(d - med)) + 1e-6
-        d = d[np.abs(d - med) < 5 * mad]
-        return float(d.var())
-
-    var_far, var_1 = _robust_var(6), _robust_var(1)
-    if var_far <= 0:
-        return 0.0, 0.0
-    rho = 1.0 - var_1 / var_far
-    sigma = float(np.sqrt(-1.0 / (4.0 * np.log(rho)))) if 0.02 < rho < 0.98 else (0.0 if rho <= 0.02 else 3.0)
-    return float(np.sqrt(var_far / 2.0)), sigma
-
-
-def correlated_noise(
-    shape: tuple[int, ...], std: float, sigma_vox: float, rng: np.random.Generator
-) -> np.ndarray:
-    """Gaussian noise with in-plane Gaussian correlation (slices independent, as for thick-slice CT).
-
-    Args:
-        shape: output shape (H, W, D).
-        std: target standard deviation.
-        sigma_vox: in-plane correlation kernel sigma in voxels (0: white noise).
-        rng: numpy Generator.
-
-    Returns:
-        float32 array of ``shape``.
-    """
-    noise = rng.standard_normal(shape, dtype=np.float32)
-    if sigma_vox > 0.05:
-        noise = ndimage.gaussian_filter(noise, sigma=(sigma_vox, sigma_vox, 0.0))
-        # the exact std of white noise smoothed by a 2-D Gaussian kernel: 1 / (2 sqrt(pi) sigma)
-        noise *= np.float32(2.0 * np.sqrt(np.pi) * sigma_vox)
-    return noise * np.float32(std)
-
-
-def vary_host(
-    volume: np.ndarray, modality: str, rng: np.random.Generator, ct_noise_std: tuple[float, float] = (5.0, 25.0)
-) -> tuple[np.ndarray, dict]:
-    """Mild per-case variation of a host's texture so a network does not learn one scanner.
-
-    CT: with p=0.5 an in-plane Gaussian blur (sigma 0.3-1.0 voxel, a softer kernel), with p=0.5 extra noise
-    (std in ``ct_noise_std``, correlation 0-1 voxel) where the input is above -1000 HU (clipped outside air stays
-    clean).
-    MR: intensity scale 0.8-1.25, a smooth multiplicative bias field
-    (up to +-15 %), with p=0.3 a blur, and Rician noise (1-4 % of the 99th percentile).
-
-    Args:
-        volume: array (H, W, D), the composed case (host + lesions).
-        modality: ``"CT"`` or ``"MR"``.
-        rng: numpy Generator.
-        ct_noise_std: (min, max) std of the extra CT noise in HU. Defaults to (5, 25), for chest CT; head CT
-            protocols are far less noisy (use about (1, 5)).
-
-    Returns:
-        ``(varied float32 volume, dict of the parameters drawn)``.
-
-    Raises:
-        ValueError: when ``modality`` is neither CT nor MR.
-    """
-    out = np.asarray(volume, dtype=np.float32).copy()
-    params: dict = {}
-    if modality == "CT":
-        if rng.random() < 0.5:
-            s = float(rng.uniform(0.3, 1.0))
-            out = ndimage.gaussian_filter(out, sigma=(s, s, 0.0))
-            params["blur_sigma_vox"] = round(s, 3)
-        if rng.random() < 0.5:
-            std, corr = float(rng.uniform(*ct_noise_std)), float(rng.uniform(0.0, 1.0))
-            # not in the air the scanner clipped to -1024 HU: it holds no noise in the host either
-            inside = np.asarray(volume) > -1000.0
-            out += correlated_noise(out.shape, std, corr, rng) * inside
-            params["noise_std"], params["noise_sigma_vox"] = round(std, 2), round(corr, 3)
-        np.clip(out, -1024.0, 3071.0, out=out)
-        return out, params
-    if modality == "MR":
-        scale = float(rng.uniform(0.8, 1.25))
-        amp = float(rng.uniform(0.0, 0.15))
-        # separable smooth bias: exp(amp * (gx(x) + gy(y) + gz(z)) / 3), each g a random low-frequency cosine mix
-        gains = []
-        for n in out.shape:
-            t = np.linspace(0.0, np.pi, n)
-            g = sum(rng.uniform(-1, 1) * np.cos(f * t + rng.uniform(0, 2 * np.pi)) for f in (0.5, 1.0, 1.5))
-            gains.append(np.exp(amp * g / max(np.abs(g).max(), 1e-6) / 3.0).astype(np.float32))
-        out *= np.float32(scale) * gains[0][:, None, None] * gains[1][None, :, None] * gains[2][None, None, :]
-        params.update(scale=round(scale, 3), bias_amplitude=round(amp, 3))
-        if rng.random() < 0.3:
-            s = float(rng.uniform(0.3, 0.7))
-            out = ndimage.gaussian_filter(out, sigma=s)
-            params["blur_sigma_vox"] = round(s, 3)
-        level = float(rng.uniform(0.01, 0.04)) * float(np.percentile(out, 99))
-        n1 = rng.standard_normal(out.shape, dtype=np.float32) * np.float32(level)
-        n2 = rng.standard_normal(out.shape, dtype=np.float32) * np.float32(level)
-        out = np.sqrt((out + n1) ** 2 + n2**2)  # Rician magnitude noise
-        params["rician_std"] = round(level, 3)
-        return out.astype(np.float32), params
-    raise ValueError(f"modality must be 'CT' or 'MR', got {modality!r}.")

@@ -12,273 +12,34 @@ The lung CT ``max`` keeps vessels crossing a nodule and never paints over the ch
 nodules get a flat pleural base because their occupancy is also cut to the lung mask grown by one voxel).
 The label is ``occupancy >= 0.5`` (at least the voxel of highest occupancy). Everything random is drawn from the
 ``numpy.random.Generator`` passed in, so a seed reproduces a case exactly.
+
+The host is prepared once (:py:mod:`bundle.data.synthetic.host_context`); the lesion's kind, shape, location and
+size come from :py:mod:`bundle.data.synthetic.lesion_params`, which also builds its record.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 
-from bundle.data.synthetic.hosts import correlated_noise, estimate_noise, voxel_spacing
+from bundle.data.synthetic.host_context import HostContext
+from bundle.data.synthetic.lesion_params import (
+    CT_LOCATIONS,
+    MR_LOCATIONS,
+    SHAPES,
+    kinds_locations,
+    lesion_record,
+    sample_lesion_params,
+)
+from bundle.data.synthetic.noise import correlated_noise
 from bundle.data.synthetic.shapes import shape_model, unit_volume, voxel_occupancy
-from bundle.transforms.lung_mask import body_mask
 
-__all__ = [
-    "CT_KINDS",
-    "MR_KINDS",
-    "CT_BRAIN_KINDS",
-    "ORGANS",
-    "SHAPES",
-    "CT_LOCATIONS",
-    "MR_LOCATIONS",
-    "HostContext",
-    "prepare_host",
-    "sample_lesion_params",
-    "insert_lesion",
-    "synthesize_case",
-    "lesion_record",
-]
+__all__ = ["insert_lesion", "synthesize_case"]
 
 logger = logging.getLogger(__name__)
-
-CT_KINDS = ("solid", "part-solid", "ggo")
-MR_KINDS = ("hyper", "hypo")
-# head CT: hyperdense = acute haemorrhage / enhancing metastasis, hypodense = infarct / oedema (docs/data.md)
-CT_BRAIN_KINDS = ("hyperdense", "hypodense")
-ORGANS = ("lungs", "brain")
-SHAPES = ("spherical", "lobulated", "spiculated")
-CT_LOCATIONS = ("isolated", "juxta-vascular", "juxta-pleural")
-MR_LOCATIONS = ("deep", "border")
-_MODALITIES = ("CT", "MR")
-
-
-@dataclass
-class HostContext:
-    """Everything about one host that lesion insertion needs, computed once per host.
-
-    Attributes:
-        host_id: the host's id.
-        modality: ``"CT"`` or ``"MR"``.
-        affine: 4x4 voxel-to-world (RAS) matrix.
-        spacing: voxel size in mm along (H, W, D).
-        shape: volume shape (H, W, D).
-        region: bool (H, W, D), lungs (CT) or brain tissue (MR).
-        allowed: bool (H, W, D), ``region`` grown by one voxel in-plane; lesion occupancy is cut to it.
-        exclusion: bool (H, W, D), voxels no synthetic lesion (nor its margin) may touch, e.g. a real tumour.
-        noise_std: host noise standard deviation (HU or MR units).
-        noise_sigma_vox: in-plane correlation sigma of the host noise, in voxels.
-        candidates: flat indices of voxels where a lesion center may go (lung parenchyma / brain tissue).
-        dist_boundary_mm: distance (mm) of each candidate to the outside of ``region``.
-        dist_vessel_mm: distance (mm) of each candidate to the nearest vessel (CT; +inf for MR).
-        dist_face_mm: distance (mm) of each candidate to the in-plane faces of the volume.
-        organ: ``"lungs"`` (chest CT) or ``"brain"`` (head CT, MR).
-    """
-
-    host_id: str
-    modality: str
-    affine: np.ndarray
-    spacing: tuple[float, float, float]
-    shape: tuple[int, int, int]
-    region: np.ndarray
-    allowed: np.ndarray
-    exclusion: np.ndarray
-    noise_std: float
-    noise_sigma_vox: float
-    candidates: np.ndarray
-    dist_boundary_mm: np.ndarray
-    dist_vessel_mm: np.ndarray
-    dist_face_mm: np.ndarray
-    organ: str = "lungs"
-
-
-def _kinds_locations(modality: str, organ: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    if modality == "MR":
-        return MR_KINDS, MR_LOCATIONS
-    return (CT_KINDS, CT_LOCATIONS) if organ == "lungs" else (CT_BRAIN_KINDS, MR_LOCATIONS)
-
-
-def _check_organ(modality: str, organ: str | None) -> str:
-    """The organ for a modality: lungs for CT and brain for MR by default; MR must be brain."""
-    organ = ("lungs" if modality == "CT" else "brain") if organ is None else organ
-    if organ not in ORGANS or (modality == "MR" and organ != "brain"):
-        raise ValueError(f"organ must be one of {ORGANS} ('brain' for MR), got organ={organ!r} for {modality}.")
-    return organ
-
-
-def _inplane(radius: int = 1) -> np.ndarray:
-    st = np.zeros((2 * radius + 1,) * 2 + (3,), dtype=bool)
-    st[:, :, 1] = True
-    return st
-
-
-def prepare_host(
-    volume: np.ndarray,
-    affine: np.ndarray,
-    modality: str,
-    region: np.ndarray,
-    exclusion: np.ndarray | None = None,
-    noise_mask: np.ndarray | None = None,
-    host_id: str = "host",
-    organ: str | None = None,
-) -> HostContext:
-    """Precompute a host's placement maps and noise model.
-
-    Args:
-        volume: host volume (H, W, D), HU for CT.
-        affine: 4x4 voxel-to-world matrix.
-        modality: ``"CT"`` or ``"MR"``.
-        region: bool (H, W, D), where lesions may be (lung mask / brain tissue mask).
-        exclusion: optional bool (H, W, D) no lesion may touch (real tumour and its surroundings).
-        noise_mask: optional bool (H, W, D) homogeneous region for :py:func:`estimate_noise`; by default soft
-            tissue (-100..150 HU) of the body eroded by 2 voxels in-plane (chest CT), ``region`` eroded by 2
-            voxels in-plane (head CT), the brighter 30 % of the tissue mask eroded by 2 voxels (MR, i.e. white
-            matter).
-        host_id: name used in logs and records.
-        organ: ``"lungs"`` or ``"brain"``; None: lungs for CT, brain for MR.
-
-    Returns:
-        :py:class:`HostContext`.
-
-    Raises:
-        ValueError: when ``modality`` or ``organ`` is unknown, ``volume`` is not 3-D, or a mask's shape differs.
-    """
-    if modality not in _MODALITIES:
-        raise ValueError(f"modality must be one of {_MODALITIES}, got {modality!r}.")
-    organ = _check_organ(modality, organ)
-    volume = np.asarray(volume, dtype=np.float32)
-    if volume.ndim != 3:
-        raise ValueError(f"volume must be 3-D (H, W, D), got shape {volume.shape}.")
-    exclusion = np.zeros(volume.shape, dtype=bool) if exclusion is None else np.asarray(exclusion, dtype=bool)
-    region = np.asarray(region, dtype=bool)
-    for name, m in (("region", region), ("exclusion", exclusion), ("noise_mask", noise_mask)):
-        if m is not None and np.shape(m) != volume.shape:
-            raise ValueError(f"{name} must have the volume's shape {volume.shape}, got {np.shape(m)}.")
-    spacing = voxel_spacing(affine)
-    if noise_mask is None:
-        if modality == "CT" and organ == "brain":
-            noise_mask = ndimage.binary_erosion(region, structure=_inplane(2))
-        elif modality == "CT":
-            noise_mask = (volume > -100) & (volume < 150) & body_mask(volume)
-            noise_mask = ndimage.binary_erosion(noise_mask, structure=_inplane(2))
-        else:
-            cut = np.percentile(volume[region], 70) if region.any() else np.inf
-            noise_mask = ndimage.binary_erosion(region & (volume > cut), iterations=2)
-    noise_std, noise_sigma = estimate_noise(volume, noise_mask)
-    if modality == "CT" and organ == "lungs":
-        parenchyma = region & (volume < -500)
-        # large airways (trachea, main bronchi) are darker than lung parenchyma once smoothed over ~2 mm
-        smooth = ndimage.gaussian_filter(volume, sigma=[2.0 / s for s in spacing[:2]] + [0.0])
-        parenchyma &= smooth > -950
-        vessel = region & (volume > -300)
-        dist_vessel = ndimage.distance_transform_edt(~vessel, sampling=spacing) if vessel.any() else None
-    else:
-        parenchyma, dist_vessel = region.copy(), None
-    parenchyma &= ~exclusion
-    candidates = np.flatnonzero(parenchyma)
-    dist_b = ndimage.distance_transform_edt(region, sampling=spacing).ravel()[candidates].astype(np.float32)
-    dv = np.full(candidates.size, np.inf, np.float32) if dist_vessel is None else dist_vessel.ravel()[candidates]
-    ijk = np.unravel_index(candidates, volume.shape)
-    face = [np.minimum(ijk[a], volume.shape[a] - 1 - ijk[a]) * spacing[a] for a in range(2)]
-    allowed = ndimage.binary_dilation(region, structure=_inplane(1))
-    logger.info(
-        "host %s: %d candidate voxels, noise std %.1f, corr sigma %.2f vox", host_id, candidates.size, noise_std,
-        noise_sigma,
-    )
-    return HostContext(
-        host_id=host_id, modality=modality, affine=np.asarray(affine, dtype=float), spacing=spacing,
-        shape=volume.shape, region=region, allowed=allowed, exclusion=exclusion, noise_std=noise_std,
-        noise_sigma_vox=noise_sigma, candidates=candidates, dist_boundary_mm=dist_b,
-        dist_vessel_mm=dv.astype(np.float32), dist_face_mm=np.minimum(*face).astype(np.float32), organ=organ,
-    )
-
-
-def _choice(rng: np.random.Generator, options: Sequence[str], p: Sequence[float]) -> str:
-    return str(options[int(rng.choice(len(options), p=np.asarray(p) / np.sum(p)))])
-
-
-def sample_lesion_params(
-    rng: np.random.Generator,
-    modality: str,
-    diameter_range_mm: Sequence[float] = (3.0, 30.0),
-    organ: str | None = None,
-) -> dict:
-    """Draw one lesion's kind, shape, location and diameter.
-
-    Diameters are log-uniform in ``diameter_range_mm`` (3-30 mm: 30 % below 6 mm). CT kinds: solid 50 %,
-    part-solid 20 % (>= 8 mm only), ground-glass 30 %; shapes: spherical 40 %, lobulated 35 %, spiculated 25 %
-    (>= 8 mm only); locations: isolated 40 %, juxta-vascular 30 %, juxta-pleural 30 %. MR: hyper 60 % / hypo 40 %,
-    spherical or lobulated, deep 60 % / border 40 % (touching CSF: cortex or ventricle). Head CT
-    (``organ="brain"``): hyperdense 50 % / hypodense 50 %, spherical or lobulated, deep 60 % / border 40 %.
-
-    Args:
-        rng: numpy Generator.
-        modality: ``"CT"`` or ``"MR"``.
-        diameter_range_mm: (min, max) equivalent diameter in mm. Defaults to (3, 30).
-        organ: ``"lungs"`` or ``"brain"``; None: lungs for CT, brain for MR.
-
-    Returns:
-        dict with ``kind``, ``shape``, ``location``, ``diameter_mm``.
-
-    Raises:
-        ValueError: when ``modality`` or ``organ`` is unknown or the range is not 0 < min <= max.
-    """
-    if modality not in _MODALITIES:
-        raise ValueError(f"modality must be one of {_MODALITIES}, got {modality!r}.")
-    organ = _check_organ(modality, organ)
-    lo, hi = (float(x) for x in diameter_range_mm)
-    if not 0 < lo <= hi:
-        raise ValueError(f"diameter_range_mm must satisfy 0 < min <= max, got diameter_range_mm={diameter_range_mm}.")
-    d = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
-    if modality == "CT" and organ == "lungs":
-        kind = _choice(rng, CT_KINDS, (0.5, 0.2 if d >= 8 else 0.0, 0.3))
-        shape = _choice(rng, SHAPES, (0.4, 0.35, 0.25 if d >= 8 else 0.0))
-        location = _choice(rng, CT_LOCATIONS, (0.4, 0.3, 0.3))
-    else:
-        kind = _choice(rng, MR_KINDS, (0.6, 0.4)) if modality == "MR" else _choice(rng, CT_BRAIN_KINDS, (0.5, 0.5))
-        shape = _choice(rng, SHAPES[:2], (0.5, 0.5))
-        location = _choice(rng, MR_LOCATIONS, (0.6, 0.4))
-    return {"kind": kind, "shape": shape, "location": location, "diameter_mm": round(d, 3)}
-
-
-def lesion_record(mask: np.ndarray, affine: np.ndarray, offset: Sequence[int] = (0, 0, 0), **fields) -> dict:
-    """Describe one labelled lesion: center, box, equivalent diameter and volume (+ any extra ``fields``).
-
-    Args:
-        mask: bool array holding exactly this lesion (a box of the volume when ``offset`` is given).
-        affine: 4x4 voxel-to-world matrix of the full volume.
-        offset: index of ``mask[0, 0, 0]`` in the full volume.
-        fields: extra entries copied into the record (kind, shape, location, synthetic, ...).
-
-    Returns:
-        dict with ``center_voxel`` (label centroid, or the label voxel nearest to it when the centroid falls
-        outside the label), ``center_mm`` (RAS), ``box_voxel`` [[lo], [hi]] (hi exclusive), ``diameter_mm``
-        (equivalent sphere of the label), ``volume_mm3`` and ``fields``.
-
-    Raises:
-        ValueError: when ``mask`` is empty.
-    """
-    idx = np.argwhere(mask)
-    if idx.size == 0:
-        raise ValueError("mask must contain at least one voxel, got an empty mask.")
-    centroid = idx.mean(axis=0)
-    if not mask[tuple(np.round(centroid).astype(int))]:
-        centroid = idx[np.argmin(((idx - centroid) ** 2).sum(axis=1))].astype(float)
-    center = centroid + np.asarray(offset, dtype=float)
-    voxel_mm3 = float(abs(np.linalg.det(np.asarray(affine)[:3, :3])))
-    volume = idx.shape[0] * voxel_mm3
-    record = {
-        "center_voxel": [round(float(c), 2) for c in center],
-        "center_mm": [round(float(c), 2) for c in (np.asarray(affine)[:3, :3] @ center + np.asarray(affine)[:3, 3])],
-        "box_voxel": [(idx.min(axis=0) + offset).tolist(), (idx.max(axis=0) + 1 + offset).tolist()],
-        "diameter_mm": round(float((6.0 * volume / np.pi) ** (1 / 3)), 2),
-        "volume_mm3": round(volume, 1),
-    }
-    record.update(fields)
-    return record
 
 
 def _pick_center(ctx: HostContext, location: str, radius: float, rng: np.random.Generator) -> np.ndarray | None:
@@ -343,7 +104,7 @@ def insert_lesion(
     Raises:
         ValueError: when ``kind``/``shape``/``location`` do not fit the modality or ``diameter_mm`` <= 0.
     """
-    kinds, locs = _kinds_locations(ctx.modality, ctx.organ)
+    kinds, locs = kinds_locations(ctx.modality, ctx.organ)
     if kind not in kinds:
         raise ValueError(f"kind must be one of {kinds} for {ctx.modality}, got {kind!r}.")
     if shape not in SHAPES:
@@ -495,7 +256,7 @@ def synthesize_case(
     label = np.zeros(ctx.shape, dtype=np.uint8)
     occupied = np.zeros(ctx.shape, dtype=bool)
     records: list[dict] = []
-    locations = _kinds_locations(ctx.modality, ctx.organ)[1]
+    locations = kinds_locations(ctx.modality, ctx.organ)[1]
     for _ in range(n_lesions):
         params = sample_lesion_params(rng, ctx.modality, diameter_range_mm, organ=ctx.organ)
         record = None

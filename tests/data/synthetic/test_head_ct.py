@@ -14,9 +14,14 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from bundle.data.datalist import build_dataset, check_host_split, default_hosts
-from bundle.data.synthetic.hosts import CRANIUM_PATH, host_region_mask, list_hosts, load_host, read_inv3, vary_host
-from bundle.data.synthetic.synthesis import CT_BRAIN_KINDS, insert_lesion, prepare_host, sample_lesion_params, synthesize_case
+from bundle.data.synthetic.build import build_dataset, check_host_split, default_hosts
+from bundle.data.synthetic.head_ct import CRANIUM_PATH, read_inv3
+from bundle.data.synthetic.host_context import prepare_host
+from bundle.data.synthetic.host_masks import host_region_mask
+from bundle.data.synthetic.hosts import list_hosts, load_host
+from bundle.data.synthetic.lesion_params import CT_BRAIN_KINDS, sample_lesion_params
+from bundle.data.synthetic.noise import vary_host
+from bundle.data.synthetic.synthesis import insert_lesion, synthesize_case
 
 SHAPE_ZYX = (16, 40, 44)
 SPACING_XYZ = (2.0, 2.0, 3.0)

@@ -9,120 +9,12 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from parameterized import parameterized
 
-from bundle.data.converters.decathlon import (
-    ConversionError,
-    ConversionReport,
-    check_geometry,
-    convert_decathlon,
-    lesion_records_from_mask,
-    patient_band,
-    read_nifti,
-    size_band,
-    stratified_split,
-)
+from bundle.data.converters.decathlon import convert_decathlon
 from bundle.data.datalist import load_datalist
+from tests.data.converters.nifti_fixtures import SHAPE, blob_label, save
 
-REPO = Path(__file__).resolve().parents[2]
-AFFINE = np.array([[-0.8, 0, 0, 10.0], [0, -0.8, 0, 20.0], [0, 0, 2.0, -30.0], [0, 0, 0, 1]])
-SHAPE = (16, 15, 9)
-
-
-def save(path: Path, array: np.ndarray, affine: np.ndarray = AFFINE) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(nib.Nifti1Image(np.asarray(array), affine), str(path))
-    return str(path)
-
-
-def blob_label(centers: list[tuple[int, int, int]], radius: int = 2, value: int = 1) -> np.ndarray:
-    """Label (16, 15, 9) with one cube of side ``2 * radius + 1`` per center."""
-    label = np.zeros(SHAPE, dtype=np.uint8)
-    for c in centers:
-        label[tuple(slice(max(x - radius, 0), x + radius + 1) for x in c)] = value
-    return label
-
-
-TEST_BANDS = [
-    [2.9, "<3"], [3.0, "3-4"], [3.99, "3-4"], [4.0, "4-6"], [7.0, "6-10"], [10.0, "10-30"], [30.0, "10-30"],
-    [30.5, ">30"],
-]
-
-
-class TestHelpers(unittest.TestCase):
-    @parameterized.expand(TEST_BANDS)
-    def test_size_band(self, diameter, expected):
-        self.assertEqual(size_band(diameter), expected)
-
-    def test_patient_band(self):
-        lesions = [{"diameter_mm": 3.5}, {"diameter_mm": 12.0}, {"diameter_mm": 40.0, "ignore": True}]
-        self.assertEqual(patient_band(lesions, "largest"), "10-30")
-        self.assertEqual(patient_band(lesions, "smallest"), "3-4")
-        self.assertEqual(patient_band([{"diameter_mm": 5.0, "ignore": True}]), "none")
-        with self.assertRaisesRegex(ValueError, "stratify_by"):
-            patient_band(lesions, "median")
-
-    def test_stratified_split(self):
-        bands = ["3-4"] * 7 + ["4-6"] * 10 + ["10-30"] * 13 + ["none"] * 3
-        groups = {f"p{i:02d}": b for i, b in enumerate(bands)}
-        train, val = stratified_split(groups, 0.3, seed=0)
-        self.assertEqual(len(val), round(len(groups) * 0.3))  # 9.9 -> 10
-        self.assertEqual(sorted(train + val), sorted(groups))
-        self.assertFalse(set(train) & set(val))
-        for band in set(bands):
-            n = bands.count(band)
-            n_val = sum(groups[p] == band for p in val)
-            self.assertIn(n_val, (int(np.floor(n * 0.3)), int(np.ceil(n * 0.3))), band)
-        self.assertEqual(stratified_split(groups, 0.3, seed=0), (train, val))  # deterministic
-        self.assertNotEqual(stratified_split(groups, 0.3, seed=1)[1], val)  # the seed matters
-        self.assertEqual(stratified_split(groups, 0.0, seed=0), (sorted(groups), []))
-
-    @parameterized.expand([[1.0], [-0.1]])
-    def test_stratified_split_ill_fraction(self, fraction):
-        with self.assertRaisesRegex(ValueError, "val_fraction"):
-            stratified_split({"a": "3-4"}, fraction)
-
-    def test_lesion_records_from_mask(self):
-        label = blob_label([(3, 3, 2), (11, 10, 6)], radius=1)
-        label[6, 6, 4] = label[7, 7, 5] = 1  # touching by a corner: one lesion with 26-connectivity
-        records = lesion_records_from_mask(label, AFFINE, note="x")
-        self.assertEqual(len(records), 3)
-        self.assertEqual(records[0]["center_voxel"], [3.0, 3.0, 2.0])
-        self.assertEqual(records[0]["box_voxel"], [[2, 2, 1], [5, 5, 4]])
-        self.assertAlmostEqual(records[0]["volume_mm3"], 27 * 0.8 * 0.8 * 2.0, places=1)
-        self.assertEqual(records[0]["note"], "x")
-        self.assertIn("size_band", records[0])
-        self.assertEqual(len(lesion_records_from_mask(label, AFFINE, connectivity=1)), 4)
-        with self.assertRaisesRegex(ValueError, "connectivity"):
-            lesion_records_from_mask(label, AFFINE, connectivity=4)
-        with self.assertRaisesRegex(ValueError, "3-D"):
-            lesion_records_from_mask(label[..., 0], AFFINE)
-
-    def test_check_geometry(self):
-        check_geometry(SHAPE + (4,), AFFINE, SHAPE, AFFINE + 1e-5, "lab.nii.gz", "img.nii.gz")  # channels, tolerance
-        with self.assertRaisesRegex(ConversionError, r"^lab.nii.gz: geometry mismatch: label shape \(16, 15, 8\)"):
-            check_geometry(SHAPE, AFFINE, (16, 15, 8), AFFINE, "lab.nii.gz", "img.nii.gz")
-        shifted = AFFINE.copy()
-        shifted[0, 3] += 0.5
-        with self.assertRaisesRegex(ConversionError, "label affine differs .* img.nii.gz by up to 0.5"):
-            check_geometry(SHAPE, AFFINE, SHAPE, shifted, "lab.nii.gz", "img.nii.gz")
-
-    def test_read_nifti(self):
-        with tempfile.TemporaryDirectory() as tmp:
-            path = save(Path(tmp) / "x.nii.gz", np.arange(8, dtype=np.int16).reshape(2, 2, 2))
-            data, affine = read_nifti(path)
-            np.testing.assert_array_equal(data, np.arange(8).reshape(2, 2, 2))
-            np.testing.assert_allclose(affine, AFFINE)
-            with self.assertRaisesRegex(ConversionError, rf"^{tmp}/y.nii.gz: mask file does not exist"):
-                read_nifti(Path(tmp) / "y.nii.gz", "mask")
-
-    def test_report_summary(self):
-        report = ConversionReport(dataset="d", converted=["a"])
-        self.assertTrue(report.ok)
-        report.add_failure("b", OSError("disk"), "/x/b.nii.gz")
-        self.assertFalse(report.ok)
-        self.assertEqual(report.failed[0]["error"], "/x/b.nii.gz: OSError: disk")
-        self.assertIn("FAILED b: /x/b.nii.gz: OSError: disk", report.summary())
+REPO = Path(__file__).resolve().parents[3]
 
 
 class TestConvertDecathlon(unittest.TestCase):

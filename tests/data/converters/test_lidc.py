@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import random
 import tempfile
 import unittest
 from pathlib import Path
@@ -9,129 +8,27 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 from parameterized import parameterized
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from scipy import ndimage
 from sklearn.metrics import cohen_kappa_score
 
-from bundle.data.converters.lidc import (
-    LidcNodule,
-    cluster_annotations,
-    LidcRoi,
-    convert_lidc,
-    find_lidc_cases,
-    rasterize_nodule,
-    read_lidc_xml,
-)
+from bundle.data.converters.lidc import convert_lidc, find_lidc_cases
 from bundle.data.datalist import load_datalist
-
-N_SLICES, SIZE = 8, 32
-PIXEL_MM, SLICE_MM = 0.8, 1.5
-ORIGIN = (-10.0, -20.0, -100.0)  # ImagePositionPatient of pixel (0, 0) of the lowest slice (LPS mm)
-NODULE = (12, 16)  # (x = column, y = row) of nodule A, on slices 2-5
-NODULE_B = (25, 7)  # the single-reader nodule, slices 4-5
-
-
-def write_series(folder: Path, patient: str, seed: int = 0) -> tuple[list[str], str]:
-    """8 CT slices of 32 x 32 (0.8 mm pixels, 1.5 mm apart), files named in shuffled order.
-
-    HU: -800 everywhere, 0 inside nodule A (radius 4 px, slices 2-5) and nodule B (radius 3 px, slices 4-5).
-    Returns the SOPInstanceUIDs by slice (lowest z first) and the SeriesInstanceUID.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    series_uid, study_uid = generate_uid(), generate_uid()
-    names = list(range(N_SLICES))
-    random.Random(seed).shuffle(names)
-    rows, cols = np.mgrid[:SIZE, :SIZE]
-    uids = []
-    for k in range(N_SLICES):
-        hu = np.full((SIZE, SIZE), -800, dtype=np.int16)  # (row, column)
-        if 2 <= k <= 5:
-            hu[(cols - NODULE[0]) ** 2 + (rows - NODULE[1]) ** 2 <= 16] = 0
-        if 4 <= k <= 5:
-            hu[(cols - NODULE_B[0]) ** 2 + (rows - NODULE_B[1]) ** 2 <= 9] = 0
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        path = folder / f"{names[k]:06d}.dcm"
-        ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
-        ds.Modality, ds.PatientID, ds.SeriesNumber, ds.InstanceNumber = "CT", patient, 1, N_SLICES - k
-        ds.ImagePositionPatient = [ORIGIN[0], ORIGIN[1], ORIGIN[2] + k * SLICE_MM]
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.PixelSpacing, ds.SliceThickness = [PIXEL_MM, PIXEL_MM], SLICE_MM
-        ds.Rows, ds.Columns = SIZE, SIZE
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-        ds.RescaleSlope, ds.RescaleIntercept = 1.0, -1024.0
-        ds.PixelData = (hu + 1024).astype(np.uint16).tobytes()
-        ds.save_as(str(path), enforce_file_format=True)
-        uids.append(ds.SOPInstanceUID)
-    return uids, series_uid
-
-
-def circle(cx: float, cy: float, r: float) -> list[tuple[int, int]]:
-    """An LIDC-like outline: the ordered pixel chain of a circle."""
-    points: list[tuple[int, int]] = []
-    for t in np.linspace(0, 2 * np.pi, 72, endpoint=False):
-        p = (int(round(cx + r * np.cos(t))), int(round(cy + r * np.sin(t))))
-        if not points or points[-1] != p:
-            points.append(p)
-    return points
-
-
-def roi_xml(k: int, uids: list[str], points: list[tuple[int, int]], use_uid: bool = True,
-            inclusion: bool = True) -> str:
-    uid = f"<imageSOP_UID>{uids[k]}</imageSOP_UID>" if use_uid else ""
-    edges = "".join(f"<edgeMap><xCoord>{x}</xCoord><yCoord>{y}</yCoord></edgeMap>" for x, y in points)
-    return (f"<roi><imageZposition>{ORIGIN[2] + k * SLICE_MM:.6f} </imageZposition>{uid}"
-            f"<inclusion>{'TRUE' if inclusion else 'FALSE'}</inclusion>{edges}</roi>")
-
-
-def nodule_xml(nodule_id: str, rois: list[str]) -> str:
-    return f"<unblindedReadNodule><noduleID>{nodule_id}</noduleID>{''.join(rois)}</unblindedReadNodule>"
-
-
-def lidc_xml(series_uid: str, sessions: list[list[str]]) -> str:
-    body = "".join(
-        f"<readingSession><annotationVersion>3.12</annotationVersion>"
-        f"<servicingRadiologistID>reader{i}</servicingRadiologistID>{''.join(nodules)}"
-        f"<nonNodule><nonNoduleID>n</nonNoduleID><imageZposition>0</imageZposition><locus><xCoord>1</xCoord>"
-        f"<yCoord>1</yCoord></locus></nonNodule></readingSession>"
-        for i, nodules in enumerate(sessions)
-    )
-    return (f'<?xml version="1.0" encoding="UTF-8"?><LidcReadMessage uid="1" xmlns="http://www.nih.gov">'
-            f"<ResponseHeader><SeriesInstanceUid>{series_uid}</SeriesInstanceUid></ResponseHeader>{body}"
-            f"</LidcReadMessage>")
-
-
-def standard_sessions(uids: list[str]) -> list[list[str]]:
-    """Readers 0-2 outline nodule A (overlapping circles); reader 3 outlines nodule B alone; reader 0 also
-    marks a < 3 mm nodule by its centre (one point). Reader 2's contours carry no SOP UID (matched by z)."""
-    a0 = nodule_xml("A0", [roi_xml(k, uids, circle(12, 16, 5)) for k in range(2, 6)])
-    a1 = nodule_xml("A1", [roi_xml(k, uids, circle(13, 16, 6)) for k in range(2, 6)])
-    a2 = nodule_xml("A2", [roi_xml(k, uids, circle(12, 17, 5), use_uid=False) for k in range(3, 6)])
-    b3 = nodule_xml("B3", [roi_xml(k, uids, circle(*NODULE_B, 4)) for k in (4, 5)])
-    small = nodule_xml("small", [roi_xml(1, uids, [(5, 27)])])
-    return [[a0, small], [a1], [a2], [b3]]
-
-
-def write_case(folder: Path, patient: str, seed: int = 0, sessions=None, series_uid: str | None = None) -> Path:
-    uids, uid = write_series(folder, patient, seed)
-    xml = folder / "069.xml"
-    xml.write_text(lidc_xml(series_uid or uid, (sessions or standard_sessions)(uids)))
-    return xml
-
-
-def ras_mm(x: float, y: float, k: float) -> list[float]:
-    """World RAS mm of pixel (x, y) on slice k, from the DICOM geometry (LPS -> RAS flips x and y)."""
-    return [-(ORIGIN[0] + x * PIXEL_MM), -(ORIGIN[1] + y * PIXEL_MM), ORIGIN[2] + k * SLICE_MM]
-
-
-def kept(entry: dict) -> list[dict]:
-    return [les for les in entry["lesions"] if not les["ignore"]]
+from tests.data.converters.lidc_fixtures import (
+    N_SLICES,
+    NODULE,
+    NODULE_B,
+    ORIGIN,
+    PIXEL_MM,
+    SIZE,
+    SLICE_MM,
+    circle,
+    kept,
+    lidc_xml,
+    nodule_xml,
+    ras_mm,
+    roi_xml,
+    write_case,
+)
 
 
 class TestConvertLidc(unittest.TestCase):
@@ -289,70 +186,6 @@ class TestConvertLidc(unittest.TestCase):
                 convert_lidc(empty, self.out)
         with self.assertRaisesRegex(ValueError, "root must be an existing folder"):
             convert_lidc(Path(self.tmp.name) / "nope", self.out)
-
-
-class TestLidcPieces(unittest.TestCase):
-    def test_read_lidc_xml(self):
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "a.xml"
-            path.write_text(lidc_xml("1.2.3", standard_sessions([f"u{k}" for k in range(N_SLICES)])))
-            reading = read_lidc_xml(path)
-            self.assertEqual(reading.series_uid, "1.2.3")
-            self.assertEqual(reading.reader_ids, ["reader0", "reader1", "reader2", "reader3"])
-            self.assertEqual([n.nodule_id for n in reading.nodules], ["A0", "small", "A1", "A2", "B3"])
-            self.assertEqual(reading.nodules[0].rois[0].sop_uid, "u2")
-            self.assertAlmostEqual(reading.nodules[0].rois[0].z_position, -97.0)
-            self.assertIsNone(reading.nodules[3].rois[0].sop_uid)
-            np.testing.assert_array_equal(reading.nodules[1].rois[0].points, [[5, 27]])
-            for text, message in [
-                ("<IdriReadMessage/>", "root element must be LidcReadMessage"),
-                ('<LidcReadMessage xmlns="http://www.nih.gov"/>', "no readingSession"),
-                (lidc_xml("1", [[nodule_xml("n", ["<roi><imageZposition>1</imageZposition></roi>"])]]), "no edgeMap"),
-                (lidc_xml("1", [[nodule_xml("n", ["<roi><edgeMap><xCoord>1</xCoord><yCoord>1</yCoord></edgeMap>"
-                                                  "</roi>"])]]),
-                 "neither imageSOP_UID nor imageZposition"),
-                (lidc_xml("1", [[nodule_xml("n", ["<roi><imageZposition>1</imageZposition><edgeMap><xCoord>a</xCoord>"
-                                                  "<yCoord>1</yCoord></edgeMap></roi>"])]]), "bad coordinate"),
-            ]:
-                path.write_text(text)
-                with self.assertRaisesRegex(ValueError, f"^{path}: .*{message}"):
-                    read_lidc_xml(path)
-
-    def test_rasterize_contour_and_hole(self):
-        square = [(2, 2), (8, 2), (8, 8), (2, 8)]
-        hole = [(4, 4), (6, 4), (6, 6), (4, 6)]
-        nodule = LidcNodule(0, "r", "n", [
-            LidcRoi(0.0, None, True, np.array(square)), LidcRoi(0.0, None, False, np.array(hole)),
-            LidcRoi(1.0, None, True, np.array(square)),
-        ])
-        offset, mask = rasterize_nodule(nodule, [3, 3, 4], (12, 12, 6))
-        np.testing.assert_array_equal(offset, [2, 2, 3])
-        self.assertEqual(mask.shape, (7, 7, 2))
-        self.assertEqual(mask[:, :, 1].sum(), 25)  # inside the outline only: 3..7 x 3..7
-        self.assertEqual(mask[:, :, 0].sum(), 24)  # minus the hole's inside pixel (5, 5)
-        self.assertFalse(mask[3, 3, 0])
-        _, with_contour = rasterize_nodule(nodule, [3, 3, 4], (12, 12, 6), include_contour=True)
-        self.assertEqual(with_contour[:, :, 1].sum(), 49)
-        with self.assertRaisesRegex(ValueError, "one index per roi"):
-            rasterize_nodule(nodule, [3], (12, 12, 6))
-        with self.assertRaisesRegex(ValueError, "contour points must lie inside the 8 x 12 slice"):
-            rasterize_nodule(nodule, [3, 3, 4], (8, 12, 6))
-
-    def test_cluster_annotations(self):
-        affine = np.diag([0.8, 0.8, 1.5, 1.0])
-        point = np.ones((1, 1, 1), dtype=bool)
-        boxes = [(np.array([0, 0, 0]), point), (np.array([1, 0, 0]), point), (np.array([3, 0, 0]), point),
-                 (np.array([2, 0, 1]), point)]
-        self.assertEqual(cluster_annotations(boxes, affine, 0.8), [[0, 1], [2], [3]])
-        self.assertEqual(cluster_annotations(boxes, affine, 1.7), [[0, 1, 2, 3]])  # transitive
-        with self.assertRaisesRegex(ValueError, "distance_mm must be >= 0"):
-            cluster_annotations(boxes, affine, -1.0)
-
-    def test_size_bands_match_metrics(self):
-        from bundle.data.converters.decathlon import SIZE_BANDS_MM
-        from bundle.metrics.lesion import SIZE_BANDS_MM as METRIC_BANDS
-
-        self.assertEqual(SIZE_BANDS_MM, METRIC_BANDS)
 
 
 if __name__ == "__main__":

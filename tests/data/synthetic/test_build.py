@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import json
+import tempfile
+import unittest
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from parameterized import parameterized
+
+from bundle.data.datalist import load_datalist
+from bundle.data.synthetic.build import build_dataset, check_host_split, default_hosts
+from bundle.data.synthetic.hosts import list_hosts
+from tests.data.synthetic.phantom_fixtures import AFFINE, build_phantom_dataset, phantom_with_tumour
+
+
+class TestHostSplit(unittest.TestCase):
+    @parameterized.expand(
+        [
+            [["lung_dx_a0001:right"], ["lung_dx_a0001:left"], True],
+            [["mni152"], ["colin27"], True],
+            [["lung_dx_a0001:right"], ["lung_dx_a0001:right"], False],
+            [["lung_dx_a0001"], ["lung_dx_a0001:left"], False],
+            [["mni152", "colin27:right"], ["colin27"], False],
+            [[], ["colin27"], False],
+        ]
+    )
+    def test_check_host_split(self, train, val, ok):
+        if ok:
+            check_host_split(train, val)
+        else:
+            with self.assertRaises(ValueError):
+                check_host_split(train, val)
+
+    def test_default_hosts(self):
+        with self.assertRaises(ValueError):
+            default_hosts("pet")
+        installed = {h.host_id for h in list_hosts() if h.installed}
+        if "lung_dx_a0001" in installed:
+            self.assertEqual(default_hosts("ct"), (["lung_dx_a0001:right"], ["lung_dx_a0001:left"]))
+        mr = {"mni152", "colin27"} & installed
+        if mr:
+            train, val = default_hosts("mri")
+            check_host_split(train, val)
+
+
+class TestBuildDataset(unittest.TestCase):
+    """build_dataset end to end on phantom hosts (the real hosts take minutes)."""
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.out = Path(self.tmp.name) / "synth"
+        self.hu, self.blob = phantom_with_tumour()
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def test_build_and_load(self):
+        path = build_phantom_dataset(self.out)
+        data = json.loads(path.read_text())
+        self.assertEqual(data["split"]["training_hosts"], ["phantom:right"])
+        self.assertEqual(set(data["hosts"]), {"phantom:right", "phantom:left"})
+        train, val = load_datalist(path, "training"), load_datalist(path, "validation")
+        self.assertEqual((len(train), len(val)), (2, 1))
+        self.assertTrue(all(e["host"] == "phantom:right" for e in train))
+        for e in train + val:
+            img, lab = nib.load(e["image"]), nib.load(e["label"])
+            self.assertEqual(img.shape, self.hu.shape)
+            np.testing.assert_allclose(img.affine, AFFINE)
+            self.assertEqual(img.get_data_dtype(), np.int16)
+            labels = np.asarray(lab.dataobj)
+            for r in e["lesions"]:
+                self.assertEqual(labels[tuple(np.round(r["center_voxel"]).astype(int))], 1)
+        real = [r for r in val[0]["lesions"] if r["synthetic"] is False]
+        self.assertEqual(len(real), 1)
+        self.assertTrue(np.all(np.asarray(nib.load(val[0]["label"]).dataobj)[self.blob] == 1))
+        self.assertFalse(any(r["synthetic"] is False for e in train for r in e["lesions"]))
+        # same seed, same dataset
+        again = json.loads(build_phantom_dataset(Path(self.tmp.name) / "again").read_text())
+        self.assertEqual([e["lesions"] for e in again["training"]], [e["lesions"] for e in data["training"]])
+
+    @parameterized.expand(
+        [
+            [{"n_train": -1}],
+            [{"lesions_per_case": (3, 2)}],
+            [{"modality": "pet"}],
+            [{"train_hosts": ["phantom:left"], "val_hosts": ["phantom:left"]}],
+        ]
+    )
+    def test_ill_arg(self, override):
+        kwargs = {"train_hosts": ["phantom:right"], "val_hosts": ["phantom:left"], "progress": False}
+        kwargs.update(override)
+        with self.assertRaises(ValueError):
+            build_dataset(self.out, **kwargs)
+
+    def test_existing_datalist_refused(self):
+        build_phantom_dataset(self.out)
+        with self.assertRaisesRegex(ValueError, "overwrite"):
+            build_phantom_dataset(self.out)
+
+
+if __name__ == "__main__":
+    unittest.main()
