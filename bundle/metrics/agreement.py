@@ -101,7 +101,7 @@ def reader_marks(records: Sequence[Mapping[str, Any]], n_readers: int) -> np.nda
 
     Args:
         records: lesion records, each with ``reader_sessions`` (0-based session indices, as written by
-            :py:func:`bundle.data.converters.lidc.consensus_lesions`).
+            :py:func:`bundle.data.converters.lidc_consensus.consensus_lesions`).
         n_readers: number of reading sessions of the case.
 
     Returns:
