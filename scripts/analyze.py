@@ -8,6 +8,8 @@ Examples::
     python -m scripts.analyze explain --case_dir outputs/Chest_CT
     python -m scripts.analyze case_layers --case_dir outputs/Chest_CT --lesion 4 --prefix docs/figures/analysis_layers_chest_ct
     python -m scripts.analyze agreement --datalist data/lidc/datalist.json
+
+Paths of configs and weights are the bundle folder's. The network-based analyses import torch when they run.
 """
 
 from __future__ import annotations
@@ -18,15 +20,6 @@ import sys
 from pathlib import Path
 
 import fire
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run from anywhere: the repo root holds `bundle`
-
-
-def _setup(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(int(threads))
 
 
 def features(
@@ -45,12 +38,6 @@ def features(
     print(Path(prefix).with_suffix(".md").read_text())
 
 
-def _net_and_preprocessing(config: str, ckpt: str, preprocessing_config: str, key: str):
-    from bundle.experiments.analysis.pipeline import load_network, load_preprocessing
-
-    return load_network(ROOT / config, ROOT / ckpt), load_preprocessing(ROOT / preprocessing_config, key)
-
-
 def layers(
     datalist: str = "data/synth_ct/datalist.json",
     prefix: str = "docs/figures/analysis_layers",
@@ -62,10 +49,10 @@ def layers(
     threads: int = 1,
 ) -> None:
     """Shallow / middle / deep stage responses inside vs outside lesions (paper 3.1.2)."""
+    from bundle.experiments.analysis.loading import network_and_preprocessing
     from bundle.experiments.analysis.pipeline import run_layers
 
-    _setup(threads)
-    net, pre = _net_and_preprocessing(config, ckpt, train_config, "preprocessing")
+    net, pre = network_and_preprocessing(config, ckpt, train_config, "preprocessing", threads)
     result = run_layers(net, pre, datalist, prefix, split=split, max_cases=max_cases)
     print(f"{result['n_windows']} lesion windows of {result['n_cases']} cases")
     print(Path(prefix).with_suffix(".md").read_text())
@@ -82,20 +69,13 @@ def attention(
     threads: int = 1,
 ) -> None:
     """Coordinate Attention gain in lesions and the screening score's ROC AUC (paper 4.2)."""
+    from bundle.experiments.analysis.loading import network_and_preprocessing
     from bundle.experiments.analysis.pipeline import run_attention
 
-    _setup(threads)
-    net, pre = _net_and_preprocessing(config, ckpt, train_config, "preprocessing")
+    net, pre = network_and_preprocessing(config, ckpt, train_config, "preprocessing", threads)
     result = run_attention(net, pre, datalist, prefix, split=split, max_cases=max_cases)
     print(f"{result['n_lesion_windows']} lesion windows of {result['n_cases']} cases")
     print(Path(prefix).with_suffix(".md").read_text())
-
-
-def _inference_parts(config: str, ckpt: str, threads: int) -> tuple:
-    """The network with its weights, the image preprocessing and the window size of an inference config."""
-    _setup(threads)
-    net, pre = _net_and_preprocessing(config, ckpt, config, "image_preprocessing")
-    return net, pre, json.loads((ROOT / config).read_text()).get("roi_size", [64, 64, 32])
 
 
 def explain(
@@ -108,8 +88,9 @@ def explain(
 ) -> None:
     """Grad-CAM and input gradient of each detection of ``<case_dir>/lesions.json``, as ``<case_dir>/explain_<k>.png``."""
     from bundle.engines.explain import explain_case
+    from bundle.experiments.analysis.loading import inference_parts
 
-    net, pre, roi = _inference_parts(config, ckpt, threads)
+    net, pre, roi = inference_parts(config, ckpt, threads)
     for path in explain_case(net, pre, case_dir, roi, max_lesions, target_layer):
         print(path)
 
@@ -123,9 +104,10 @@ def case_layers(
     threads: int = 1,
 ) -> None:
     """Stage response maps over the whole axial slice through detection ``#lesion`` of an inference case."""
+    from bundle.experiments.analysis.loading import inference_parts
     from bundle.experiments.analysis.pipeline import run_case_layers
 
-    net, pre, roi = _inference_parts(config, ckpt, threads)
+    net, pre, roi = inference_parts(config, ckpt, threads)
     result = run_case_layers(net, pre, case_dir, prefix, lesion, roi)
     print(f"{result['case']}: axial slice {result['slice']} (slab {result['slab']}), detection #{result['lesion']}")
     print(Path(prefix).with_suffix(".md").read_text())
@@ -133,8 +115,8 @@ def case_layers(
 
 def agreement(datalist: str, split: str = "all") -> None:
     """Lesion-level reader agreement of a converted multi-reader datalist (records with ``reader_sessions``)."""
-    from bundle.metrics.agreement import pooled_agreement
     from bundle.experiments.analysis.pipeline import dataset_entries
+    from bundle.metrics.agreement import pooled_agreement
 
     print(json.dumps(pooled_agreement(dataset_entries(datalist, split)), indent=1))
 
@@ -145,5 +127,4 @@ if __name__ == "__main__":
         fire.Fire({"features": features, "layers": layers, "attention": attention, "explain": explain,
                    "case_layers": case_layers, "agreement": agreement})
     except ValueError as e:  # bad input: one clear line, no traceback
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(f"error: {e}")

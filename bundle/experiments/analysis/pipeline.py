@@ -1,8 +1,9 @@
 """Run the analyses on a data set and write their tables (JSON + markdown) and figures atomically.
 
-The network comes from ``network_def`` of ``configs/inference.json`` with the weights of ``models/model.pt``; the
-image/label preprocessing is ``preprocessing`` of ``configs/train.json`` (what the shipped model was trained on),
-so the windows the analyses feed the network are the ones it was trained and run on.
+The network and the preprocessing come from :py:mod:`bundle.experiments.analysis.loading`: ``network_def`` of
+``configs/inference.json`` with the weights of ``models/model.pt``, and ``preprocessing`` of ``configs/train.json``
+(what the shipped model was trained on), so the windows the analyses feed the network are the ones it was trained
+and run on.
 """
 
 from __future__ import annotations
@@ -31,8 +32,6 @@ from bundle.data.datalist import load_datalist
 from bundle.io.atomic import atomic_write_bytes, atomic_write_text
 
 __all__ = [
-    "load_network",
-    "load_preprocessing",
     "dataset_entries",
     "run_features",
     "run_layers",
@@ -69,38 +68,6 @@ def _write(prefix: Path, result: dict, table: str, png: dict[str, bytes]) -> dic
     for suffix, data in png.items():
         written[suffix] = atomic_write_bytes(prefix.parent / f"{prefix.name}{suffix}.png", data)
     return written
-
-
-def load_network(config_file: str | os.PathLike, ckpt: str | os.PathLike) -> nn.Module:
-    """
-    ``network_def`` of a bundle config with a state dict loaded (``weights_only=True``), in eval mode on CPU.
-
-    Raises:
-        ValueError: when the checkpoint file does not exist or does not fit the network (message names it).
-    """
-    from monai.bundle import ConfigParser
-
-    parser = ConfigParser()
-    parser.read_config(str(config_file))
-    net = parser.get_parsed_content("network_def")
-    if not Path(ckpt).is_file():
-        raise ValueError(f"ckpt must be an existing weights file, got {ckpt}.")
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    state = state.get("model", state) if isinstance(state, dict) else state
-    try:
-        net.load_state_dict(state)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f"{ckpt}: weights do not fit network_def of {config_file} ({str(e).splitlines()[0]}).") from e
-    return net.eval()
-
-
-def load_preprocessing(config_file: str | os.PathLike, key: str = "preprocessing") -> Callable:
-    """The ``key`` component of a bundle config (e.g. ``preprocessing`` of ``configs/train.json``)."""
-    from monai.bundle import ConfigParser
-
-    parser = ConfigParser()
-    parser.read_config(str(config_file))
-    return parser.get_parsed_content(key)
 
 
 def dataset_entries(datalist: str | os.PathLike, split: str = "validation", max_cases: int | None = None) -> list[dict]:
