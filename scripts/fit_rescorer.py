@@ -5,14 +5,14 @@ features logged and no rescorer on cases it never trained on, then fit on that r
 mode")::
 
     python -m monai.bundle run \\
-        --config_file "['configs/train.json','configs/evaluate.json','configs/fp_reduction.json']" \\
+        --config_file "['configs/train.json','configs/evaluate.json','configs/variants/nodule_mode_evaluate.json']" \\
         --datalist_file data/synth_ct_v2/fpr_fit_datalist.json --ckpt_dir runs/train_sl --eval_dir runs/fpr_fit \\
         --rescorer_model "" --rescorer_features_log runs/fpr_fit/features.jsonl
     python -m scripts.fit_rescorer fit --runs "['runs/fpr_fit']" --output runs/train_sl/fp_reduction.json
 
 ``preview`` applies a fitted model to another logged run and prints the detection table it would give (the
-evaluation with ``configs/fp_reduction.json`` and the model is the reference; the two agree when both see the same
-candidates).
+evaluation with ``configs/variants/nodule_mode_evaluate.json`` and the model is the reference; the two agree when
+both see the same candidates).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Usage (from the bundle root; the grid is the evaluation's)::
 
     python -m scripts.reference_gaps --dataset_dir data/synth_ct_v2 --split training
-    python -m scripts.reference_gaps --config_file "['configs/train.json','configs/evaluate.json','configs/mri.json',
-        'configs/evaluate_mri.json']" --split training
+    python -m scripts.reference_gaps --config_file "['configs/train.json','configs/evaluate.json',
+        'configs/variants/mri_train.json','configs/variants/mri_evaluate.json']" --split training
 
 A merge gap (``bundle.lesions.reference.MERGE_GAP_MM``) between the largest piece gap and the smallest gap between
 lesions scores every lesion once. Prints the pieces and both lists of gaps.

@@ -2,7 +2,7 @@
 
 ``metrics``: accuracy, ROC AUC with a bootstrap interval, confusion matrix, model size and latency.
 ``figures``: prediction grid (green right / red wrong) and Grad-CAM maps. ``handlers``: a per-epoch history table
-and an evaluation report writer for the ignite engines of ``configs/classification_*.json``. ``engine``: run the
+and an evaluation report writer for the ignite engines of ``configs/classification/*.json``. ``engine``: run the
 train config and predict. ``compare``: stratified k-fold comparison of the bundle's classifiers.
 ``ct_slices``: lesion / no-lesion axial slices of the synthetic-lesion CT set; ``holdout``: train on one host's
 slices, test on the other's. ``triage``: scan-level triage from the detector's highest lesion score (ROC AUC).

@@ -1,6 +1,6 @@
 """Stratified k-fold comparison of the bundle's classifiers on the registry image sets, under one budget.
 
-Every fold trains through ``configs/classification_train.json`` (:func:`~bundle.classification.engine.
+Every fold trains through ``configs/classification/train.json`` (:func:`~bundle.classification.engine.
 train_with_config`) with the same epochs, batch size, augmentation and schedule for every network; only the
 network (and its learning rate: fine-tuning vs from scratch) changes. The held-out fold is scored twice:
 
@@ -101,7 +101,7 @@ def cross_validate(
         spatial_size: network input (H, W). Defaults to (224, 224).
         work_dir: folder for per-fold checkpoints and histories. Defaults to ``"data/classification"``.
         threads: torch CPU threads for training. Defaults to 1.
-        config_file: the train config. Defaults to ``configs/classification_train.json``.
+        config_file: the train config. Defaults to ``configs/classification/train.json``.
 
     Returns:
         ``{"source", "network", "class_names", "labels", "probs_last", "probs_best" (out-of-fold, (N, C)),

@@ -15,7 +15,7 @@ the chest CT), ``validation`` entries from another (the left half). :func:`build
 
 ``slices.json`` in the output folder lists every slice written (split, case, slice index, class, lesion voxels,
 whether a real, non-synthetic lesion crosses it) and the settings. The class-folder tree is an ordinary
-classification data set: ``--dataset_dir <out>/train`` works with ``configs/classification_train.json``,
+classification data set: ``--dataset_dir <out>/train`` works with ``configs/classification/train.json``,
 with the fixed window kept by overriding the intensity step (see :data:`WINDOW_OVERRIDE`).
 """
 
@@ -53,7 +53,7 @@ logger = logging.getLogger(__name__)
 CLASS_NAMES: tuple[str, ...] = ("no_lesion", "with_lesion")  # sorted: index 1 is the positive class
 HU_WINDOW: tuple[float, float] = (-1000.0, 400.0)
 WINDOW_OVERRIDE: Mapping[str, Any] = MappingProxyType({
-    # replaces the per-image min-max step (ScaleIntensityd) of configs/classification_train.json: the PNG grey
+    # replaces the per-image min-max step (ScaleIntensityd) of configs/classification/train.json: the PNG grey
     # levels already are the HU window, so they are mapped linearly 0..255 -> 0..1 for every image alike
     "preprocessing_base#3": {"_target_": "ScaleIntensityRanged", "keys": "image", "a_min": 0.0, "a_max": 255.0,
                              "b_min": 0.0, "b_max": 1.0, "clip": True},

@@ -1,6 +1,6 @@
 """Run the classification train config from Python and predict with a trained classifier.
 
-:func:`train_with_config` is what ``python -m monai.bundle run --config_file configs/classification_train.json``
+:func:`train_with_config` is what ``python -m monai.bundle run --config_file configs/classification/train.json``
 does, with overrides, returning the trained network and its per-epoch history instead of exiting, so that
 scripts (e.g. the k-fold comparison) train with exactly the bundle's recipe.
 """
@@ -25,8 +25,8 @@ __all__ = ["DEFAULT_TRAIN_CONFIG", "train_with_config", "predict"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TRAIN_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "classification_train.json"
-"""``configs/classification_train.json`` of the bundle root (the parent of ``bundle/``)."""
+DEFAULT_TRAIN_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "classification" / "train.json"
+"""``configs/classification/train.json`` of the bundle root (the parent of ``bundle/``)."""
 
 
 def train_with_config(
@@ -39,7 +39,7 @@ def train_with_config(
 
     Args:
         config_file: the train config (or a list of configs merged in order). Defaults to
-            ``configs/classification_train.json``.
+            ``configs/classification/train.json``.
         logging_file: passed to ``ConfigWorkflow``; False leaves the caller's logging alone. Defaults to False.
         override: config overrides by id, e.g. ``epochs=2``, ``split=[train, val]``,
             ``network_def={"_target_": ...}``, ``output_dir="runs/x"``.

@@ -2,7 +2,7 @@
 
 The slice set comes from :func:`bundle.classification.ct_slices.build_slice_dataset` (``train/`` = the
 training host's cases, ``test/`` = the held-out host's). Every network trains through
-``configs/classification_train.json`` (:func:`~bundle.classification.engine.train_with_config`) with the same
+``configs/classification/train.json`` (:func:`~bundle.classification.engine.train_with_config`) with the same
 budget, with the fixed CT window kept (:data:`~bundle.classification.ct_slices.WINDOW_OVERRIDE`). A few
 training *cases* (all their slices) are held back as the validation set that picks the "best" checkpoint;
 the test host is never looked at before the final scoring. Both the last-epoch network and the best-on-validation
@@ -107,7 +107,7 @@ def holdout_evaluate(
         work_dir: checkpoints and histories go to ``<work_dir>/<set>/<network>``. Defaults to
             ``"data/classification"``.
         n_bootstrap: resamples of the AUC interval. Defaults to 1000.
-        config_file: the train config. Defaults to ``configs/classification_train.json``.
+        config_file: the train config. Defaults to ``configs/classification/train.json``.
 
     Returns:
         ``{"network", "last", "best" (see ``_scores``: accuracy, auc, auc_ci, sensitivity, specificity,

@@ -153,7 +153,7 @@ def classification_transforms(
 ) -> Compose:
     """
     The seeds' recipe as MONAI transforms: load (PNG/JPEG/DICOM), channel count, resize, scale to [0, 1] and,
-    for training, a random rotation and a random horizontal flip. ``configs/classification_train.json`` spells
+    for training, a random rotation and a random horizontal flip. ``configs/classification/train.json`` spells
     the same chain out in JSON.
 
     Args:

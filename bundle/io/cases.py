@@ -4,7 +4,7 @@ are not.
 A *case* is one image volume: a NIfTI (``.nii``, ``.nii.gz``), NRRD (``.nrrd``, ``.nhdr``) or MetaImage (``.mha``,
 ``.mhd``) file, or one folder of DICOM files (a DICOM series folder). :func:`scan_dataset` lists the cases of a
 folder and every file it could not classify, with a one-line reason; :func:`list_cases` returns the cases and logs
-the rest. Reading them is :mod:`bundle.io.readers`' job (which re-exports these names).
+the rest. Reading them is :mod:`bundle.io.readers`' job.
 """
 
 from __future__ import annotations

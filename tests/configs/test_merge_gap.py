@@ -10,7 +10,8 @@ from bundle.lesions.reference import MERGE_GAP_MM
 EVALUATIONS = [
     ("validation", ["configs/train.json"], "validate#key_metric#val_cpm#output_transform"),
     ("heldout", ["configs/train.json", "configs/evaluate.json"], "validate#key_metric#heldout_cpm#output_transform"),
-    ("mri", ["configs/train.json", "configs/evaluate.json", "configs/mri.json", "configs/evaluate_mri.json"],
+    ("mri", ["configs/train.json", "configs/evaluate.json", "configs/variants/mri_train.json",
+             "configs/variants/mri_evaluate.json"],
      "validate#key_metric#heldout_cpm#output_transform"),
 ]
 

@@ -55,9 +55,11 @@ class TestMetadata(unittest.TestCase):
 
     def test_json_four_space_indent(self):
         # the Model Zoo's pre-commit hook formats JSON with 4 spaces and keeps key order
-        for path in sorted((ROOT / "configs").glob("*.json")):
+        paths = sorted((ROOT / "configs").rglob("*.json")) + sorted((ROOT / "bundle").rglob("*.json"))
+        self.assertIn(ROOT / "configs" / "variants" / "mri_train.json", paths)
+        for path in paths:
             text = path.read_text()
-            self.assertEqual(text, json.dumps(json.loads(text), indent=4) + "\n", f"{path.name} is not 4-space formatted")
+            self.assertEqual(text, json.dumps(json.loads(text), indent=4) + "\n", f"{path} is not 4-space formatted")
 
 
 if __name__ == "__main__":

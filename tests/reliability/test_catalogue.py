@@ -14,10 +14,11 @@ from monai.data import MetaTensor
 from monai.transforms import Compose, EnsureChannelFirstd
 from parameterized import parameterized
 
+from bundle.io.cases import list_cases
 from bundle.io.checks import CheckGeometryd
 from bundle.data.dataset import SafeDataset
 from bundle.data.datalist import load_datalist
-from bundle.io.readers import LargestSeriesITKReader, LoadVolumed, list_cases
+from bundle.io.readers import LargestSeriesITKReader, LoadVolumed
 from bundle.engines.pretrained import load_pretrained, read_checkpoint
 from bundle.transforms import ct_preprocessing
 from tests.reliability import inputs as I

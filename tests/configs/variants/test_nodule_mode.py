@@ -1,5 +1,6 @@
 """Nodule mode (opt-in): the per-lesion network with the false-positive-reduction rescorer, for inference
-(``configs/inference.json`` + ``configs/nodule_mode.json``) and evaluation (+ ``configs/fp_reduction.json``)."""
+(``configs/inference.json`` + ``configs/variants/nodule_mode.json``) and evaluation (``configs/train.json`` +
+``configs/evaluate.json`` + ``configs/variants/nodule_mode_evaluate.json``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from monai.bundle import ConfigParser
 
 from bundle.lesions.rescore import CandidateRescorer
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CONFIGS = ROOT / "configs"
 
 
@@ -30,7 +31,7 @@ class TestNoduleMode(unittest.TestCase):
         self.assertTrue(p.get_parsed_content("ckpt_path").endswith("models/model.pt"))
 
     def test_nodule_mode_inference_rescores_candidates_cut_at_the_evaluation_threshold(self):
-        p = parser("inference.json", "nodule_mode.json")
+        p = parser("inference.json", "variants/nodule_mode.json")
         self.assertIsInstance(p.get_parsed_content("rescorer"), CandidateRescorer)
         for component in ("evaluator", "detector"):
             self.assertEqual(p.get_parsed_content(f"{component}#lesion_kwargs")["threshold"], 0.2)
@@ -45,7 +46,7 @@ class TestNoduleMode(unittest.TestCase):
         CandidateRescorer(ROOT / "models" / "nodule_mode" / "fp_reduction.json")
 
     def test_evaluation_override_uses_the_rescorer_and_the_nodule_mode_weights(self):
-        p = parser("train.json", "evaluate.json", "fp_reduction.json")
+        p = parser("train.json", "evaluate.json", "variants/nodule_mode_evaluate.json")
         self.assertTrue(p.get_parsed_content("ckpt_path").endswith("models/nodule_mode/model.pt"))
         transform = p.get_parsed_content("validate#key_metric#heldout_cpm#output_transform")
         self.assertIsInstance(transform.rescorer, CandidateRescorer)

@@ -1,4 +1,5 @@
-"""The small-lesion training recipe: every lesion is drawn as a patch centre equally often, whatever its size,
+"""The small-lesion training recipe (``configs/variants/nodule_mode_train.json``, which trained
+``models/nodule_mode/model.pt``): every lesion is drawn as a patch centre equally often, whatever its size,
 negatives come from the body, and the Dice term is per patch, so a missed 3 mm nodule costs as much as a missed
 30 mm one."""
 
@@ -13,8 +14,8 @@ from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 from monai.transforms import Compose
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-RECIPE = [str(CONFIGS / "train.json"), str(CONFIGS / "small_lesions.json")]
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"
+RECIPE = [str(CONFIGS / "train.json"), str(CONFIGS / "variants" / "nodule_mode_train.json")]
 
 
 def phantom() -> dict:

@@ -1,3 +1,7 @@
+"""The MRI variants: training (``configs/variants/mri_train.json`` on ``configs/train.json``) and evaluation
+(``configs/train.json`` + ``configs/evaluate.json`` + ``configs/variants/mri_train.json`` +
+``configs/variants/mri_evaluate.json``)."""
+
 from __future__ import annotations
 
 import tempfile
@@ -10,6 +14,7 @@ from monai.bundle import ConfigParser
 from monai.engines import default_prepare_batch
 
 CT_ONLY = ("LungCandidateMaskd",)
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 
 
 def write_head(folder: Path) -> dict[str, str]:
@@ -28,7 +33,7 @@ def write_head(folder: Path) -> dict[str, str]:
 class TestMriOverride(unittest.TestCase):
     def test_train_sampling_has_no_ct_steps_and_yields_patches(self):
         parser = ConfigParser()
-        parser.read_config(["configs/train.json", "configs/mri.json"])
+        parser.read_config([str(CONFIGS / "train.json"), str(CONFIGS / "variants" / "mri_train.json")])
         parser["patch_size"] = [16, 16, 8]
         parser["num_samples"] = 3
         with tempfile.TemporaryDirectory() as tmp:
@@ -47,7 +52,7 @@ class TestMriOverride(unittest.TestCase):
     def test_evaluation_override_drops_the_lung_mask(self):
         parser = ConfigParser()
         parser.read_config(
-            ["configs/train.json", "configs/evaluate.json", "configs/mri.json", "configs/evaluate_mri.json"]
+            [str(CONFIGS / f) for f in ("train.json", "evaluate.json", "variants/mri_train.json", "variants/mri_evaluate.json")]
         )
         names = [type(t).__name__ for t in parser.get_parsed_content("validate#preprocessing").transforms]
         self.assertFalse(set(CT_ONLY) & set(names))

@@ -1,4 +1,4 @@
-"""configs/hard_negatives.json: negative patches are centred inside the lung envelope only."""
+"""bundle/experiments/configs/hard_negatives.json (not adopted; layered on configs/train.json): negative patches are centred inside the lung envelope only."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 from monai.transforms import Compose
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def chest_phantom() -> dict:
@@ -31,7 +31,8 @@ def chest_phantom() -> dict:
 class TestHardNegatives(unittest.TestCase):
     def test_background_indices_inside_the_envelope(self):
         parser = ConfigParser()
-        parser.read_config([str(CONFIGS / "train.json"), str(CONFIGS / "hard_negatives.json")])
+        parser.read_config([str(ROOT / "configs" / "train.json"),
+                            str(ROOT / "bundle" / "experiments" / "configs" / "hard_negatives.json")])
         parser["patch_size"] = [16, 16, 8]
         sampling = parser.get_parsed_content("train#sampling")
         names = [type(t).__name__ for t in sampling]
