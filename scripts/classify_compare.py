@@ -21,27 +21,15 @@ from __future__ import annotations
 import logging
 import shlex
 import sys
-from pathlib import Path
 
 import fire
 
-if __package__ in (None, ""):  # run as a file: make the bundle root (parent of scripts/) importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bundle.classification.compare import compare_classifiers
+from bundle.classification.ct_slices import ensure_slice_dataset
+from bundle.classification.holdout import compare_on_slices
+from bundle.io.arguments import comma_tuple
 
-from bundle.classification.compare import compare_classifiers  # noqa: E402
-from bundle.classification.ct_slices import build_slice_dataset  # noqa: E402
-from bundle.classification.holdout import compare_on_slices  # noqa: E402
-
-
-def _setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    for noisy in ("ignite", "monai", "bundle.networks"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def _split(value: str | tuple) -> tuple:
-    """'a,b' or ('a', 'b') -> ('a', 'b')."""
-    return tuple(x for x in value.split(",") if x) if isinstance(value, str) else tuple(value)
+QUIET = ("ignite", "monai", "bundle.networks")  # loggers kept at WARNING
 
 
 def main(
@@ -72,10 +60,12 @@ def main(
         markdown: file whose marked block receives the table; None skips it.
         figures: folder for the PNG figures; None skips them.
     """
-    _setup_logging()
-    command = "python -m scripts.classify_compare" + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for name in QUIET:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    command = shlex.join(["python", "-m", "scripts.classify_compare", *sys.argv[1:]])
     compare_classifiers(
-        sources=_split(sources), networks=_split(networks), n_splits=n_splits, seed=seed, epochs=epochs,
+        sources=comma_tuple(sources), networks=comma_tuple(networks), n_splits=n_splits, seed=seed, epochs=epochs,
         batch_size=batch_size, spatial_size=(size, size), threads=threads, work_dir=work_dir, markdown_path=markdown,
         figure_dir=figures, command=command,
     )
@@ -116,12 +106,13 @@ def ct_slices(
         figure: the prediction-grid PNG; None skips it.
         rebuild: rebuild the slice set even if it exists. Defaults to False.
     """
-    _setup_logging()
-    if rebuild or not (Path(dataset_dir) / "slices.json").is_file():
-        build_slice_dataset(datalist, dataset_dir, max_per_class=max_per_class, seed=seed)
-    command = "python -m scripts.classify_compare" + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for name in QUIET:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    ensure_slice_dataset(datalist, dataset_dir, max_per_class=max_per_class, seed=seed, rebuild=rebuild)
+    command = shlex.join(["python", "-m", "scripts.classify_compare", *sys.argv[1:]])
     compare_on_slices(
-        dataset_dir, networks=_split(networks), epochs=epochs, batch_size=batch_size, spatial_size=(height, width),
+        dataset_dir, networks=comma_tuple(networks), epochs=epochs, batch_size=batch_size, spatial_size=(height, width),
         n_val_cases=n_val_cases, seed=seed, threads=threads, work_dir=work_dir, markdown_path=markdown,
         figure_path=figure, command=command,
     )

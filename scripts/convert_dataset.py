@@ -14,19 +14,11 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 
 import fire
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere: the repo root holds `bundle`
-
-from bundle.data.converters import ConversionReport, convert_decathlon, convert_isles, convert_lidc  # noqa: E402
-
-
-def _finish(report: ConversionReport) -> None:
-    print(report.summary())
-    if not report.ok:
-        sys.exit(1)
+from bundle.data.converters import convert_decathlon, convert_isles, convert_lidc
+from bundle.io.arguments import int_list
 
 
 def lidc(
@@ -42,11 +34,14 @@ def lidc(
     cluster_distance_mm: float | None = None,
 ) -> None:
     """LIDC-IDRI: DICOM series + readers' XML -> NIfTI images, consensus labels, datalist.json."""
-    _finish(convert_lidc(
+    report = convert_lidc(
         root, output_dir, consensus=consensus, min_diameter_mm=min_diameter_mm, max_diameter_mm=max_diameter_mm,
         val_fraction=val_fraction, seed=seed, stratify_by=stratify_by, include_contour=include_contour,
         cluster_distance_mm=cluster_distance_mm,
-    ))
+    )
+    print(report.summary())
+    if not report.ok:
+        sys.exit(1)
 
 
 def isles(
@@ -59,10 +54,13 @@ def isles(
     stratify_by: str = "largest",
 ) -> None:
     """ISLES'22: rawdata/ images + derivatives/ masks -> datalist.json (files referenced in place)."""
-    _finish(convert_isles(
+    report = convert_isles(
         root, output_dir, modality=modality, val_fraction=val_fraction, seed=seed, geometry_atol=geometry_atol,
         stratify_by=stratify_by,
-    ))
+    )
+    print(report.summary())
+    if not report.ok:
+        sys.exit(1)
 
 
 def decathlon(
@@ -75,11 +73,13 @@ def decathlon(
     stratify_by: str = "largest",
 ) -> None:
     """MSD-style dataset.json (``root``: the file or its folder) -> datalist.json (in ``output_dir``)."""
-    values = [label_values] if isinstance(label_values, int) else label_values
-    _finish(convert_decathlon(
-        root, output_dir, val_fraction=val_fraction, seed=seed, label_values=values, geometry_atol=geometry_atol,
-        stratify_by=stratify_by,
-    ))
+    report = convert_decathlon(
+        root, output_dir, val_fraction=val_fraction, seed=seed, label_values=int_list(label_values),
+        geometry_atol=geometry_atol, stratify_by=stratify_by,
+    )
+    print(report.summary())
+    if not report.ok:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

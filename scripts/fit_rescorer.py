@@ -19,28 +19,11 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 
 import fire
-import numpy as np
 
-if __package__ in (None, ""):  # run as a file: make the bundle root (parent of scripts/) importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bundle.metrics import evaluate_detection, format_table, save_json  # noqa: E402
-from bundle.lesions.rescore import FEATURE_NAMES, CandidateRescorer  # noqa: E402
-from bundle.lesions.rescorer_fit import fit_logistic, join_features  # noqa: E402
-
-
-def _load(run: str):
-    folder = Path(run)
-    for name in ("features.jsonl", "per_scan.json"):
-        if not (folder / name).is_file():
-            sys.exit(f"fp_reduction: {folder / name}: no such file (evaluate with --rescorer_features_log first).")
-    try:
-        return join_features(folder / "features.jsonl", folder / "per_scan.json")
-    except (ValueError, KeyError) as e:
-        sys.exit(f"fp_reduction: {folder}: {e}")
+from bundle.engines.fp_reduction import fit_rescorer, format_fit, preview_rescorer
+from bundle.metrics import format_table
 
 
 def fit(runs: list[str] | str, output: str = "models/nodule_mode/fp_reduction.json", l2: float = 1.0) -> None:
@@ -50,19 +33,11 @@ def fit(runs: list[str] | str, output: str = "models/nodule_mode/fp_reduction.js
         output: the model JSON to write.
         l2: L2 penalty on the standardised weights (``C = 1 / l2``).
     """
-    runs = [runs] if isinstance(runs, str) else list(runs)
-    parts = [_load(r)[:2] for r in runs]
-    x = np.concatenate([p[0] for p in parts])
-    y = np.concatenate([p[1] for p in parts])
     try:
-        model = fit_logistic(x, y, l2=l2)
-    except ValueError as e:
+        model = fit_rescorer(runs, output, l2)
+    except (FileNotFoundError, ValueError) as e:
         sys.exit(f"fp_reduction: {e}")
-    model["fitted_on"] = runs
-    save_json(model, output)
-    print(f"fitted on {y.size} candidates ({int(y.sum())} hits) of {runs}; wrote {output}")
-    for name, w in sorted(zip(FEATURE_NAMES, model["weights"]), key=lambda t: -abs(t[1])):
-        print(f"  {name:12s} {w:+.3f}")
+    print(format_fit(model, output))
 
 
 def preview(run: str, model: str = "models/nodule_mode/fp_reduction.json", threshold: float = 0.5) -> None:
@@ -73,18 +48,9 @@ def preview(run: str, model: str = "models/nodule_mode/fp_reduction.json", thres
         threshold: operating score threshold.
     """
     try:
-        rescorer = CandidateRescorer(model)
-    except ValueError as e:
+        before, after = preview_rescorer(run, model, threshold)
+    except (FileNotFoundError, ValueError) as e:
         sys.exit(f"fp_reduction: {e}")
-    _, _, scans = _load(run)
-    before, after = [], []
-    for scan in scans:
-        cands = scan["candidates"]
-        scores = rescorer.probability(np.asarray([c["features"] for c in cands]).reshape(-1, len(FEATURE_NAMES)))
-        before.append(([{"center_mm": c["center_mm"], "score": c["score"]} for c in cands], scan["lesions"]))
-        rescored = [{"center_mm": c["center_mm"], "score": float(s)} for c, s in zip(cands, scores)]
-        after.append((rescored, scan["lesions"]))
-    before, after = evaluate_detection(before, threshold), evaluate_detection(after, threshold)
     print(f"network score:\n{format_table(before)}\nrescored:\n{format_table(after)}")
 
 

@@ -1,4 +1,4 @@
-"""Build a synthetic-lesion dataset on the real host scans (thin CLI over ``bundle.data.datalist``).
+"""Build a synthetic-lesion dataset on the real host scans (thin CLI over ``bundle.data.synthetic.build``).
 
 Examples::
 
@@ -13,29 +13,12 @@ Examples::
 from __future__ import annotations
 
 import logging
-import sys
-from pathlib import Path
 
 import fire
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere: the repo root holds `bundle`
-
-from bundle.data.synthetic.build import build_dataset  # noqa: E402
-from bundle.data.synthetic.gallery import plot_lesion_gallery  # noqa: E402
-
-
-def _pair(value, name: str) -> tuple[float, float]:
-    """'3-6', (3, 6) or 4 -> a (min, max) pair."""
-    if isinstance(value, (int, float)):
-        return value, value
-    if isinstance(value, str):
-        parts = value.replace(",", "-").split("-")
-        if len(parts) != 2:
-            raise ValueError(f"{name} must look like 'min-max', got {value!r}.")
-        return float(parts[0]), float(parts[1])
-    if isinstance(value, (list, tuple)) and len(value) == 2:
-        return value[0], value[1]
-    raise ValueError(f"{name} must be 'min-max' or a pair, got {value!r}.")
+from bundle.data.synthetic.build import build_dataset
+from bundle.data.synthetic.gallery import plot_lesion_gallery
+from bundle.io.arguments import value_pair
 
 
 def main(
@@ -56,10 +39,10 @@ def main(
     another ``Cranium.inv3`` than the one Debian's invesalius-examples installs.
     """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    lo, hi = _pair(lesions_per_case, "lesions_per_case")
+    lo, hi = value_pair(lesions_per_case, "lesions_per_case")
     path = build_dataset(
         output_dir, modality=modality, n_train=n_train, n_val=n_val, lesions_per_case=(int(lo), int(hi)),
-        seed=seed, diameter_range_mm=_pair(diameter_range_mm, "diameter_range_mm"), overwrite=overwrite,
+        seed=seed, diameter_range_mm=value_pair(diameter_range_mm, "diameter_range_mm"), overwrite=overwrite,
         host_paths={"cranium": cranium_path} if cranium_path else None,
     )
     if figure:

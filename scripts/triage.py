@@ -13,7 +13,6 @@ Usage (from the bundle root)::
 
 from __future__ import annotations
 
-import json
 import logging
 import shlex
 import sys
@@ -21,18 +20,8 @@ from pathlib import Path
 
 import fire
 
-if __package__ in (None, ""):  # run as a file: make the bundle root (parent of scripts/) importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bundle.classification.compare import write_markdown_block  # noqa: E402
-from bundle.classification.triage import (  # noqa: E402
-    MANIFEST,
-    build_triage_set,
-    max_lesion_scores,
-    triage_auc,
-    triage_markdown,
-)
-from bundle.io.atomic import atomic_write_text  # noqa: E402
+from bundle.classification.compare import write_markdown_block
+from bundle.classification.triage import build_triage_set, score_triage
 
 
 def build(
@@ -70,21 +59,12 @@ def score(
         seed: bootstrap seed. Defaults to 0.
         markdown: file whose ``triage`` block receives the table; None skips it.
     """
-    manifest_path = Path(triage_dir) / MANIFEST
-    if not manifest_path.is_file():
-        raise SystemExit(f"{manifest_path}: not found; run `python -m scripts.triage build` first.")
-    manifest = json.loads(manifest_path.read_text())
-    cases, labels = [s["case"] for s in manifest["scans"]], [s["label"] for s in manifest["scans"]]
     try:
-        scores = max_lesion_scores(detector_dir or Path(triage_dir) / "detector", cases)
-    except ValueError as err:
-        raise SystemExit(str(err)) from err
-    result = triage_auc(labels, scores, n_bootstrap=n_bootstrap, seed=seed)
-    table = triage_markdown(manifest, scores, result)
-    atomic_write_text(Path(triage_dir) / "triage_result.json",
-                      json.dumps({**result, "scores": dict(zip(cases, scores))}, indent=4))
+        table = score_triage(triage_dir, detector_dir, n_bootstrap=n_bootstrap, seed=seed)
+    except (FileNotFoundError, ValueError) as err:
+        sys.exit(str(err))
     if markdown is not None:
-        command = "python -m scripts.triage" + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
+        command = shlex.join(["python", "-m", "scripts.triage", *sys.argv[1:]])
         write_markdown_block(markdown, f"Command: `{command}`\n\n{table}", name="triage")
     return table
 

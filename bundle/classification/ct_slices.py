@@ -45,6 +45,7 @@ __all__ = [
     "load_case_volumes",
     "balanced_slice_indices",
     "build_slice_dataset",
+    "ensure_slice_dataset",
     "slice_datalist",
 ]
 
@@ -217,6 +218,22 @@ def build_slice_dataset(
     logger.info("slice data set in %s: %s", out, counts)
     return manifest
 
+
+
+def ensure_slice_dataset(
+    datalist_json: PathLike, output_dir: PathLike, max_per_class: int = 8, seed: int = 0, rebuild: bool = False
+) -> bool:
+    """
+    Build the slice set with :func:`build_slice_dataset` when ``output_dir`` holds none (no ``slices.json``) or
+    ``rebuild`` is set; returns whether it was built.
+
+    Raises:
+        ValueError: as :func:`build_slice_dataset`.
+    """
+    if rebuild or not (Path(output_dir) / MANIFEST).is_file():
+        build_slice_dataset(datalist_json, output_dir, max_per_class=max_per_class, seed=seed)
+        return True
+    return False
 
 def slice_datalist(dataset_dir: PathLike, split: str) -> list[dict[str, Any]]:
     """

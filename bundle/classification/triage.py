@@ -13,7 +13,8 @@ which holds a real tumour. :func:`build_triage_set` makes a set that has both, f
   cases had.
 
 Run the detector on ``<set>/images`` (``configs/inference.json``), then :func:`max_lesion_scores` reads each
-scan's ``lesions.json`` (no lesion reported -> score 0) and :func:`triage_auc` scores the ranking.
+scan's ``lesions.json`` (no lesion reported -> score 0) and :func:`triage_auc` scores the ranking
+(:func:`score_triage` does both and writes the result).
 """
 
 from __future__ import annotations
@@ -34,7 +35,14 @@ from bundle.data.synthetic.noise import vary_host
 from bundle.io.atomic import atomic_save_nifti, atomic_write_text
 from bundle.io.writers import safe_case_name
 
-__all__ = ["lesion_free_slab", "build_triage_set", "max_lesion_scores", "triage_auc", "triage_markdown"]
+__all__ = [
+    "lesion_free_slab",
+    "build_triage_set",
+    "max_lesion_scores",
+    "triage_auc",
+    "triage_markdown",
+    "score_triage",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -218,3 +226,37 @@ def triage_markdown(manifest: dict[str, Any], scores: Sequence[float], result: d
         sizes = ", ".join(f"{d:.0f}" for d in scan["lesion_diameters_mm"]) or "none"
         lines.append(f"| {scan['case']} | {scan['source']} | {sizes} | {score:.3f} |")
     return "\n".join(lines) + "\n"
+
+
+def score_triage(
+    triage_dir: PathLike,
+    detector_dir: PathLike | None = None,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+) -> str:
+    """
+    Score a triage set (:func:`build_triage_set`) from the detector's outputs: :func:`max_lesion_scores`, then
+    :func:`triage_auc`; writes ``<triage_dir>/triage_result.json`` (the result and every scan's score) and returns
+    :func:`triage_markdown`.
+
+    Args:
+        triage_dir: the folder written by :func:`build_triage_set`.
+        detector_dir: the detector's output folder. Defaults to ``<triage_dir>/detector``.
+        n_bootstrap: bootstrap resamples. Defaults to 1000.
+        seed: bootstrap seed. Defaults to 0.
+
+    Raises:
+        FileNotFoundError: when ``triage_dir`` holds no manifest.
+        ValueError: when a scan's ``lesions.json`` is missing or malformed, or the labels or scores are invalid.
+    """
+    manifest_path = Path(triage_dir) / MANIFEST
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"{manifest_path}: not found; run `python -m scripts.triage build` first.")
+    manifest = json.loads(manifest_path.read_text())
+    cases, labels = [s["case"] for s in manifest["scans"]], [s["label"] for s in manifest["scans"]]
+    scores = max_lesion_scores(detector_dir or Path(triage_dir) / "detector", cases)
+    result = triage_auc(labels, scores, n_bootstrap=n_bootstrap, seed=seed)
+    table = triage_markdown(manifest, scores, result)
+    atomic_write_text(Path(triage_dir) / "triage_result.json",
+                      json.dumps({**result, "scores": dict(zip(cases, scores))}, indent=4))
+    return table

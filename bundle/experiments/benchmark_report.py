@@ -54,7 +54,9 @@ def prepare_volume(path: Path, mask_path: Path, pixdim: list[float]) -> list[int
     return list(image.shape[1:])
 
 
-def benchmark_markdown(rows: Sequence[dict[str, Any]], shape: list[int] | None, roi_size: Sequence[int], header: str) -> str:
+def benchmark_markdown(
+    rows: Sequence[dict[str, Any]], shape: list[int] | None, roi_size: Sequence[int], header: str
+) -> str:
     """``benchmark.md``: ``header``, then one table per kind of the measured ``rows`` (kinds not measured are left
     out); ``shape`` is the preprocessed chest CT's, ``roi_size`` the sliding window's."""
     md = [header]

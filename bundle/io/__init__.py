@@ -7,7 +7,8 @@
 - :py:mod:`~bundle.io.atomic`: the one atomic file writer, which never writes over an input;
 - :py:mod:`~bundle.io.writers`: per-case outputs (seg.nii.gz, lesions.json, overlay.png) and summary.json;
 - :py:mod:`~bundle.io.overlay`: the overlay.png rendering;
-- :py:mod:`~bundle.io.errors`: one-line error descriptions and records.
+- :py:mod:`~bundle.io.errors`: one-line error descriptions and records;
+- :py:mod:`~bundle.io.arguments`: command-line values in the forms the bundle's functions take.
 """
 
 from __future__ import annotations

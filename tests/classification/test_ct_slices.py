@@ -15,6 +15,7 @@ from bundle.classification.ct_slices import (
     CLASS_NAMES,
     balanced_slice_indices,
     build_slice_dataset,
+    ensure_slice_dataset,
     slice_datalist,
     window_to_uint8,
 )
@@ -120,6 +121,16 @@ class TestBuildSliceDataset(unittest.TestCase):
             slice_datalist(self.out, "validation")
         with self.assertRaisesRegex(ValueError, "slices.json"):
             slice_datalist(Path(self.tmp.name), "train")
+
+    def test_ensure_builds_only_a_missing_set(self):
+        out = Path(self.tmp.name) / "ensured"
+        self.assertTrue(ensure_slice_dataset(self.datalist, out, max_per_class=8, seed=0))
+        self.assertEqual(json.loads((out / "slices.json").read_text())["counts"], self.manifest["counts"])
+        (out / "slices.json").write_text(json.dumps({"kept": True}))
+        self.assertFalse(ensure_slice_dataset(self.datalist, out))
+        self.assertEqual(json.loads((out / "slices.json").read_text()), {"kept": True})
+        self.assertTrue(ensure_slice_dataset(self.datalist, out, rebuild=True))
+        self.assertIn("counts", json.loads((out / "slices.json").read_text()))
 
     def test_bad_input(self):
         bad = Path(self.tmp.name) / "bad.json"

@@ -8,7 +8,14 @@ from pathlib import Path
 import numpy as np
 from parameterized import parameterized
 
-from bundle.classification.triage import lesion_free_slab, max_lesion_scores, triage_auc, triage_markdown
+from bundle.classification.triage import (
+    MANIFEST,
+    lesion_free_slab,
+    max_lesion_scores,
+    score_triage,
+    triage_auc,
+    triage_markdown,
+)
 
 # (labels, highest lesion score per scan, AUC worked out by hand over the positive x negative pairs)
 AUC_CASES = [
@@ -85,6 +92,27 @@ class TestTriage(unittest.TestCase):
         self.assertIn("| 1 / 1 | 1.00", text)
         self.assertIn("| p | held-out case | 5, 18 | 0.800 |", text)
         self.assertIn("slices 0..38", text)
+
+    def test_score_triage(self):
+        manifest = {"settings": {"host": "h:left", "slab_slices": [0, 39]},
+                    "scans": [{"case": "p", "label": 1, "source": "held-out case", "lesion_diameters_mm": [5.2]},
+                              {"case": "n", "label": 0, "source": "host", "lesion_diameters_mm": []}]}
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            with self.assertRaisesRegex(FileNotFoundError, "triage.json: not found; run `python -m scripts.triage"):
+                score_triage(root)
+            (root / MANIFEST).write_text(json.dumps(manifest))
+            with self.assertRaisesRegex(ValueError, "p/lesions.json: missing"):
+                score_triage(root)
+            for case, scores in (("p", [0.7]), ("n", [])):
+                (root / "det" / case).mkdir(parents=True)
+                lesions = {"lesions": [{"score": s} for s in scores]}
+                (root / "det" / case / "lesions.json").write_text(json.dumps(lesions))
+            table = score_triage(root, root / "det", n_bootstrap=10)
+            result = triage_auc([1, 0], [0.7, 0.0], n_bootstrap=10)
+            self.assertEqual(table, triage_markdown(manifest, [0.7, 0.0], result))
+            written = json.loads((root / "triage_result.json").read_text())
+            self.assertEqual((written["auc"], written["scores"]), (1.0, {"p": 0.7, "n": 0.0}))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""bundle.experiments.benchmark_plan: the benchmark's named rows, their selection by pattern and the relative columns."""
+"""bundle.experiments.benchmark_plan: the benchmark's named rows, their selection by pattern and the relative
+columns."""
 
 from __future__ import annotations
 

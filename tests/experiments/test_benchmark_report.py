@@ -15,10 +15,11 @@ from bundle.experiments.benchmark_report import BUNDLE_ROOT, benchmark_markdown,
 
 ROOT = Path(__file__).resolve().parents[2]
 ROWS = [
-    {"kind": "slice", "network": "GhostCAUNet", "label": "plain", "backend": "torch", "params": 12345, "min_s": 0.123456,
-     "median_s": 1.5, "cpu_s": 2.0, "peak_rss_mb": 512.25, "added_peak_mb": None, "row": "slice/GhostCAUNet/plain"},
-    {"kind": "volume", "network": "GhostCAUNet", "label": "routed", "backend": "onnxruntime", "params": 9, "min_s": 10.0,
-     "median_s": 11.0, "cpu_s": 20.0, "windows": {"high": 1, "medium": 2, "low": 3, "gated": 4},
+    {"kind": "slice", "network": "GhostCAUNet", "label": "plain", "backend": "torch", "params": 12345,
+     "min_s": 0.123456, "median_s": 1.5, "cpu_s": 2.0, "peak_rss_mb": 512.25, "added_peak_mb": None,
+     "row": "slice/GhostCAUNet/plain"},
+    {"kind": "volume", "network": "GhostCAUNet", "label": "routed", "backend": "onnxruntime", "params": 9,
+     "min_s": 10.0, "median_s": 11.0, "cpu_s": 20.0, "windows": {"high": 1, "medium": 2, "low": 3, "gated": 4},
      "skipped_fraction": 0.5, "saved_vs_plain": 0.3333, "torch_over_this": 1.6, "peak_rss_mb": 1000.0,
      "added_peak_mb": 3.0},
     {"kind": "detector", "network": "retinanet_resnet10", "params": 2072469, "min_s": 3.0, "median_s": 3.5,
@@ -37,23 +38,29 @@ EXPECTED = (
     "| GhostCAUNet | plain | torch | 12345 | 0.123 | 1.5 | 2 |  | 512 |  |\n"
     "\n"
     "\n"
-    "### Sliding-window inference over the preprocessed chest CT [256, 256, 64] (1 x 1 x 2.5 mm), window [64, 64, 32], overlap 0.25, Gaussian blending\n"
+    "### Sliding-window inference over the preprocessed chest CT [256, 256, 64] (1 x 1 x 2.5 mm), window [64, "
+    "64, 32], overlap 0.25, Gaussian blending\n"
     "\n"
-    "| network | path | backend | params | min s | median s | CPU s | windows high/medium/low/gated | skipped | time saved vs plain | torch s / this s | peak MB | added MB |\n"
+    "| network | path | backend | params | min s | median s | CPU s | windows high/medium/low/gated | skipped | "
+    "time saved vs plain | torch s / this s | peak MB | added MB |\n"
     "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     "| GhostCAUNet | routed | onnxruntime | 9 | 10 | 11 | 20 | 1/2/3/4 | 0.5 | 0.333 | 1.6 | 1e+03 | 3 |\n"
     "\n"
     "\n"
-    "### RetinaNet detectors over the same preprocessed chest CT [256, 256, 64], whole volume in one pass (untrained weights; latency only)\n"
+    "### RetinaNet detectors over the same preprocessed chest CT [256, 256, 64], whole volume in one pass "
+    "(untrained weights; latency only)\n"
     "\n"
     "| network | params | min s | median s | CPU s | peak MB | added MB |\n"
     "|---|---|---|---|---|---|---|\n"
     "| retinanet_resnet10 | 2072469 | 3 | 3.5 | 6 | 800 | 100 |\n"
     "\n"
     "\n"
-    "### End to end: `python -m monai.bundle run --config_file configs/inference.json` on the embedded 512 x 512 x 64 chest CT (read DICOM, preprocess, lung mask, routed inference, lesions, outputs; includes Python start-up)\n"
+    "### End to end: `python -m monai.bundle run --config_file configs/inference.json` on the embedded 512 x 512 "
+    "x 64 chest CT (read DICOM, preprocess, lung mask, routed inference, lesions, outputs; includes Python "
+    "start-up)\n"
     "\n"
-    "| routing | backend | min s | median s | torch s / this s | case s (in-process) | windows high/medium/low | peak MB |\n"
+    "| routing | backend | min s | median s | torch s / this s | case s (in-process) | windows high/medium/low | "
+    "peak MB |\n"
     "|---|---|---|---|---|---|---|---|\n"
     "| True | torch | 30 | 31 |  | 20 | 5/6/7 | 2e+03 |\n"
 )
@@ -123,7 +130,8 @@ class TestRun(unittest.TestCase):
         with tempfile.TemporaryDirectory() as tmp:
             rows = [{**ROWS[3], "bundle_root": str(Path(tmp) / "b")}]
             write_report(Path(tmp), rows, None, (64, 64, 32), 2, "python -m scripts.benchmark", Path(tmp) / "b")
-            self.assertEqual(json.loads((Path(tmp) / "benchmark.json").read_text())["end_to_end"][0]["bundle_root"], ".")
+            written = json.loads((Path(tmp) / "benchmark.json").read_text())
+            self.assertEqual(written["end_to_end"][0]["bundle_root"], ".")
             self.assertIn("torch threads = ONNX Runtime intra-op threads = 2", (Path(tmp) / "benchmark.md").read_text())
 
 

@@ -8,7 +8,8 @@ import unittest
 from bundle.experiments.markdown import decimal_cell, markdown_table, significant_cell
 
 ROWS = [
-    {"a": 0.123456, "b": {"high": 1, "medium": 2, "low": 3, "gated": 0}, "c": 1e-5, "d": float("nan"), "e": 7, "f": 0.0},
+    {"a": 0.123456, "b": {"high": 1, "medium": 2, "low": 3, "gated": 0}, "c": 1e-5, "d": float("nan"), "e": 7,
+     "f": 0.0},
     {"a": None, "b": "x", "c": -0.00012345, "d": float("inf"), "e": "s", "f": 123.456789},
 ]
 COLUMNS = [(k, k.upper()) for k in "abcdef"]

@@ -132,14 +132,14 @@ class TestScript(unittest.TestCase):
             save(root / "labelsTr" / "a.nii.gz", blob_label([(5, 5, 4)]))
             entries = [{"image": "./imagesTr/a.nii.gz", "label": "./labelsTr/a.nii.gz"}]
             (root / "dataset.json").write_text(json.dumps({"name": "t", "training": entries}))
-            cmd = [sys.executable, str(REPO / "scripts" / "convert_dataset.py"), "decathlon", "--root", str(root),
+            cmd = [sys.executable, "-m", "scripts.convert_dataset", "decathlon", "--root", str(root),
                    "--output_dir", str(Path(tmp) / "out")]
-            ok = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp, timeout=120)
+            ok = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=120)
             self.assertEqual(ok.returncode, 0, ok.stderr)
             self.assertIn("1 case(s) converted, 0 failed", ok.stdout)
             entries.append({"image": "./imagesTr/a.nii.gz", "label": "./labelsTr/gone.nii.gz"})
             (root / "dataset.json").write_text(json.dumps({"name": "t", "training": entries}))
-            bad = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp, timeout=120)
+            bad = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=120)
             self.assertEqual(bad.returncode, 1, bad.stderr)
             self.assertIn("1 case(s) converted, 1 failed", bad.stdout)
             self.assertIn("gone.nii.gz: label file does not exist", bad.stdout)
