@@ -33,7 +33,7 @@ from typing import Any
 
 from monai.config import PathLike
 
-from bundle.io.readers import is_dicom_file
+from bundle.io.cases import is_dicom_file
 
 __all__ = [
     "PNEUMONIA_CLASSES",

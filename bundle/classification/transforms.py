@@ -30,7 +30,7 @@ from monai.transforms import (
 )
 from monai.utils import TransformBackends, ensure_tuple
 
-from bundle.io.readers import is_dicom_file
+from bundle.io.cases import is_dicom_file
 
 __all__ = [
     "Dicom2DReader",

@@ -21,7 +21,8 @@ import pydicom
 from monai.config import NdarrayOrTensor, PathLike
 from monai.utils import convert_to_numpy
 
-from bundle.io.readers import LargestSeriesITKReader, is_dicom_file
+from bundle.io.cases import is_dicom_file
+from bundle.io.readers import LargestSeriesITKReader
 from bundle.io.atomic import atomic_write_bytes
 
 __all__ = [

@@ -36,7 +36,7 @@ from monai.data import ImageReader, ITKReader, PILReader, PydicomReader
 from monai.transforms import LoadImage, LoadImaged
 from monai.utils import ensure_tuple
 
-from bundle.io.cases import IMAGE_2D_SUFFIXES, VOLUME_SUFFIXES, is_dicom_file, matching_suffix
+from bundle.io.cases import IMAGE_2D_SUFFIXES, is_dicom_file, matching_suffix
 from bundle.io.checks import (
     DEFAULT_MAX_EXTENT_MM,
     DEFAULT_MAX_SPACING_MM,
@@ -47,9 +47,6 @@ from bundle.io.checks import (
 )
 
 __all__ = [
-    "VOLUME_SUFFIXES",
-    "IMAGE_2D_SUFFIXES",
-    "is_dicom_file",
     "LargestSeriesITKReader",
     "LoadVolumed",
     "load_2d",
