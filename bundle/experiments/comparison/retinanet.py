@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -46,6 +45,7 @@ from scipy import ndimage
 
 from bundle.engines.budget import TrainingTimeLimit
 from bundle.engines.report import write_detection_report
+from bundle.io.atomic import atomic_path
 from bundle.metrics import format_table
 from bundle.lesions.reference import MERGE_GAP_MM, label_lesions
 
@@ -245,10 +245,8 @@ def train_detector(
     StatsHandler(name="detector_train", output_transform=lambda x: x["loss"], tag_name="train_loss").attach(trainer)
     trainer.run(loader, max_epochs=epochs)
     weights = out / "model.pt"
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".model.pt.tmp"
-    torch.save(detector.network.state_dict(), tmp)
-    os.replace(tmp, weights)
+    with atomic_path(weights) as tmp:
+        torch.save(detector.network.state_dict(), tmp)
     return weights
 
 
