@@ -117,15 +117,19 @@ def render_overlay(
             ax.contour(mplane.astype(np.float32), levels=[0.5], colors="red", linewidths=1.0)
         elif shown:
             ax.plot([c], [r], marker="+", color="red", markersize=10)
+        # the slice's world position, the same on any grid of the case (a viewer shows it as the slice location)
+        at = np.array(center, dtype=np.float64)
+        at[axial] = k
+        z_mm = float((aff @ np.append(at, 1.0))[2])
         if shown:
             les = shown[n]
             ax.set_title(
                 f"#{n + 1} score {float(les['score']):.2f}, {float(les['diameter_mm']):.1f} mm\n"
-                f"{les['tier']} tier, axial slice {k}",
+                f"{les['tier']} tier, axial z {z_mm:.1f} mm",
                 fontsize=9,
             )
         else:
-            ax.set_title(f"no lesion found\naxial slice {k}", fontsize=9)
+            ax.set_title(f"no lesion found\naxial z {z_mm:.1f} mm", fontsize=9)
         ax.text(0.01, 0.5, "R", color="yellow", transform=ax.transAxes, fontsize=8, va="center")
         ax.text(0.99, 0.5, "L", color="yellow", transform=ax.transAxes, fontsize=8, va="center", ha="right")
         ax.set_xticks([])

@@ -3,7 +3,8 @@
 A lesion's ``box_voxel`` is ``[[start...], [stop...]]`` (start inclusive, stop exclusive) on the grid where it was
 found. Its voxel-edge corners (``start - 0.5`` and ``stop - 0.5`` on every axis) mapped by an affine give the box in
 mm (:py:func:`voxel_box_to_world`, what MONAI Label's detection writer reads) or, through a second affine, on
-another grid of the same world (:py:func:`lesions_to_grid`, preprocessed grid -> the input's own grid).
+another grid of the same world (:py:func:`lesions_to_grid`, preprocessed grid -> the input's own grid), and so
+does a label map, box by box (:py:func:`label_map_to_grid`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 from monai.utils import convert_to_tensor
 
-__all__ = ["box_edge_corners", "lesions_to_grid", "voxel_box_to_world"]
+__all__ = ["box_edge_corners", "label_map_to_grid", "lesions_to_grid", "voxel_box_to_world"]
 
 _RAS_TO_LPS = np.array([-1.0, -1.0, 1.0])
 
@@ -74,4 +75,54 @@ def lesions_to_grid(
         hi = np.clip(np.ceil(mapped.max(axis=1) + 0.5), lo + 1, np.asarray(to_shape)).astype(int)
         out.append({**lesion, "center_voxel": [float(v) for v in center],
                     "box_voxel": [[int(v) for v in lo], [int(v) for v in hi]]})
+    return out
+
+
+def label_map_to_grid(
+    labels: np.ndarray,
+    from_affine: np.ndarray | torch.Tensor,
+    to_affine: np.ndarray | torch.Tensor,
+    to_shape: Sequence[int],
+    boxes: Sequence[Any],
+) -> np.ndarray:
+    """A label map brought to another grid of the same world by nearest neighbour, computed inside ``boxes`` only.
+
+    Every target voxel of a box takes the label of the source voxel nearest to its centre (``floor(p + 0.5)`` of
+    its source position ``p``, the rule of MONAI's nearest resampling, which ``Invertd`` uses); voxels outside the
+    boxes are 0. With the boxes of :py:func:`lesions_to_grid` (they hold every target voxel whose centre falls in a
+    lesion's source box) the result equals resampling the whole map, at the cost of the lesions' volume.
+
+    Args:
+        labels: (*spatial) integer label map on the grid of ``from_affine``.
+        from_affine, to_affine: voxel -> world of the source and the target grid.
+        to_shape: the target grid's shape.
+        boxes: target-grid voxel boxes ``[[start...], [stop...]]`` (e.g. the mapped lesions' ``box_voxel``).
+
+    Returns:
+        (*to_shape) array of ``labels``' dtype.
+
+    Raises:
+        ValueError: when an affine is not (N+1, N+1) for N = ``len(to_shape)``.
+    """
+    nd = len(to_shape)
+    src = np.asarray(convert_to_tensor(from_affine, track_meta=False).cpu(), dtype=np.float64)
+    dst = np.asarray(convert_to_tensor(to_affine, track_meta=False).cpu(), dtype=np.float64)
+    if src.shape != (nd + 1, nd + 1) or dst.shape != (nd + 1, nd + 1):
+        raise ValueError(f"affines must be {(nd + 1, nd + 1)} for a {nd}-D grid, got {src.shape} and {dst.shape}.")
+    labels = np.asarray(labels)
+    m = np.linalg.inv(src) @ dst  # target voxel -> source voxel
+    out = np.zeros(tuple(int(s) for s in to_shape), dtype=labels.dtype)
+    for box in boxes:
+        lo = np.clip(np.asarray(box[0], dtype=int), 0, out.shape)
+        hi = np.clip(np.asarray(box[1], dtype=int), lo, out.shape)
+        if np.any(hi <= lo):
+            continue
+        axes = [np.arange(a, b) for a, b in zip(lo, hi)]
+        centres = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, nd).astype(np.float64)
+        source = np.floor(_map(centres, m) + 0.5).astype(np.int64)  # (P, N) nearest source voxels
+        inside = np.all((source >= 0) & (source < labels.shape), axis=1)
+        values = np.zeros(len(centres), dtype=labels.dtype)
+        values[inside] = labels[tuple(source[inside].T)]
+        region = out[tuple(slice(a, b) for a, b in zip(lo, hi))]
+        np.maximum(region, values.reshape(region.shape), out=region)  # overlapping boxes read the same labels
     return out
