@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import torch
 from ignite.engine import Events
-from ignite.handlers import ProgressBar
 from monai.config import PathLike
 from monai.data import MetaTensor, decollate_batch
 from monai.engines import SupervisedEvaluator
@@ -30,7 +29,9 @@ from monai.transforms import Invertd
 from monai.transforms.inverse import InvertibleTransform
 from monai.utils import ForwardMode, convert_to_tensor
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
+from bundle.engines.console import case_bar, case_result_line
 from bundle.inferers.stats import scalar_stats, skipped_fraction, window_counts
 from bundle.io.errors import describe_exception
 from bundle.io.dicom import dicom_case_outputs
@@ -82,11 +83,14 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
     6. :py:func:`bundle.io.writers.write_case_outputs` writes ``seg.nii.gz`` (the lesion label map), ``overlay.png``,
        ``meta.json`` (timing, routing statistics) and ``lesions.json``.
 
-    Any exception in 2-6 fails that case only: its one-line reason is logged (WARNING) and put in
-    ``summary.json``, the traceback is logged at DEBUG. MONAI's postprocessing hook is not used (all of the above
-    happens inside :py:meth:`_iteration`), so nothing else runs on a failed case. After all cases,
-    ``output_dir/summary.json`` is written (see :py:func:`bundle.io.writers.write_summary`) and one summary line
-    is logged; with ``raise_on_failure=True`` a single RuntimeError listing the failed cases is raised after that.
+    Any exception in 2-6 fails that case only: its one-line reason is put in ``summary.json``, the traceback is
+    logged at DEBUG. MONAI's postprocessing hook is not used (all of the above happens inside :py:meth:`_iteration`),
+    so nothing else runs on a failed case. Each case ends with one result line, e.g. ``[2/5] Chest_CT: done,
+    5 lesions in 29.4 s, 58 % of windows skipped`` (INFO; a failed case: ``[3/5] x: failed after 0.2 s: <reason>``,
+    WARNING). After all cases, ``output_dir/summary.json`` is written (see
+    :py:func:`bundle.io.writers.write_summary`, with ``ignored_entries``) and one summary line is logged; with
+    ``raise_on_failure=True`` a single RuntimeError listing the failed cases is raised after that. Ignite's own
+    start/epoch/finish INFO lines are silenced (its engine logger is set to WARNING): the lines above replace them.
 
     Args:
         device: device of the network and the forward pass.
@@ -113,7 +117,11 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
         overlay_window: overlay intensity window; None uses the 1st-99th percentiles of the (preprocessed)
             image, e.g. ``[0, 1]`` when the preprocessing already windowed to [0, 1].
         max_panels: overlay panel cap. Default 12.
-        progress: show a tqdm progress bar over cases (ignite's ``ProgressBar``). Default True.
+        progress: show one live tqdm bar over cases on stderr when stderr is a terminal; a log file, pipe or CI
+            console never gets a bar (the per-case result lines are its progress). Default True.
+        ignored_entries: ``{"path", "reason"}`` of every entry of the input folder that is no case (the ``skipped``
+            list of :py:func:`bundle.io.cases.scan_dataset`), listed under ``entries_ignored`` in ``summary.json``
+            and counted in the summary line; they never fail the run. Default none.
         rescorer: optional false-positive-reduction stage
             (:py:class:`bundle.lesions.rescore.CandidateRescorer`): every lesion of step 4 is rescored from
             the preprocessed image and the probability map, and only those scoring at least ``rescore_threshold``
@@ -129,7 +137,7 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
     Raises:
         ValueError: When ``output_dir`` is refused, ``preprocessing`` is not invertible, ``lesion_kwargs`` are
             invalid or ``foreground_channel`` < 0.
-        TypeError: When ``allow_inside``, ``overwrite`` or ``raise_on_failure`` is not a bool.
+        TypeError: When ``allow_inside``, ``overwrite``, ``raise_on_failure`` or ``progress`` is not a bool.
         RuntimeError: from :py:meth:`run`, when ``raise_on_failure`` and any case failed.
 
     """
@@ -154,6 +162,7 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
         overlay_window: Sequence[float] | None = None,
         max_panels: int = 12,
         progress: bool = True,
+        ignored_entries: Sequence[Mapping[str, Any]] = (),
         dicom_seg: bool = False,
         rescorer: Any = None,
         rescore_threshold: float = 0.5,
@@ -164,7 +173,9 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
         mode: ForwardMode | str = ForwardMode.EVAL,
         amp_kwargs: dict | None = None,
     ) -> None:
-        _check_flags(allow_inside=allow_inside, overwrite=overwrite, raise_on_failure=raise_on_failure)
+        _check_flags(
+            allow_inside=allow_inside, overwrite=overwrite, raise_on_failure=raise_on_failure, progress=progress
+        )
         super().__init__(
             device=torch.device(device),
             val_data_loader=val_data_loader,
@@ -219,10 +230,13 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
         self.batched = isinstance(val_data_loader, DataLoader) and val_data_loader.batch_size is not None
         self.records: list[dict[str, Any]] = []
         self.summary_path: Path | None = None
+        self.progress = progress
+        self.ignored_entries = [dict(e) for e in ignored_entries]
         self._case_start = time.perf_counter()
+        self._n_cases: int | None = None
+        self._bar: tqdm | None = None
         self.add_event_handler(Events.GET_BATCH_STARTED, self._start_clock)  # per-case time includes loading
-        if progress:
-            ProgressBar(persist=True, desc="cases").attach(self)
+        self.logger.setLevel(logging.WARNING)  # ignite's start/epoch/finish lines: the result lines replace them
 
     @property
     def failed_cases(self) -> list[dict[str, str]]:
@@ -241,20 +255,35 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
 
         """
         self.records = []
+        self._n_cases = self._count_cases()
         start = time.perf_counter()
         try:
-            super().run(global_epoch)
+            with case_bar(self.progress, self._n_cases) as self._bar:
+                super().run(global_epoch)
         finally:
+            self._bar = None
             seconds = time.perf_counter() - start
-            self.summary_path = write_summary(self.output_dir, self.records, seconds, self.protected)
+            self.summary_path = write_summary(
+                self.output_dir, self.records, seconds, self.protected, ignored=self.ignored_entries
+            )
             counts = {s: sum(r["status"] == s for r in self.records) for s in ("done", "failed", "skipped")}
             logger.info(
-                "lesion inference: %d done, %d failed, %d skipped of %d cases in %.1f s; summary: %s",
-                counts["done"], counts["failed"], counts["skipped"], len(self.records), seconds, self.summary_path,
+                "lesion inference: %d done, %d failed, %d skipped of %d cases in %.1f s; %d input entries ignored; "
+                "summary: %s", counts["done"], counts["failed"], counts["skipped"], len(self.records), seconds,
+                len(self.ignored_entries), self.summary_path,
             )  # fmt: skip
         message = self.failure_message()
         if self.raise_on_failure and message:
             raise RuntimeError(message)
+
+    def _count_cases(self) -> int | None:
+        """The number of cases the loader will yield when it can tell (a sized dataset or list), else None."""
+        data = self.data_loader
+        sized = data.dataset if isinstance(data, DataLoader) else data
+        try:
+            return len(sized)  # type: ignore[arg-type]
+        except TypeError:
+            return None
 
     def failure_message(self) -> str | None:
         """One line listing the cases that failed in the last :py:meth:`run` (None when none failed).
@@ -282,11 +311,16 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
             items = list(batchdata)
         records = []
         for item in items:
+            if engine._bar is not None:
+                engine._bar.set_postfix_str(engine._case_identity(item)[0])
             record = engine._process_case(item)
             record["seconds"] = round(time.perf_counter() - engine._case_start, 3)
             engine._case_start = time.perf_counter()
             engine.records.append(record)
             records.append(record)
+            logger.log(*case_result_line(record, len(engine.records), engine._n_cases))
+            if engine._bar is not None:
+                engine._bar.update(1)
         return records
 
     def _case_identity(self, item: Mapping[str, Any]) -> tuple[str, str]:
@@ -301,19 +335,15 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
         """Infer, invert, find lesions and write outputs for one case; returns its record."""
         case, path = self._case_identity(item)
         record: dict[str, Any] = {"case": case, "image": path}
-        if "error" in item:
-            logger.warning("case %s failed to load: %s", case, item["error"])
+        if "error" in item:  # failed to load: the result line of _iteration reports it
             return {**record, "status": "failed", "error": str(item["error"])}
         if not self.overwrite and case_done(self.output_dir, case):
-            logger.info("case %s: outputs exist in %s, skipped (overwrite=False)", case, self.output_dir)
             return {**record, "status": "skipped"}
         try:
             return {**record, **self._infer_case(item, case, path)}
         except Exception as exc:  # one bad case must never stop the run
-            error = f"{path}: {describe_exception(exc)}"
-            logger.warning("case %s failed: %s", case, error)
             logger.debug("case %s traceback", case, exc_info=exc)
-            return {**record, "status": "failed", "error": error}
+            return {**record, "status": "failed", "error": f"{path}: {describe_exception(exc)}"}
 
     def _infer_case(self, item: Mapping[str, Any], case: str, path: str) -> dict[str, Any]:
         """The work of one case, allowed to raise."""

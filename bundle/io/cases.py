@@ -3,8 +3,9 @@ are not.
 
 A *case* is one image volume: a NIfTI (``.nii``, ``.nii.gz``), NRRD (``.nrrd``, ``.nhdr``) or MetaImage (``.mha``,
 ``.mhd``) file, or one folder of DICOM files (a DICOM series folder). :func:`scan_dataset` lists the cases of a
-folder and every file it could not classify, with a one-line reason; :func:`list_cases` returns the cases and logs
-the rest. Reading them is :mod:`bundle.io.readers`' job.
+folder and every entry that is not one (a file it could not classify, an empty folder, a folder of DICOM files
+without image data), with a one-line reason; :func:`list_cases` returns the cases and logs the rest. Reading them is
+:mod:`bundle.io.readers`' job.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ _DETACHED_DATA_SUFFIXES: tuple[str, ...] = (".raw.gz", ".raw", ".zraw", ".img")
 _DETACHED_HEADER_SUFFIXES: tuple[str, ...] = (".mhd", ".nhdr")
 # suffixes worth a (slower) pydicom probe when the 128-byte preamble + "DICM" is absent
 _DICOM_PROBE_SUFFIXES: tuple[str, ...] = ("", ".dcm", ".dicom", ".ima")
+# the pixel data elements of a DICOM image object (integer, float, double)
+_DICOM_PIXEL_TAGS: tuple[str, ...] = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 def matching_suffix(name: str, suffixes: Sequence[str]) -> str:
     """Return the first of ``suffixes`` that the lower-cased ``name`` ends with, or ``""``."""
@@ -106,6 +109,39 @@ def _classify_file(path: Path, siblings: set[str], include_2d: bool) -> tuple[st
     return "skip", f"not a recognised image file (NIfTI, NRRD, MetaImage or DICOM), suffix {path.suffix or 'none'!r}"
 
 
+def _dicom_without_image(path: Path) -> str | None:
+    """
+    The SOP class name of a well-formed DICOM object without pixel data (a structured report, an RT structure set,
+    a presentation state...), or None when the file may hold an image: it has pixel data, or it cannot be parsed or
+    names no SOP class (a damaged file, which the reader reports as a failed case).
+    """
+    try:
+        dataset = pydicom.dcmread(path, force=True, defer_size="1 KB")
+    except Exception:  # pydicom raises many kinds of errors on damaged files
+        return None
+    if "SOPClassUID" not in dataset or any(tag in dataset for tag in _DICOM_PIXEL_TAGS):
+        return None
+    uid = dataset.SOPClassUID
+    return str(getattr(uid, "name", "") or uid)
+
+
+def _dicom_folder_skip_reason(files: Sequence[Path]) -> str:
+    """
+    Empty when a folder of DICOM ``files`` is a case (some file holds, or may hold, an image); else the one-line
+    reason why it is not: every file is a well-formed DICOM object without pixel data. The files are read in order
+    until the first image, so a series folder costs one header read.
+    """
+    classes: list[str] = []
+    for path in files:
+        sop_class = _dicom_without_image(path)
+        if sop_class is None:
+            return ""
+        if sop_class not in classes:
+            classes.append(sop_class)
+    shown = ", ".join(classes[:3]) + (", ..." if len(classes) > 3 else "")
+    return f"no image series: its {len(files)} DICOM file(s) hold no pixel data (SOP class {shown})"
+
+
 def _unique_case_names(cases: list[dict], root: Path) -> None:
     """
     Make case names unique, in place.
@@ -148,7 +184,10 @@ def scan_dataset(dataset_dir: PathLike, include_2d: bool = False) -> tuple[list[
         ``(cases, skipped)``: ``cases`` is a list of ``{"image": <path>, "case": <name>}`` sorted by case name,
         where the name is the file name without its image suffix (``x.nii.gz`` -> ``x``) or the DICOM folder's name
         (colliding names are replaced by the path relative to ``dataset_dir`` joined with ``_``); ``skipped`` is a
-        list of ``{"path": <path>, "reason": <one line>}`` for every file or hidden folder that is not a case.
+        list of ``{"path": <path>, "reason": <one line>}`` for every entry that is not (part of) a case: each file
+        that is not an image, each hidden folder, each empty folder (no entry at all) and each folder whose DICOM
+        files are all well-formed objects without pixel data (reports, structure sets). A folder of DICOM files
+        that cannot be parsed is a case (the reader reports it as failed).
 
     Raises:
         ValueError: when ``dataset_dir`` does not exist, is not a folder, or contains no files.
@@ -164,7 +203,11 @@ def scan_dataset(dataset_dir: PathLike, include_2d: bool = False) -> tuple[list[
     skipped: list[dict] = []
     n_files = 0
     visited: set[str] = set()
-    for folder, dir_names, file_names in os.walk(root, followlinks=True):
+
+    def unreadable(error: OSError) -> None:  # os.walk drops a folder it cannot list unless told
+        skipped.append({"path": str(error.filename), "reason": f"folder cannot be read ({error.strerror})"})
+
+    for folder, dir_names, file_names in os.walk(root, followlinks=True, onerror=unreadable):
         real = os.path.realpath(folder)
         if real in visited:  # a symbolic link back to a folder already scanned
             skipped.append({"path": folder, "reason": f"folder already scanned as {real} (symbolic link)"})
@@ -173,9 +216,11 @@ def scan_dataset(dataset_dir: PathLike, include_2d: bool = False) -> tuple[list[
         visited.add(real)
         hidden = sorted(d for d in dir_names if d.startswith("."))
         skipped.extend({"path": str(Path(folder, d)), "reason": "hidden folder (not scanned)"} for d in hidden)
+        if not dir_names and not file_names and Path(folder) != root:
+            skipped.append({"path": folder, "reason": "empty folder (no files, no subfolders)"})
         dir_names[:] = sorted(d for d in dir_names if not d.startswith("."))
         siblings = set(file_names)
-        has_dicom = False
+        dicom_files: list[Path] = []
         for name in sorted(file_names):
             n_files += 1
             path = Path(folder, name)
@@ -183,10 +228,13 @@ def scan_dataset(dataset_dir: PathLike, include_2d: bool = False) -> tuple[list[
             if kind == "volume":
                 cases.append({"image": str(path), "case": name[: len(name) - len(detail)]})
             elif kind == "dicom":
-                has_dicom = True
+                dicom_files.append(path)
             else:
                 skipped.append({"path": str(path), "reason": detail})
-        if has_dicom:
+        reason = _dicom_folder_skip_reason(dicom_files) if dicom_files else ""
+        if reason:
+            skipped.append({"path": folder, "reason": reason})
+        elif dicom_files:
             cases.append({"image": str(Path(folder)), "case": Path(folder).resolve().name})
     if n_files == 0:
         raise ValueError(f"dataset_dir must contain image files, got dataset_dir={str(dataset_dir)!r} (empty folder).")
@@ -195,15 +243,20 @@ def scan_dataset(dataset_dir: PathLike, include_2d: bool = False) -> tuple[list[
     return cases, skipped
 
 
-def list_cases(dataset_dir: PathLike, include_2d: bool = False) -> list[dict]:
+def list_cases(
+    dataset_dir: PathLike, include_2d: bool = False, scan: tuple[list[dict], list[dict]] | None = None
+) -> list[dict]:
     """
-    List the cases of a folder, sorted by case name; log every file that is not a case.
+    List the cases of a folder, sorted by case name; log (WARNING) every entry that is not a case.
 
-    See :func:`scan_dataset` for what a case is.
+    See :func:`scan_dataset` for what a case is. ``configs/inference.json`` scans once (``dataset_scan``) and passes
+    the scan here and its skipped entries to the evaluator, which lists them in ``summary.json``.
 
     Args:
         dataset_dir: the folder to scan (recursively).
         include_2d: also list PNG/JPEG files as cases. Defaults to False.
+        scan: the ``(cases, skipped)`` of :func:`scan_dataset` on ``dataset_dir`` when already made (the folder is
+            then not scanned again and ``include_2d`` is not used); None scans.
 
     Returns:
         a list of ``{"image": <path>, "case": <name>}``.
@@ -211,13 +264,13 @@ def list_cases(dataset_dir: PathLike, include_2d: bool = False) -> list[dict]:
     Raises:
         ValueError: when ``dataset_dir`` does not exist, is not a folder, is empty, or holds no case.
     """
-    cases, skipped = scan_dataset(dataset_dir, include_2d=include_2d)
+    cases, skipped = scan_dataset(dataset_dir, include_2d=include_2d) if scan is None else scan
     for entry in skipped:
-        logger.warning("skipped %s: %s", entry["path"], entry["reason"])
+        logger.warning("ignored %s: %s", entry["path"], entry["reason"])
     if not cases:
         reasons = "; ".join(f"{Path(e['path']).name}: {e['reason']}" for e in skipped[:3])
         raise ValueError(
             f"dataset_dir must contain at least one case (NIfTI, NRRD, MetaImage file or DICOM folder), got "
-            f"dataset_dir={str(dataset_dir)!r} with {len(skipped)} skipped files ({reasons})."
+            f"dataset_dir={str(dataset_dir)!r} with {len(skipped)} skipped entries ({reasons})."
         )
     return cases

@@ -7,7 +7,8 @@ file and the problem.
   no zero-size dimension (ITK silently reads a 0 as 1) and a plausible voxel spacing (ITK silently reads a zero
   ``pixdim`` as 1 mm and a negative one as its absolute value);
 - :func:`check_slice_positions`: a DICOM series has no duplicate slice position and no missing slice;
-- :func:`check_itk_image`: the image read has one channel, no zero-size dimension, a voxel spacing in
+- :func:`check_itk_image`: the image read has one channel, no zero-size dimension, three spatial axes of at least
+  ``min_size`` voxels each (a one-voxel or one-slice image, or a 2-D one, cannot hold a 3-D lesion), a voxel spacing in
   ``[min_spacing_mm, max_spacing_mm]``, a physical extent of at most ``max_extent_mm`` per axis (a spacing of 1e6 mm
   would make the resampling step allocate tens of GB), and at least one finite voxel (NaN/Inf voxels are counted
   and logged; the preprocessing replaces them);
@@ -39,6 +40,7 @@ __all__ = [
     "DEFAULT_MIN_SPACING_MM",
     "DEFAULT_MAX_SPACING_MM",
     "DEFAULT_MAX_EXTENT_MM",
+    "DEFAULT_MIN_SIZE",
     "check_nifti_file",
     "check_slice_positions",
     "check_itk_image",
@@ -53,6 +55,9 @@ DEFAULT_MAX_SPACING_MM = 100.0
 """Largest voxel spacing accepted (mm): CT and MRI slices are at most about 10 mm apart."""
 DEFAULT_MAX_EXTENT_MM = 3000.0
 """Largest physical extent accepted per axis (mm): a whole-body scan is about 2 m long."""
+DEFAULT_MIN_SIZE = 3
+"""Fewest voxels accepted along each of the three spatial axes: fewer cannot hold a lesion (its centre and a voxel on
+either side)."""
 
 
 def _spacing_problem(spacing: Sequence[float], min_mm: float, max_mm: float) -> str:
@@ -259,6 +264,22 @@ def _count_nonfinite(array: np.ndarray) -> int:
     return int(sum(int(np.count_nonzero(~np.isfinite(slab))) for slab in flat))
 
 
+def _check_spatial_size(size: tuple[int, ...], n_dims: int, source: str, min_size: int | None) -> None:
+    """Raise ValueError when an image of ``n_dims`` dimensions and ``size`` is 2-D or has an axis of the first three
+    shorter than ``min_size`` voxels (nothing when ``min_size`` is None)."""
+    if min_size is None:
+        return
+    if n_dims < 3:
+        raise ValueError(f"image {source!r} is {n_dims}-D (size {size}); a 3-D volume is needed.")
+    short = [i for i, n in enumerate(size[:3]) if n < min_size]
+    if short:
+        axes = ("axis " if len(short) == 1 else "axes ") + ", ".join(str(i + 1) for i in short)
+        raise ValueError(
+            f"image {source!r} is too small to hold a lesion: size {size[:3]} has fewer than {min_size} voxels "
+            f"along {axes}."
+        )
+
+
 def check_itk_image(
     image: Any,
     source: str,
@@ -266,6 +287,7 @@ def check_itk_image(
     min_spacing_mm: float = DEFAULT_MIN_SPACING_MM,
     max_spacing_mm: float = DEFAULT_MAX_SPACING_MM,
     max_extent_mm: float = DEFAULT_MAX_EXTENT_MM,
+    min_size: int | None = DEFAULT_MIN_SIZE,
 ) -> None:
     """
     Check an ITK image just read: channels, size, spacing, extent and finite voxels.
@@ -281,6 +303,8 @@ def check_itk_image(
         min_spacing_mm: smallest accepted spacing. Defaults to 1e-3 mm.
         max_spacing_mm: largest accepted spacing of the first three axes. Defaults to 100 mm.
         max_extent_mm: largest accepted size x spacing of the first three axes. Defaults to 3000 mm.
+        min_size: fewest voxels accepted along each of the three spatial axes; a 2-D image is refused too. None
+            accepts any size (and 2-D images). Defaults to 3.
 
     Raises:
         ValueError: naming ``source`` and the problem.
@@ -295,6 +319,7 @@ def check_itk_image(
         )
     if 0 in size:
         raise ValueError(f"image {source!r} has a zero-size dimension: size {size}.")
+    _check_spatial_size(size, int(image.GetImageDimension()), source, min_size)
     problem = _spacing_problem(spacing, min_spacing_mm, max_spacing_mm)
     if problem:
         raise ValueError(f"image {source!r} has an implausible geometry: {problem}.")

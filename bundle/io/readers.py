@@ -6,7 +6,8 @@ folder (``scan_dataset``, ``list_cases``). Volumes are read through MONAI's ``Lo
 :class:`LargestSeriesITKReader`, which reads the DICOM series with the most slices of a folder (MONAI's ``ITKReader``
 reads the first one) and refuses what the bundle cannot process (see :mod:`bundle.io.checks`): truncated NIfTI files
 (ITK's NIfTI reader fills a truncated file with zeros without an error), DICOM series with missing, duplicate or mixed
-slices, several channels, zero-size dimensions, implausible spacing and images without a finite voxel. 2-D images
+slices, several channels, zero-size dimensions, images too small to hold a lesion (fewer than 3 voxels along an axis,
+or 2-D), implausible spacing and images without a finite voxel. 2-D images
 (single frame DICOM, PNG, JPEG) are read by :func:`load_2d` through MONAI's ``PydicomReader`` and ``PILReader``.
 
 Example::
@@ -40,6 +41,7 @@ from bundle.io.cases import IMAGE_2D_SUFFIXES, is_dicom_file, matching_suffix
 from bundle.io.checks import (
     DEFAULT_MAX_EXTENT_MM,
     DEFAULT_MAX_SPACING_MM,
+    DEFAULT_MIN_SIZE,
     DEFAULT_MIN_SPACING_MM,
     check_itk_image,
     check_nifti_file,
@@ -105,6 +107,8 @@ class LargestSeriesITKReader(ITKReader):
         min_spacing_mm: smallest accepted voxel spacing. Defaults to 1e-3 mm.
         max_spacing_mm: largest accepted voxel spacing. Defaults to 100 mm.
         max_extent_mm: largest accepted physical extent per axis. Defaults to 3000 mm.
+        min_size: fewest voxels accepted along each spatial axis; a 2-D image (or a single DICOM slice read as one)
+            is refused too. None accepts any size. Defaults to 3 (fewer cannot hold a lesion).
         kwargs: additional args for ``itk.imread``.
 
     Raises:
@@ -129,6 +133,7 @@ class LargestSeriesITKReader(ITKReader):
         min_spacing_mm: float = DEFAULT_MIN_SPACING_MM,
         max_spacing_mm: float = DEFAULT_MAX_SPACING_MM,
         max_extent_mm: float = DEFAULT_MAX_EXTENT_MM,
+        min_size: int | None = DEFAULT_MIN_SIZE,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -148,6 +153,7 @@ class LargestSeriesITKReader(ITKReader):
             "min_spacing_mm": min_spacing_mm,
             "max_spacing_mm": max_spacing_mm,
             "max_extent_mm": max_extent_mm,
+            "min_size": min_size,
         }
 
     def series_file_names(self, folder: PathLike) -> list[str]:

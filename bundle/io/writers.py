@@ -187,9 +187,10 @@ def write_summary(
     records: Sequence[Mapping[str, Any]],
     total_seconds: float | None = None,
     protected: Sequence[PathLike] = (),
+    ignored: Sequence[Mapping[str, Any]] = (),
 ) -> Path:
     """
-    Write ``output_dir/summary.json`` from per-case records.
+    Write ``output_dir/summary.json`` from per-case records and the input folder's entries that are not cases.
 
     Each record has ``case``, ``image``, ``status`` (``"done"``, ``"failed"`` or ``"skipped"``), and ``error``
     (failed) or ``seconds``, ``windows`` (``{"high", "medium", "low"}`` counts or None), ``skipped_fraction``
@@ -197,14 +198,27 @@ def write_summary(
 
         {"cases_done": [case, ...], "cases_failed": [{"case", "image", "error"}, ...],
          "cases_skipped": [case, ...],
+         "entries_ignored": [{"path", "reason"}, ...],
          "per_case": {case: {"seconds", "windows": {"high", "medium", "low"}, "skipped_fraction", "n_lesions"}},
-         "totals": {"cases", "done", "failed", "skipped", "seconds", "windows", "skipped_fraction", "n_lesions"}}
+         "totals": {"cases", "done", "failed", "skipped", "ignored", "seconds", "windows", "skipped_fraction",
+                    "n_lesions"}}
 
+    ``cases_skipped`` are cases finished by an earlier run (``overwrite=False``); ``entries_ignored`` are the entries
+    of the input folder that are no case (``ignored``: the ``skipped`` list of
+    :py:func:`bundle.io.cases.scan_dataset`: non-image files, empty folders, ...), each with its one-line reason.
     ``totals.skipped_fraction`` pools the windows of all done cases with routing statistics (None without);
     ``totals.seconds`` is ``total_seconds`` when given, else the sum of per-case seconds.
 
+    Args:
+        output_dir: the run's output folder.
+        records: the per-case records (see above).
+        total_seconds: the run's wall time; None sums the per-case seconds.
+        protected: input paths that must never be written over or into.
+        ignored: ``{"path", "reason"}`` of every input entry that is not a case. Default none.
+
     Raises:
-        ValueError: When a record's ``status`` is not one of the three.
+        ValueError: When a record's ``status`` is not one of the three, or an ignored entry lacks ``path`` or
+            ``reason``.
 
     """
     done, failed, skipped, per_case = [], [], [], {}
@@ -235,16 +249,23 @@ def write_summary(
         else:
             raise ValueError(f"record status must be 'done', 'failed' or 'skipped', got status={status!r} ({case}).")
     seconds = sum(e["seconds"] for e in per_case.values()) if total_seconds is None else total_seconds
+    entries = []
+    for i, entry in enumerate(ignored):
+        if not isinstance(entry, Mapping) or "path" not in entry or "reason" not in entry:
+            raise ValueError(f"ignored[{i}] must be a mapping with 'path' and 'reason', got {entry!r}.")
+        entries.append({"path": str(entry["path"]), "reason": " ".join(str(entry["reason"]).split())})
     summary = {
         "cases_done": done,
         "cases_failed": failed,
         "cases_skipped": skipped,
+        "entries_ignored": entries,
         "per_case": per_case,
         "totals": {
             "cases": len(records),
             "done": len(done),
             "failed": len(failed),
             "skipped": len(skipped),
+            "ignored": len(entries),
             "seconds": round(float(seconds), 3),
             "windows": windows,
             "skipped_fraction": round(skipped_windows / routed_windows, 4) if routed_windows else None,

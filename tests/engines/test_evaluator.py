@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import tempfile
@@ -88,10 +90,10 @@ class TestLesionInferenceEvaluator(unittest.TestCase):
         [[SimpleInferer(), None], [SlidingWindowInferer(roi_size=(16, 16, 16), overlap=0.25), None], [RoutedStub(), 4]]
     )
     def test_three_cases_one_corrupt(self, inferer, n_windows):
-        evaluator = self.evaluator(inferer, progress=True)
+        evaluator = self.evaluator(inferer)
         with self.assertLogs("bundle.engines.evaluator", level=logging.INFO) as logs:
             evaluator.run()
-        self.assertTrue(any("case b failed" in line and "b.nii.gz" in line for line in logs.output))
+        self.assertTrue(any("[2/3] b: failed after" in line and "b.nii.gz" in line for line in logs.output))
         self.assertTrue(any("2 done, 1 failed" in line for line in logs.output))
         for case in ("a", "c"):
             files = sorted(p.name for p in (self.out / case).iterdir())
@@ -141,6 +143,41 @@ class TestLesionInferenceEvaluator(unittest.TestCase):
             self.assertEqual(len(doc["lesions"]), n_kept)
             seg = np.asarray(nib.load(str(self.out / case / "seg.nii.gz")).dataobj)
             self.assertEqual(int(seg.max()), n_kept)  # a dropped lesion leaves no label behind
+
+    def test_one_result_line_per_case(self):
+        """Each case ends with one line (status, lesions, seconds, windows skipped), numbered; then the summary."""
+        with self.assertLogs("bundle.engines.evaluator", level=logging.INFO) as logs:
+            self.evaluator(RoutedStub()).run()
+        lines = [r.getMessage() for r in logs.records]
+        self.assertEqual(len(lines), 4, lines)
+        self.assertRegex(lines[0], r"^\[1/3\] a: done, 1 lesion in \d+\.\d s, 50 % of windows skipped$")
+        self.assertRegex(lines[1], r"^\[2/3\] b: failed after \d+\.\d s: .*b\.nii\.gz")
+        self.assertRegex(lines[2], r"^\[3/3\] c: done, 1 lesion in \d+\.\d s, 50 % of windows skipped$")
+        self.assertEqual([r.levelno for r in logs.records], [logging.INFO, logging.WARNING, logging.INFO, logging.INFO])
+        self.assertIn("2 done, 1 failed, 0 skipped of 3 cases", lines[3])
+        for line in lines:
+            self.assertNotIn("\n", line)
+
+    def test_no_bar_without_a_terminal(self):
+        """progress=True draws nothing into a log file, pipe or CI console (stderr not a terminal), and ignite's
+        epoch lines are silenced: the result lines are the record."""
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr), self.assertLogs(level=logging.INFO) as logs:
+            self.evaluator(SimpleInferer(), progress=True).run()
+        self.assertEqual(stderr.getvalue(), "")
+        self.assertFalse(any(r.name.startswith("ignite") for r in logs.records), logs.output)
+
+    def test_ignored_entries_in_summary(self):
+        ignored = [{"path": str(self.data_dir / "empty"), "reason": "empty folder (no files, no subfolders)"}]
+        with self.assertLogs("bundle.engines.evaluator", level=logging.INFO) as logs:
+            self.evaluator(SimpleInferer(), ignored_entries=ignored).run()
+        summary = json.loads((self.out / "summary.json").read_text())
+        self.assertEqual((summary["entries_ignored"], summary["totals"]["ignored"]), (ignored, 1))
+        self.assertIn("1 input entries ignored", logs.output[-1])
+
+    def test_progress_flag_of_wrong_type(self):
+        with self.assertRaisesRegex(TypeError, "progress must be True or False, got progress='no'"):
+            self.evaluator(progress="no")
 
     def test_failure_while_inferring_and_raise_on_failure(self):
         evaluator = self.evaluator(RoutedStub(fail_on_call=2), raise_on_failure=True)  # a is call 1, c call 2

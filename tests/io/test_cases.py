@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import unittest
 from pathlib import Path
+from unittest import mock
 
 import itk
 import numpy as np
@@ -12,6 +14,7 @@ from PIL import Image
 
 from bundle.io.cases import is_dicom_file, list_cases, scan_dataset
 from tests.io.image_fixtures import write_dicom_series, write_volume
+from tests.reliability import inputs as I
 
 
 class TestScanDataset(unittest.TestCase):
@@ -111,6 +114,58 @@ class TestScanDataset(unittest.TestCase):
         self.assertEqual((cases, len(skipped)), ([], 1))
         with self.assertRaisesRegex(ValueError, "at least one case"):
             list_cases(self.root)
+
+    def test_every_entry_accounted_for(self):
+        """An empty folder, a folder of DICOM objects without pixel data and a non-image file are each listed with
+        a one-line reason; a folder of damaged DICOM files stays a case (its read fails and is reported)."""
+        write_volume(self.root / "good.nii.gz", np.zeros((3, 3, 2), np.float32))
+        (self.root / "empty_series").mkdir()
+        (self.root / "patient" / "nothing_here").mkdir(parents=True)  # a folder holding only an empty folder
+        I.dicom_no_pixels(self.root)
+        I.dicom_garbage(self.root)
+        (self.root / "notes.txt").write_text("x")
+        cases, skipped = scan_dataset(self.root)
+        self.assertEqual([c["case"] for c in cases], ["good", "series_garbage"])
+        reasons = {os.path.relpath(s["path"], self.root): s["reason"] for s in skipped}
+        self.assertEqual(set(reasons), {"empty_series", "patient/nothing_here", "series_nopix", "notes.txt"})
+        self.assertEqual(reasons["empty_series"], "empty folder (no files, no subfolders)")
+        self.assertRegex(reasons["series_nopix"], "no image series: its 3 DICOM file\\(s\\) hold no pixel data "
+                                                  "\\(SOP class CT Image Storage\\)")
+        for reason in reasons.values():
+            self.assertNotIn("\n", reason)
+
+    def test_image_series_beside_a_report(self):
+        """A folder with one image slice among objects without pixel data is a case: one file with pixels is enough,
+        and the files are probed only until the first image."""
+        I.dicom_no_pixels(self.root)
+        write_dicom_series(self.root / "series_nopix", 3)
+        cases, skipped = scan_dataset(self.root)
+        self.assertEqual(([c["case"] for c in cases], skipped), (["series_nopix"], []))
+
+    def test_unreadable_folder(self):
+        """A folder that cannot be listed (no permission) is reported, not dropped as os.walk does by default."""
+        write_volume(self.root / "good.nii.gz", np.zeros((3, 3, 2), np.float32))
+        (self.root / "locked").mkdir()
+        scandir = os.scandir
+
+        def refuse_locked(path):
+            if Path(path).name == "locked":
+                raise PermissionError(13, "Permission denied", str(path))
+            return scandir(path)
+
+        with mock.patch("os.scandir", refuse_locked):
+            cases, skipped = scan_dataset(self.root)
+        self.assertEqual([c["case"] for c in cases], ["good"])
+        reason = "folder cannot be read (Permission denied)"
+        self.assertEqual(skipped, [{"path": str(self.root / "locked"), "reason": reason}])
+
+    def test_list_cases_reuses_a_scan(self):
+        self._make_dataset()
+        scan = scan_dataset(self.root)
+        with mock.patch("bundle.io.cases.scan_dataset") as rescan, self.assertLogs("bundle.io.cases", logging.WARNING):
+            cases = list_cases(self.root, scan=scan)
+        rescan.assert_not_called()
+        self.assertEqual(cases, scan[0])
 
     def test_is_dicom_file(self):
         path = write_dicom_series(self.root / "d", 1)[0]

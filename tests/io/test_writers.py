@@ -143,13 +143,21 @@ class TestSummary(unittest.TestCase):
              "windows": None, "skipped_fraction": None},
             {"case": "d", "image": "/d/d.nii.gz", "status": "skipped"},
         ]  # fmt: skip
+        ignored = [{"path": "/d/notes.txt", "reason": "not a recognised image file"},
+                   {"path": "/d/empty", "reason": "empty folder\n(no files)"}]  # fmt: skip
         with tempfile.TemporaryDirectory() as tmp:
-            path = write_summary(tmp, records, total_seconds=4.25)
+            path = write_summary(tmp, records, total_seconds=4.25, ignored=ignored)
             summary = json.loads(path.read_text())
             self.assertEqual(os.listdir(tmp), ["summary.json"])
         self.assertEqual(summary["cases_done"], ["a", "c"])
         self.assertEqual(summary["cases_failed"], [{"case": "b", "image": "/d/b.nii.gz", "error": records[1]["error"]}])
         self.assertEqual(summary["cases_skipped"], ["d"])
+        # every input entry that is no case is listed with its reason on one line, and counted
+        self.assertEqual(
+            summary["entries_ignored"],
+            [{"path": "/d/notes.txt", "reason": "not a recognised image file"},
+             {"path": "/d/empty", "reason": "empty folder (no files)"}],
+        )  # fmt: skip
         self.assertEqual(
             summary["per_case"]["a"],
             {"seconds": 2.0, "windows": {"high": 3, "medium": 1, "low": 4}, "skipped_fraction": 0.5, "n_lesions": 2},
@@ -157,13 +165,20 @@ class TestSummary(unittest.TestCase):
         self.assertEqual(summary["per_case"]["c"]["windows"], {"high": None, "medium": None, "low": None})
         self.assertEqual(
             summary["totals"],
-            {"cases": 4, "done": 2, "failed": 1, "skipped": 1, "seconds": 4.25,
+            {"cases": 4, "done": 2, "failed": 1, "skipped": 1, "ignored": 2, "seconds": 4.25,
              "windows": {"high": 3, "medium": 1, "low": 4}, "skipped_fraction": 0.5, "n_lesions": 2},
         )  # fmt: skip
 
     def test_ill_status(self):
         with tempfile.TemporaryDirectory() as tmp, self.assertRaises(ValueError):
             write_summary(tmp, [{"case": "a", "status": "odd"}])
+
+    def test_nothing_ignored_and_ill_entry(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            summary = json.loads(write_summary(tmp, []).read_text())
+            self.assertEqual((summary["entries_ignored"], summary["totals"]["ignored"]), ([], 0))
+            with self.assertRaisesRegex(ValueError, "'path' and 'reason'"):
+                write_summary(tmp, [], ignored=[{"path": "/d/x"}])
 
 
 if __name__ == "__main__":

@@ -45,14 +45,14 @@ ERROR_CASES = [
     ("dicom_no_pixel_data", I.dicom_no_pixels, "no readable DICOM image slices"),
     ("dicom_garbage", I.dicom_garbage, "no readable DICOM image slices"),
     ("dicom_truncated_pixels", I.dicom_truncated_pixels, "is truncated: 20 bytes of pixel data, its header needs 60"),
+    ("one_voxel", I.one_voxel, "too small to hold a lesion: size \\(1, 1, 1\\) has fewer than 3 voxels along axes"),
+    ("one_slice", I.one_slice, "too small to hold a lesion: size \\(20, 18, 1\\) has fewer than 3 .* axis 3\\."),
 ]
 
 # borderline inputs that are processed: a finite (1, X, Y, Z) image in [0, 1]
 ACCEPTED_CASES = [
     ("constant", I.constant, (20, 18, 8)),
     ("extreme_intensities", I.extreme, (20, 18, 8)),
-    ("one_slice", I.one_slice, (20, 18, 1)),
-    ("one_voxel", I.one_voxel, (1, 1, 1)),
     ("dicom_regular_series", I.dicom_good, (3, 3, 2)),
 ]
 
@@ -104,6 +104,8 @@ class TestBadInputCatalogue(unittest.TestCase):
             LargestSeriesITKReader(allow_irregular_slices=True).read(gap_path)
         four_d = LargestSeriesITKReader(max_channels=None).read(I.four_d(self.root))
         self.assertEqual(tuple(four_d.GetLargestPossibleRegion().GetSize()), (20, 18, 8, 2))
+        one_voxel = LargestSeriesITKReader(min_size=None).read(I.one_voxel(self.root))
+        self.assertEqual(tuple(one_voxel.GetLargestPossibleRegion().GetSize()), (1, 1, 1))
 
 
 class TestFolderAndDatalistErrors(unittest.TestCase):

@@ -81,6 +81,60 @@ class TestBatchOfBadInputs(unittest.TestCase):
             self.assertEqual([p for p in out.rglob("*") if p.name.endswith(".tmp") or ".tmp." in p.name], [])
 
 
+class TestEveryEntryAccountedFor(unittest.TestCase):
+    def test_empty_folder_one_voxel_and_quiet(self):
+        """An empty series folder and a text file are listed under entries_ignored (they never fail the run), a
+        one-voxel NIfTI is a failed case; the console has one result line per case and no bar (not a terminal);
+        --quiet True prints nothing but errors."""
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            data = root / "scans"
+            data.mkdir()
+            I.write_nifti(data / "good.nii.gz", I.ct_like((40, 36, 12)))
+            one_voxel = I.one_voxel(data)
+            (data / "series_empty").mkdir()
+            (data / "notes.txt").write_text("not an image")
+            ckpt = root / "model.pt"
+            torch.manual_seed(0)
+            torch.save(GhostCAUNet(features=(8, 24, 48, 96)).state_dict(), ckpt)
+            out = root / "out"
+
+            proc = run_inference(data, out, ckpt)
+            log = proc.stdout[-3000:] + proc.stderr[-3000:]
+            self.assertEqual(proc.returncode, 1, log)
+            summary = json.loads((out / "summary.json").read_text())
+            self.assertEqual(summary["cases_done"], ["good"], log)
+            (failed,) = summary["cases_failed"]
+            self.assertEqual(failed["case"], "one_voxel")
+            self.assertIn(f"image '{one_voxel}' is too small to hold a lesion: size (1, 1, 1)", failed["error"])
+            ignored = {Path(e["path"]).name: e["reason"] for e in summary["entries_ignored"]}
+            self.assertEqual(ignored, {"series_empty": "empty folder (no files, no subfolders)",
+                                       "notes.txt": ignored.get("notes.txt")})  # fmt: skip
+            self.assertRegex(ignored["notes.txt"], "not a recognised image file")
+            self.assertEqual((summary["totals"]["cases"], summary["totals"]["ignored"]), (2, 2))
+            # one result line per case, numbered; the summary line counts the ignored entries; no bar, no traceback
+            done = r"INFO - \[1/2\] good: done, \d+ lesions? in \d+\.\d s, \d+ % of windows skipped\n"
+            self.assertRegex(proc.stdout, done)
+            self.assertRegex(proc.stdout, r"WARNING - \[2/2\] one_voxel: failed after \d+\.\d s: .*one_voxel\.nii\.gz")
+            self.assertIn("1 done, 1 failed, 0 skipped of 2 cases", proc.stdout)
+            self.assertIn("2 input entries ignored", proc.stdout)
+            self.assertNotIn("Epoch[1] Complete", proc.stdout)
+            self.assertNotIn("cases", proc.stderr.replace("1 of 2 cases failed", ""))
+            self.assertNotIn("Traceback", proc.stderr)
+            last = [ln for ln in proc.stderr.splitlines() if ln.strip()][-1]
+            self.assertTrue(last.startswith(f"1 of 2 cases failed: one_voxel ({one_voxel}: "), last)
+
+            # ignored entries alone never fail the run; --quiet True: nothing but errors (none here)
+            one_voxel.unlink()
+            proc = run_inference(data, out, ckpt, "--quiet", "True", "--overwrite", "False")
+            self.assertEqual(proc.returncode, 0, proc.stdout[-3000:] + proc.stderr[-3000:])
+            self.assertEqual(proc.stderr.strip(), "")
+            # MONAI logs one line before it reads the config; nothing after it
+            self.assertEqual([ln for ln in proc.stdout.splitlines() if ln.strip() and "Setting logging" not in ln], [])
+            summary = json.loads((out / "summary.json").read_text())
+            self.assertEqual((summary["cases_skipped"], summary["totals"]["ignored"]), (["good"], 2))
+
+
 class TestOneLineErrors(unittest.TestCase):
     def test_excepthook_prints_one_line(self):
         code = (
