@@ -2,10 +2,10 @@
 
 For every case: run the inferer, find lesions on the preprocessed grid (where the network, the routing tiers and
 the candidate mask live, as the held-out evaluation does), bring the lesion label map and the image for the overlay
-back to the input's own grid with MONAI's ``Invertd`` (the preprocessing's spatial transforms inverted), map each
-lesion's voxel centre and box to the input's grid through the two affines (world coordinates are the same in both),
-and write ``seg.nii.gz``, ``overlay.png`` and ``lesions.json``. Only two maps are resampled to the input's grid, the
-label map (nearest) and the image (bilinear), which bounds the memory of large inputs. A case that failed to load (an error record from :py:class:`bundle.data.dataset.SafeDataset`)
+back to the input's own grid through the two affines (world coordinates are the same in both: each lesion's voxel
+centre and box, and the label map by nearest neighbour inside the lesions' boxes only), and write ``seg.nii.gz``,
+``overlay.png`` (drawn on the preprocessed grid, where the lesions were found) and ``lesions.json``. Nothing is
+resampled over the whole volume, which keeps time and memory small for large inputs. A case that failed to load (an error record from :py:class:`bundle.data.dataset.SafeDataset`)
 or raises anywhere in this chain is recorded with a one-line reason and the run goes on. ``summary.json`` is
 written at the end, also when the run itself is interrupted.
 """
@@ -14,19 +14,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from scipy import ndimage
 from ignite.engine import Events
 from monai.config import PathLike
 from monai.data import MetaTensor, decollate_batch
 from monai.engines import SupervisedEvaluator
 from monai.inferers import Inferer
-from monai.transforms import Invertd
-from monai.transforms.inverse import InvertibleTransform
 from monai.utils import ForwardMode, convert_to_tensor
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -38,7 +37,7 @@ from bundle.io.dicom import dicom_case_outputs
 from bundle.io.writers import case_done, check_output_dir, safe_case_name, write_case_outputs, write_summary
 from bundle.lesions.extract import extract_lesions, lesion_probability
 from bundle.lesions.find import find_lesions
-from bundle.lesions.geometry import lesions_to_grid
+from bundle.lesions.geometry import label_map_to_grid, lesions_to_grid
 from bundle.lesions.rescore import check_rescore_threshold
 
 __all__ = ["LesionInferenceEvaluator"]
@@ -54,11 +53,21 @@ def _check_flags(**flags: Any) -> None:
             raise TypeError(f"{name} must be True or False, got {name}={value!r} ({type(value).__name__}).")
 
 
+def _input_grid(image: torch.Tensor, case: str) -> tuple[np.ndarray, tuple[int, ...]]:
+    """(affine, spatial shape) of the input's own grid, as MONAI's ``LoadImage`` recorded them in the metadata."""
+    meta = getattr(image, "meta", {})
+    if "original_affine" not in meta or "spatial_shape" not in meta:
+        raise ValueError(f"case {case}: the image has no 'original_affine' / 'spatial_shape' metadata to map the "
+                         "outputs back to the input's grid (load it with MONAI's LoadImage, or pass preprocessing=None).")
+    affine = np.asarray(torch.as_tensor(meta["original_affine"]).cpu(), dtype=np.float64)
+    return affine, tuple(int(s) for s in np.asarray(meta["spatial_shape"]).ravel())
 
-def _as_label_map(seg: torch.Tensor) -> np.ndarray:
-    """A nearest-resampled label map (1, *spatial) float tensor as a uint16 (or int32) array (*spatial)."""
-    values = np.rint(np.asarray(torch.as_tensor(seg).cpu())[0])
-    return values.astype(np.uint16 if values.size == 0 or values.max() < np.iinfo(np.uint16).max else np.int32)
+
+def _label_boxes(labels: np.ndarray, from_affine: Any, to_affine: np.ndarray, shape: Sequence[int]) -> list:
+    """The boxes, on the target grid, that hold every voxel of each labelled region of ``labels``."""
+    boxes = [{"center_voxel": [0.0] * labels.ndim, "box_voxel": [[s.start for s in b], [s.stop for s in b]]}
+             for b in ndimage.find_objects(labels) if b is not None]  # fmt: skip
+    return [b["box_voxel"] for b in lesions_to_grid(boxes, from_affine, to_affine, shape)]
 
 
 class LesionInferenceEvaluator(SupervisedEvaluator):
@@ -77,9 +86,11 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
     3. ``inferer.last_stats`` / ``inferer.last_tier_map`` are read when the inferer has them (routed inferer);
     4. :py:func:`bundle.lesions.extract.extract_lesions` on the preprocessed grid's probability with the tier map,
        the optional ``mask_key`` mask and the optional rescorer;
-    5. MONAI ``Invertd`` with ``preprocessing`` brings the lesion label map (nearest) and the preprocessed image (for
-       the overlay, bilinear) back to the input's grid; lesion centres and boxes are mapped with
-       :py:func:`bundle.lesions.geometry.lesions_to_grid`;
+    5. with ``preprocessing`` (the geometry changed), lesion centres and boxes go to the input's grid
+       (:py:func:`bundle.lesions.geometry.lesions_to_grid`) and so does the label map, nearest neighbour inside the
+       lesions' boxes (:py:func:`bundle.lesions.geometry.label_map_to_grid`, equal to MONAI's nearest ``Invertd``);
+       the input's grid is the image's ``original_affine`` and ``spatial_shape`` that MONAI's ``LoadImage``
+       recorded;
     6. :py:func:`bundle.io.writers.write_case_outputs` writes ``seg.nii.gz`` (the lesion label map), ``overlay.png``,
        ``meta.json`` (timing, routing statistics) and ``lesions.json``.
 
@@ -97,8 +108,9 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
         val_data_loader: iterable of batches (see above).
         network: the segmentation network.
         output_dir: folder of the per-case outputs and summary.json.
-        preprocessing: the invertible preprocessing transform (the ``Compose`` used by the dataset). None when
-            the preprocessing leaves the geometry unchanged (the prediction is then taken as in the input's grid).
+        preprocessing: the preprocessing transform (the ``Compose`` used by the dataset); when given, the outputs are
+            mapped back to the input's grid. None when the preprocessing leaves the geometry unchanged (the
+            prediction is then taken as in the input's grid).
         inferer: e.g. the routed sliding-window inferer; default :py:class:`monai.inferers.SimpleInferer`.
         dataset_dir: the input folder; when given, an ``output_dir`` equal to or inside it is refused (see
             :py:func:`bundle.io.writers.check_output_dir`) and nothing is ever written inside it.
@@ -135,7 +147,7 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
             :py:class:`monai.engines.SupervisedEvaluator`.
 
     Raises:
-        ValueError: When ``output_dir`` is refused, ``preprocessing`` is not invertible, ``lesion_kwargs`` are
+        ValueError: When ``output_dir`` is refused, ``preprocessing`` is not callable, ``lesion_kwargs`` are
             invalid or ``foreground_channel`` < 0.
         TypeError: When ``allow_inside``, ``overwrite``, ``raise_on_failure`` or ``progress`` is not a bool.
         RuntimeError: from :py:meth:`run`, when ``raise_on_failure`` and any case failed.
@@ -148,7 +160,7 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
         val_data_loader: Iterable | DataLoader,
         network: torch.nn.Module,
         output_dir: PathLike,
-        preprocessing: InvertibleTransform | None = None,
+        preprocessing: Callable | None = None,
         inferer: Inferer | None = None,
         dataset_dir: PathLike | None = None,
         allow_inside: bool = False,
@@ -196,26 +208,13 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
             self.output_dir = check_output_dir(dataset_dir, output_dir, allow_inside)
             if not allow_inside:
                 self.protected.append(dataset_dir)
-        if preprocessing is not None and not isinstance(preprocessing, InvertibleTransform):
-            raise ValueError(
-                "preprocessing must be an invertible MONAI transform (e.g. Compose), "
-                f"got {type(preprocessing).__name__}."
-            )
         if foreground_channel < 0:
             raise ValueError(f"foreground_channel must be >= 0, got foreground_channel={foreground_channel}.")
         self.lesion_kwargs = dict(lesion_kwargs or {})
         find_lesions(np.zeros((1, 1, 1), np.float32), np.eye(4), **self.lesion_kwargs)  # fail early on bad kwargs
-        # nearest for the lesion label map, bilinear for the overlay image
-        self.invert = (
-            None
-            if preprocessing is None
-            else Invertd(
-                keys=["seg", "overlay"],
-                transform=preprocessing,
-                orig_keys=image_key,
-                nearest_interp=[True, False],
-            )
-        )
+        if preprocessing is not None and not callable(preprocessing):
+            raise ValueError(f"preprocessing must be a transform (callable) or None, got {type(preprocessing).__name__}.")
+        self.to_input_grid = preprocessing is not None
         self.overwrite = overwrite
         self.raise_on_failure = raise_on_failure
         self.image_key = image_key
@@ -386,22 +385,13 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
             image=image[0], rescore_threshold=self.rescore_threshold, return_label_map=True,
         )  # fmt: skip
         del prob, prob_np, tiers, mask
-        overlay = image[:1].as_tensor() if isinstance(image, MetaTensor) else image[:1]
-        if self.invert is not None:
-            work: dict[str, Any] = {
-                self.image_key: image,
-                "seg": MetaTensor(torch.from_numpy(labels.astype(np.float32))[None]),
-                "overlay": MetaTensor(overlay.float().cpu()),
-            }
-            del labels
-            work = self.invert(work)
-            affine = work["seg"].affine
-            labels = _as_label_map(work.pop("seg"))
-            overlay_np = np.asarray(torch.as_tensor(work.pop("overlay")).cpu())[0]
-            lesions = lesions_to_grid(lesions, pre_affine, affine, labels.shape)
-        else:
-            affine = pre_affine
-            overlay_np = np.asarray(overlay.float().cpu())[0]
+        overlay_np = np.asarray((image[:1].as_tensor() if isinstance(image, MetaTensor) else image[:1]).float().cpu())[0]
+        overlay = {"overlay_seg": labels, "overlay_affine": pre_affine, "overlay_lesions": lesions}
+        affine, shape = pre_affine, spatial
+        if self.to_input_grid:  # the geometry changed: the outputs go back to the input's own grid
+            affine, shape = _input_grid(image, case)
+            lesions = lesions_to_grid(lesions, pre_affine, affine, shape)
+            labels = label_map_to_grid(labels, pre_affine, affine, shape, _label_boxes(labels, pre_affine, affine, shape))
         windows, skipped = window_counts(stats), skipped_fraction(stats)
         meta = {
             "case": case,
@@ -426,6 +416,7 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
             affine,
             lesions,
             image_for_overlay=overlay_np,
+            **overlay,
             extra_meta=meta,
             protected=self.protected,
             window=self.overlay_window,

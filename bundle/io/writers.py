@@ -118,6 +118,9 @@ def write_case_outputs(
     overwrite: bool = True,
     window: Sequence[float] | None = None,
     max_panels: int = 12,
+    overlay_seg: NdarrayOrTensor | None = None,
+    overlay_affine: NdarrayOrTensor | None = None,
+    overlay_lesions: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Path]:
     """
     Write one case's outputs into ``output_dir/<case>/`` (case name made folder-safe by :py:func:`safe_case_name`):
@@ -142,12 +145,17 @@ def write_case_outputs(
             :py:func:`bundle.lesions.find.find_lesions`).
         affine: the input's voxel-to-world (RAS) matrix.
         lesions: lesion dicts with the keys above, highest score first.
-        image_for_overlay: intensities in the grid of ``seg`` for the overlay; None writes no overlay.
+        image_for_overlay: intensities for the overlay, in the grid of ``seg`` or, when ``overlay_seg`` is given, in
+            the grid of ``overlay_seg``; None writes no overlay.
         extra_meta: JSON-serialisable extras (timings, routing statistics) for ``meta.json``.
         protected: more input paths that must never be written over or into (``image_path`` always is).
         overwrite: when False and the case already has ``lesions.json``, write nothing and return ``{}``.
         window: overlay intensity window, see :py:func:`bundle.io.overlay.render_overlay`.
         max_panels: overlay panel cap. Default 12.
+        overlay_seg, overlay_affine, overlay_lesions: draw the overlay on another grid than ``seg``'s (e.g. the
+            preprocessed grid where the lesions were found: no image needs resampling to the input's grid): its
+            label map, voxel-to-world matrix and lesion records (same keys and order as ``lesions``). Default: the
+            overlay is drawn with ``seg``, ``affine`` and ``lesions``.
 
     Returns:
         ``{"seg": path, "overlay": path, "meta": path, "lesions": path}`` for the files written.
@@ -167,7 +175,12 @@ def write_case_outputs(
     dtype = np.uint8 if labels.size == 0 or labels.max() <= np.iinfo(np.uint8).max else np.uint16
     written = {"seg": atomic_save_nifti(case_dir / SEG_FILENAME, labels, affine, guard, dtype=dtype)}
     if image_for_overlay is not None:
-        png = render_overlay(image_for_overlay, labels, affine, records, str(case), window, max_panels)
+        if overlay_seg is None:
+            png = render_overlay(image_for_overlay, labels, affine, records, str(case), window, max_panels)
+        else:
+            shown = records if overlay_lesions is None else [_lesion_record(r, i) for i, r in enumerate(overlay_lesions)]
+            grid = affine if overlay_affine is None else overlay_affine
+            png = render_overlay(image_for_overlay, overlay_seg, grid, shown, str(case), window, max_panels)
         written["overlay"] = atomic_write_bytes(case_dir / OVERLAY_FILENAME, png, guard)
     if extra_meta:
         written["meta"] = atomic_write_text(

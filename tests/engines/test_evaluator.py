@@ -219,7 +219,7 @@ class TestLesionInferenceEvaluator(unittest.TestCase):
             [{"foreground_channel": -1}],
             [{"lesion_kwargs": {"threshold": 0.0}}],
             [{"rescore_threshold": 2.0}],
-            [{"preprocessing": lambda x: x}],
+            [{"preprocessing": "Compose"}],
         ]
     )
     def test_ill_arg(self, kwargs):
