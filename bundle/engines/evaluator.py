@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import ndimage
 from ignite.engine import Events
 from monai.config import PathLike
 from monai.data import MetaTensor, decollate_batch
@@ -61,13 +60,6 @@ def _input_grid(image: torch.Tensor, case: str) -> tuple[np.ndarray, tuple[int, 
                          "outputs back to the input's grid (load it with MONAI's LoadImage, or pass preprocessing=None).")
     affine = np.asarray(torch.as_tensor(meta["original_affine"]).cpu(), dtype=np.float64)
     return affine, tuple(int(s) for s in np.asarray(meta["spatial_shape"]).ravel())
-
-
-def _label_boxes(labels: np.ndarray, from_affine: Any, to_affine: np.ndarray, shape: Sequence[int]) -> list:
-    """The boxes, on the target grid, that hold every voxel of each labelled region of ``labels``."""
-    boxes = [{"center_voxel": [0.0] * labels.ndim, "box_voxel": [[s.start for s in b], [s.stop for s in b]]}
-             for b in ndimage.find_objects(labels) if b is not None]  # fmt: skip
-    return [b["box_voxel"] for b in lesions_to_grid(boxes, from_affine, to_affine, shape)]
 
 
 class LesionInferenceEvaluator(SupervisedEvaluator):
@@ -391,7 +383,7 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
         if self.to_input_grid:  # the geometry changed: the outputs go back to the input's own grid
             affine, shape = _input_grid(image, case)
             lesions = lesions_to_grid(lesions, pre_affine, affine, shape)
-            labels = label_map_to_grid(labels, pre_affine, affine, shape, _label_boxes(labels, pre_affine, affine, shape))
+            labels = label_map_to_grid(labels, pre_affine, affine, shape)
         windows, skipped = window_counts(stats), skipped_fraction(stats)
         meta = {
             "case": case,

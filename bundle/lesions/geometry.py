@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 from monai.utils import convert_to_tensor
+from scipy import ndimage
 
 __all__ = ["box_edge_corners", "label_map_to_grid", "lesions_to_grid", "voxel_box_to_world"]
 
@@ -83,7 +84,7 @@ def label_map_to_grid(
     from_affine: np.ndarray | torch.Tensor,
     to_affine: np.ndarray | torch.Tensor,
     to_shape: Sequence[int],
-    boxes: Sequence[Any],
+    boxes: Sequence[Any] | None = None,
 ) -> np.ndarray:
     """A label map brought to another grid of the same world by nearest neighbour, computed inside ``boxes`` only.
 
@@ -96,7 +97,8 @@ def label_map_to_grid(
         labels: (*spatial) integer label map on the grid of ``from_affine``.
         from_affine, to_affine: voxel -> world of the source and the target grid.
         to_shape: the target grid's shape.
-        boxes: target-grid voxel boxes ``[[start...], [stop...]]`` (e.g. the mapped lesions' ``box_voxel``).
+        boxes: target-grid voxel boxes ``[[start...], [stop...]]`` (e.g. the mapped lesions' ``box_voxel``); None
+            uses the bounding box of every labelled region of ``labels``, mapped to the target grid.
 
     Returns:
         (*to_shape) array of ``labels``' dtype.
@@ -110,6 +112,10 @@ def label_map_to_grid(
     if src.shape != (nd + 1, nd + 1) or dst.shape != (nd + 1, nd + 1):
         raise ValueError(f"affines must be {(nd + 1, nd + 1)} for a {nd}-D grid, got {src.shape} and {dst.shape}.")
     labels = np.asarray(labels)
+    if boxes is None:
+        regions = [{"center_voxel": [0.0] * labels.ndim, "box_voxel": [[s.start for s in b], [s.stop for s in b]]}
+                   for b in ndimage.find_objects(labels) if b is not None]  # fmt: skip
+        boxes = [r["box_voxel"] for r in lesions_to_grid(regions, src, dst, to_shape)]
     m = np.linalg.inv(src) @ dst  # target voxel -> source voxel
     out = np.zeros(tuple(int(s) for s in to_shape), dtype=labels.dtype)
     for box in boxes:

@@ -79,6 +79,7 @@ class TestLabelMapToGrid(unittest.TestCase):
         self.assertEqual(out.dtype, labels.dtype)
         np.testing.assert_array_equal(out, ref)
         self.assertEqual(sorted(np.unique(out).tolist()), [0, 1, 2])
+        np.testing.assert_array_equal(label_map_to_grid(labels, pre_affine, affine, shape), ref)  # boxes found
 
     def test_outside_the_boxes_stays_zero(self):
         labels = np.ones((6, 6, 6), dtype=np.uint8)
