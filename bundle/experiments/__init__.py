@@ -18,5 +18,7 @@ were not adopted) do. Its modules:
   label maps, and the gaps between label components;
 - :py:mod:`~bundle.experiments.memory_bound`: the peak memory of the inference command on one large volume
   (:py:mod:`~bundle.experiments.memory`: the process-memory readings it and the benchmark share);
+- :py:mod:`~bundle.experiments.profile_stages` (with its standalone ``profile_driver``): the main command stage by
+  stage, a release checkout against the current tree;
 - :py:mod:`~bundle.experiments.markdown`: the Markdown tables of these reports.
 """
