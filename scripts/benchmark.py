@@ -9,7 +9,8 @@ Examples (from the repository root)::
     python -m scripts.benchmark --list_rows
     python -m scripts.benchmark --threads 2 --output_dir runs/benchmark/onnx \\
         --rows "['*/GhostCAUNet/plain', '*/GhostCAUNet/plain, onnxruntime']"
-    python -m scripts.benchmark --profile --baseline_root /work/baseline --threads 2 --output_dir runs/profile
+    git worktree add ../bundle-0.6.0 059af1c   # release 0.6.0 beside this checkout, for --profile
+    python -m scripts.benchmark --profile --baseline_root ../bundle-0.6.0 --threads 2 --output_dir runs/profile
 """
 
 from __future__ import annotations

@@ -401,9 +401,16 @@ def run_stage_profile(
         t["work"] = str(t["work"])
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # no machine-specific paths in the reports: the trees are named relative to the current one
+    current = Path(current_root).resolve()
+    portable = {str(r): os.path.relpath(r, current) for r in roots}
+    report["command"] = " ".join(portable.get(str(Path(w).resolve()), w) if Path(w).is_absolute() else w
+                                 for w in command.split(" "))  # fmt: skip
     section = profile_markdown(report)
-    text = json.dumps(report, indent=2, default=str).replace(str(Path(current_root).resolve()), ".")
-    atomic_write_text(out_dir / "profile.json", text + "\n")  # no machine-specific path of the current tree
+    text = json.dumps(report, indent=2, default=str)
+    for absolute, relative in sorted(portable.items(), key=lambda kv: -len(kv[0])):
+        text = text.replace(absolute, relative)
+    atomic_write_text(out_dir / "profile.json", text + "\n")
     atomic_write_text(out_dir / "profile.md", section)
     if docs_file:
         docs = Path(docs_file)

@@ -301,7 +301,8 @@ class TestReport(unittest.TestCase):
             docs = Path(tmp) / "docs.md"
             docs.write_text("keep\n")
             with mock.patch.object(profile_stages, "_measure", side_effect=fake_measure) as measure:
-                path = profile_stages.run_stage_profile(Path(tmp) / "out", base, 2, 2, docs_file=docs, current_root=now)
+                path = profile_stages.run_stage_profile(Path(tmp) / "out", base, 2, 2, docs_file=docs, current_root=now,
+                                                        command=f"python -m scripts.benchmark --baseline_root {base}")
             self.assertEqual(measure.call_count, 2 * 2 + 2 + 2 * 2 * 2)  # runs, profiled runs, import + CLI
             md = Path(path).read_text()
             self.assertIn("(release 0.6.0 vs now)", md)
@@ -310,6 +311,8 @@ class TestReport(unittest.TestCase):
             report = json.loads((Path(tmp) / "out" / "profile.json").read_text())
             self.assertEqual([t["version"] for t in report["trees"]], ["0.6.0", "0.6.1"])
             self.assertEqual(report["trees"][1]["root"], ".")  # no machine-specific path of the current tree
+            self.assertEqual(report["trees"][0]["root"], "../base")  # nor of the release tree
+            self.assertIn("--baseline_root ../base`", md)
 
 
 if __name__ == "__main__":
