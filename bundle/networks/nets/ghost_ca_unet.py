@@ -17,10 +17,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from monai.networks.blocks import UpSample
+from monai.networks.blocks import Convolution, UpSample
 from monai.networks.layers.factories import Conv, Pool
 from monai.networks.nets.basic_unet import TwoConv
-from monai.utils import look_up_option
+from monai.utils import ensure_tuple_rep, look_up_option
 from scipy.stats import mannwhitneyu
 
 from bundle.networks.blocks.coord_attention import CoordinateAttention
@@ -75,13 +75,15 @@ class GhostCAUNet(nn.Module):
     in selected decoder stages, an optional "basic" (CA-free) forward, and a cheap screening pass that scores how
     suspicious a window is (edge + semantic score) so a routed sliding-window inferer can skip dull windows.
 
-    Layout (``L = len(features)``): encoder level 0 works at full resolution, level ``l`` after ``l`` 2x max-pools,
-    level ``L - 1`` is the bottleneck; each level has two 3x3(x3) conv-norm-act layers. Decoder stages are numbered
-    ``1 .. L - 1`` from the deepest; stage ``s`` works at level ``L - 1 - s``: upsample, concatenate the skip,
-    two convs. A 1x1 conv head gives the logits. For levels in ``ghost_levels`` both the encoder convs and the
-    decoder-stage convs at that level are Ghost modules. With the 3D default, 4 of 14 convs are Ghost
-    (``ghost_fraction`` ~ 0.29) and the model has 1.16 M parameters; ``spatial_dims=2`` gives the 2D default
-    (0.40 M parameters, ~15.7 GFLOPs per 512x512 slice).
+    Layout (``L = len(features)``): encoder level 0 works at full resolution (``1 / stem_stride`` with a strided
+    stem), level ``l`` after ``l`` 2x max-pools, level ``L - 1`` is the bottleneck; each level has two 3x3(x3)
+    conv-norm-act layers. Decoder stages are numbered ``1 .. L - 1`` from the deepest; stage ``s`` works at level
+    ``L - 1 - s``: upsample, concatenate the skip, two convs. A 1x1 conv head gives the logits, after a light
+    full-resolution refinement when the stem is strided. For levels in ``ghost_levels`` both the encoder convs and
+    the decoder-stage convs at that level are Ghost modules. The class defaults are release 0.6.0's layout (4 of 14
+    convs Ghost, 0.64 M parameters); the shipped layout (``configs/inference.json``) is the light one:
+    ``stem_stride=(2, 2, 1)``, ``features=(8, 16, 48, 96)``, ``refine_channels=4``, ``learned_screen=True``
+    (docs/network.md).
 
     Args:
         spatial_dims: number of spatial dimensions, 2 or 3. Defaults to 3.
@@ -111,6 +113,15 @@ class GhostCAUNet(nn.Module):
             Defaults to 0.99.
         channels_last: keep weights and activations in channels-last layout (oneDNN's fast path on CPU; the
             output values are the same). Defaults to True.
+        stem_stride: stride of the first convolution (int or one per axis). With a stride > 1 the encoder never
+            convolves the full-resolution volume: level 0 works at ``1 / stem_stride``, and a light full-resolution
+            refinement (upsample, concatenate the input, one 3x3(x3) conv of ``refine_channels``) precedes the head.
+            Defaults to 1 (the original layout, no refinement).
+        refine_channels: channels of the full-resolution refinement conv (only used when ``stem_stride`` > 1).
+            Defaults to 8.
+        learned_screen: the screen reads two trained 1x1 heads instead of the calibrated prototype: ``edge`` from
+            the level-0 (shallow) features, ``semantic`` from the bottleneck features, each the sigmoid of the
+            maximum logit over positions. Train them with ``bundle.engines.screen_training``. Defaults to False.
 
     Raises:
         ValueError: on any argument outside its range (each message names the argument and the value).
@@ -146,6 +157,9 @@ class GhostCAUNet(nn.Module):
         screen_downsample: int = 2,
         screen_quantile: float = 0.99,
         channels_last: bool = True,
+        stem_stride: int | Sequence[int] = 1,
+        refine_channels: int = 8,
+        learned_screen: bool = False,
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -174,11 +188,19 @@ class GhostCAUNet(nn.Module):
         if not 0.0 < screen_quantile <= 1.0:
             raise ValueError(f"screen_quantile must be in (0, 1], got screen_quantile={screen_quantile!r}.")
         upsample = look_up_option(upsample, _UPSAMPLE_MODES)
+        stem = ensure_tuple_rep(stem_stride, spatial_dims)
+        if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in stem):
+            raise ValueError(f"stem_stride must be positive ints, got stem_stride={stem_stride!r}.")
+        if isinstance(refine_channels, bool) or not isinstance(refine_channels, int) or refine_channels <= 0:
+            raise ValueError(f"refine_channels must be a positive int, got refine_channels={refine_channels!r}.")
 
         self.spatial_dims = spatial_dims
         self.in_channels = in_channels
         self.num_levels = n_levels
-        self.deep_stride = 2 ** (n_levels - 1)  # bottleneck stride w.r.t. the input
+        self.stem_stride = tuple(int(v) for v in stem)
+        self.strided_stem = any(v > 1 for v in stem)
+        self.deep_stride = [v * 2 ** (n_levels - 1) for v in stem]  # bottleneck stride w.r.t. the input, per axis
+        self.learned_screen = bool(learned_screen)
         self.features = features
         self.ca_drop_prob = float(ca_drop_prob)
         self.edge_weight = float(edge_weight)
@@ -193,8 +215,17 @@ class GhostCAUNet(nn.Module):
             return TwoConv(spatial_dims, c_in, features[level], act, norm, bias, dropout)
 
         pool = Pool[Pool.MAX, spatial_dims]
+        if self.strided_stem:  # standard convs: the stem's strided conv sets what level 0 can resolve
+            level0: nn.Module = nn.Sequential(
+                Convolution(spatial_dims, in_channels, features[0], strides=stem, kernel_size=3, act=act, norm=norm,
+                            dropout=dropout, bias=bias),
+                Convolution(spatial_dims, features[0], features[0], kernel_size=3, act=act, norm=norm,
+                            dropout=dropout, bias=bias),
+            )
+        else:
+            level0 = conv_block(0, in_channels)
         self.encoder = nn.ModuleList(
-            [conv_block(0, in_channels)]
+            [level0]
             + [nn.Sequential(pool(kernel_size=2), conv_block(lvl, features[lvl - 1])) for lvl in range(1, n_levels)]
         )
         stages = []
@@ -205,9 +236,18 @@ class GhostCAUNet(nn.Module):
             stages.append(_UpStage(spatial_dims, features[lvl + 1], features[lvl],
                                    conv_block(lvl, 2 * features[lvl]), ca, upsample, bias))
         self.decoder = nn.ModuleList(stages)
-        self.head = Conv[Conv.CONV, spatial_dims](features[0], out_channels, kernel_size=1)
+        self.refine = (
+            Convolution(spatial_dims, features[0] + in_channels, refine_channels, kernel_size=3, act=act, norm=norm,
+                        bias=bias)
+            if self.strided_stem else nn.Identity()
+        )
+        head_in = refine_channels if self.strided_stem else features[0]
+        self.head = Conv[Conv.CONV, spatial_dims](head_in, out_channels, kernel_size=1)
+        conv1 = Conv[Conv.CONV, spatial_dims]
+        self.edge_head = conv1(features[0], 1, kernel_size=1) if self.learned_screen else nn.Identity()
+        self.semantic_head = conv1(features[-1], 1, kernel_size=1) if self.learned_screen else nn.Identity()
 
-        self.num_convs = 2 * n_levels + 2 * (n_levels - 1)
+        self.num_convs = 2 * n_levels + 2 * (n_levels - 1) + (1 if self.strided_stem else 0)  # + the refinement
         self.num_ghost_convs = sum(2 + (2 if lvl < n_levels - 1 else 0) for lvl in set(ghost_levels))
         self.screen_pool = (Pool[Pool.AVG, spatial_dims](kernel_size=screen_downsample, ceil_mode=True)
                             if screen_downsample > 1 else nn.Identity())
@@ -256,6 +296,10 @@ class GhostCAUNet(nn.Module):
         y = feats[-1]
         for s, stage in enumerate(self.decoder):
             y = stage(y, feats[self.num_levels - 2 - s], use_ca)  # (B, features[l], *S / 2**l), l = L - 2 - s
+        if self.strided_stem:  # back to the input grid: upsample, add the input's own detail, one light conv
+            mode = "trilinear" if self.spatial_dims == 3 else "bilinear"
+            y = F.interpolate(y, size=x.shape[2:], mode=mode, align_corners=False)
+            y = self.refine(torch.cat([x.to(y.dtype), y], dim=1))
         return self.head(y)
 
     def _edge_raw(self, f0: torch.Tensor) -> torch.Tensor:
@@ -280,15 +324,35 @@ class GhostCAUNet(nn.Module):
         return torch.einsum("bcn,c->bn", v, proto).clamp(0.0, 1.0)  # (B, N)
 
     def _check_screen_size(self, x: torch.Tensor) -> None:
-        """Raise a clear ValueError when the downsampled window would leave < 2 bottleneck positions."""
-        n_deep = 1  # bottleneck positions of the screening pass; instance norm needs >= 2
-        for size in x.shape[2:]:
-            n_deep *= (int(size) + self.screen_downsample - 1) // self.screen_downsample // self.deep_stride
-        if n_deep < 2:
-            raise ValueError(
-                "x is too small to screen: every roi size / (screen_downsample * 2 ** (len(features) - 1)) must be "
-                ">= 1 and their product >= 2 (bottleneck positions), got roi=" + str(x.shape[2:]) + "."
-            )
+        """Raise a clear ValueError when the downsampled window would leave no bottleneck position on an axis."""
+        for size, stride in zip(x.shape[2:], self.deep_stride):
+            if (int(size) + self.screen_downsample - 1) // self.screen_downsample // stride < 1:
+                raise ValueError(
+                    "x is too small to screen: every roi size / (screen_downsample * stem_stride * 2 ** "
+                    "(len(features) - 1)) must be >= 1, got roi=" + str(x.shape[2:]) + "."
+                )
+
+    @torch.jit.export
+    def screen_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        Logit maps of the learned screen (``learned_screen=True``): encoder only, on the window average-pooled by
+        ``screen_downsample``.
+
+        Args:
+            x: windows of shape (B, in_channels, *roi).
+
+        Returns:
+            ``(edge_logits, semantic_logits)``: (B, 1, *level-0 grid) from the shallow features and
+            (B, 1, *bottleneck grid) from the deep features; a position's logit says "a lesion voxel lies here".
+
+        Raises:
+            ValueError: when the network was built without ``learned_screen`` or the window is too small.
+        """
+        if not self.learned_screen:
+            raise ValueError("screen_maps needs learned_screen=True.")
+        self._check_screen_size(x)
+        feats = self._encode(self.screen_pool(x))
+        return self.edge_head(feats[0]), self.semantic_head(feats[-1])
 
     @torch.jit.export
     def screen_components(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -308,6 +372,9 @@ class GhostCAUNet(nn.Module):
         Raises:
             ValueError: when the window is too small for the screening encoder (see ``x``).
         """
+        if self.learned_screen:
+            edge_logits, semantic_logits = self.screen_maps(x)
+            return torch.sigmoid(edge_logits.flatten(1).amax(1)), torch.sigmoid(semantic_logits.flatten(1).amax(1))
         self._check_screen_size(x)
         feats = self._encode(self.screen_pool(x))
         edge = 1.0 - torch.exp(-self._edge_raw(feats[0]) / self.edge_scale.clamp_min(1e-8))  # (B,)
@@ -334,7 +401,8 @@ class GhostCAUNet(nn.Module):
         Set the screening buffers from training windows (deterministic; eval mode and no grad; the previous
         train/eval mode is restored). ``feature_center`` = mean bottleneck feature over all windows and positions,
         ``prototype`` = unit vector of (mean bottleneck feature at positions covering lesion voxels - centre),
-        ``edge_scale`` = median raw edge value g over the windows.
+        ``edge_scale`` = median raw edge value g over the windows. A network with ``learned_screen=True`` keeps
+        its trained heads and buffers: it only measures the diagnostics.
 
         Args:
             images: windows of shape (N, in_channels, *roi).
@@ -372,7 +440,7 @@ class GhostCAUNet(nn.Module):
         try:
             with torch.no_grad():
                 raw_edges, sum_all, sum_lesion, n_all, n_lesion = [], 0.0, 0.0, 0, 0
-                for start in range(0, images.shape[0], batch_size):
+                for start in range(0, images.shape[0] if not self.learned_screen else 0, batch_size):
                     x = images[start : start + batch_size].to(device=device, dtype=dtype)
                     y = (labels[start : start + batch_size] > 0).to(device=device, dtype=dtype)
                     self._check_screen_size(x)
@@ -384,10 +452,11 @@ class GhostCAUNet(nn.Module):
                     n_all += deep.shape[0] * deep.shape[2]
                     sum_lesion = sum_lesion + (deep * mask).sum(dim=(0, 2))
                     n_lesion += int(mask.sum())
-                center = sum_all / n_all
-                self.feature_center.copy_(center)
-                self.prototype.copy_(F.normalize(sum_lesion / max(n_lesion, 1) - center, dim=0))
-                self.edge_scale.copy_(torch.cat(raw_edges).median().clamp_min(1e-8))
+                if not self.learned_screen:
+                    center = sum_all / n_all
+                    self.feature_center.copy_(center)
+                    self.prototype.copy_(F.normalize(sum_lesion / max(n_lesion, 1) - center, dim=0))
+                    self.edge_scale.copy_(torch.cat(raw_edges).median().clamp_min(1e-8))
                 edges, semantics = [], []
                 for start in range(0, images.shape[0], batch_size):
                     e, s = self.screen_components(images[start : start + batch_size].to(device=device, dtype=dtype))

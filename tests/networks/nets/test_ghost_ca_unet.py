@@ -21,6 +21,10 @@ TEST_CASES = [
     [{**TINY, "spatial_dims": 3, "upsample": "pixelshuffle", "ghost_levels": (), "ca_stages": (), "ghost_dw_size": 1,
       "dropout": 0.1, "act": ("leakyrelu", {"negative_slope": 0.1}), "norm": "batch"}, (2, 1, 9, 10, 11),
      (2, 2, 9, 10, 11)],
+    # the light layout: strided stem, full-resolution refinement, learned screen heads; odd sizes
+    [{"spatial_dims": 3, "features": (8, 16, 48, 96), "stem_stride": (2, 2, 1), "refine_channels": 4,
+      "learned_screen": True}, (1, 1, 33, 34, 35), (1, 2, 33, 34, 35)],
+    [{**TINY, "spatial_dims": 2, "stem_stride": 2, "learned_screen": True}, (2, 1, 17, 18), (2, 2, 17, 18)],
 ]
 ILL_CASES = [
     [{"spatial_dims": 1}],
@@ -38,6 +42,9 @@ ILL_CASES = [
     [{"edge_weight": 0.7, "semantic_weight": 0.4}],
     [{"screen_downsample": 0}],
     [{"screen_quantile": 0.0}],
+    [{"stem_stride": 0}],
+    [{"stem_stride": (2, 2)}],
+    [{"refine_channels": 0}],
     [{"upsample": "transpose"}],
     [{"ghost_ratio": 1}],  # raised by GhostModule
     [{"ca_reduction": 0}],  # raised by CoordinateAttention
@@ -133,10 +140,53 @@ class TestGhostCAUNet(unittest.TestCase):
         torch.testing.assert_close(score, 0.5 * edge + 0.5 * semantic)
         self.assertTrue((edge > 0).all())
 
+    def test_light_layout(self):
+        """A strided stem never convolves the input grid in the encoder; the refinement restores its resolution."""
+        light = GhostCAUNet(stem_stride=(2, 2, 1), features=(8, 16, 48, 96), refine_channels=4, learned_screen=True)
+        self.assertEqual(light.deep_stride, [16, 16, 8])
+        self.assertEqual(light.num_convs, 15)  # 14 + the refinement
+        x = torch.randn(1, 1, 32, 32, 16)
+        with eval_mode(light):
+            level0 = light._encode(x)[0]
+            self.assertEqual(tuple(level0.shape[2:]), (16, 16, 16))
+            # the refinement sees the input itself: a change of one input voxel changes that voxel's logits
+            y = x.clone()
+            y[0, 0, 9, 9, 9] += 5.0
+            diff = (light(y) - light(x)).abs().sum(dim=(0, 1))
+            self.assertGreater(float(diff[9, 9, 9]), 0.0)
+        default = GhostCAUNet()
+        self.assertEqual(default.deep_stride, [8, 8, 8])
+        self.assertIsInstance(default.refine, torch.nn.Identity)
+
+    def test_learned_screen(self):
+        torch.manual_seed(0)
+        net = GhostCAUNet(spatial_dims=2, learned_screen=True, **TINY)
+        x = torch.randn(3, 1, 32, 32)
+        with eval_mode(net):
+            edge_map, semantic_map = net.screen_maps(x)
+            self.assertEqual(tuple(edge_map.shape), (3, 1, 16, 16))  # level 0 of the 2x pooled window
+            self.assertEqual(tuple(semantic_map.shape), (3, 1, 4, 4))  # its bottleneck
+            edge, semantic = net.screen_components(x)
+            torch.testing.assert_close(edge, torch.sigmoid(edge_map.flatten(1).amax(1)))
+            torch.testing.assert_close(semantic, torch.sigmoid(semantic_map.flatten(1).amax(1)))
+            torch.testing.assert_close(net.screen(x), 0.6 * edge + 0.4 * semantic)
+            # calibration keeps the trained heads and buffers and only measures
+            before = {k: v.clone() for k, v in net.state_dict().items()}
+            labels = torch.zeros(3, 1, 32, 32)
+            labels[0, 0, 10:14, 10:14] = 1
+            stats = net.calibrate_screening(x, labels)
+            for k, v in net.state_dict().items():
+                torch.testing.assert_close(v, before[k])
+            self.assertIn("auc", stats)
+        with self.assertRaisesRegex(ValueError, "learned_screen"):
+            GhostCAUNet(spatial_dims=2, **TINY).screen_maps(x)
+        scripted = torch.jit.script(net.eval())
+        torch.testing.assert_close(scripted.screen(x), net.screen(x))
+
     def test_screen_too_small(self):
         net = GhostCAUNet(spatial_dims=3)
         with eval_mode(net), self.assertRaisesRegex(ValueError, "too small"):
-            net.screen(torch.randn(1, 1, 17, 18, 19))  # 17 / 2 / 8 < 1 bottleneck voxel
+            net.screen(torch.randn(1, 1, 12, 18, 19))  # 12 / 2 / 8 < 1 bottleneck position on the first axis
 
     def test_calibrate_screening(self):
         torch.manual_seed(0)
@@ -177,8 +227,8 @@ class TestGhostCAUNet(unittest.TestCase):
             net.calibrate_screening(images.expand(-1, 2, -1, -1), labels)
         with self.assertRaises(ValueError):
             net.calibrate_screening(images, labels, batch_size=0)
-        with self.assertRaisesRegex(ValueError, "too small"):  # 8 / 2 / 4 = 1 bottleneck position
-            net.calibrate_screening(images[..., :8, :8], torch.ones_like(labels[..., :8, :8]))
+        with self.assertRaisesRegex(ValueError, "too small"):  # 4 / 2 / 4 < 1 bottleneck position on an axis
+            net.calibrate_screening(images[..., :4, :8], torch.ones_like(labels[..., :4, :8]))
 
     def test_script(self):
         torch.manual_seed(0)
