@@ -436,3 +436,42 @@ class TestTissueGate(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestSingleWindowBatch(unittest.TestCase):
+    """A single CPU window runs as a batch of two (PyTorch's slow conv path for batch 1), the output unchanged."""
+
+    def test_single_windows_run_in_pairs(self):
+        from bundle.inferers.inferer import _run_windows
+
+        sizes = []
+
+        def net(x, enhancement="full"):
+            sizes.append(x.shape[0])
+            return x * 2 + (1 if enhancement == "full" else 0)
+
+        one, three = torch.rand(1, 1, 4, 4, 4), torch.rand(3, 1, 4, 4, 4)
+        torch.testing.assert_close(_run_windows(net, one, enhancement="basic"), one * 2)
+        torch.testing.assert_close(_run_windows(net, three), three * 2 + 1)
+        self.assertEqual(sizes, [2, 3])
+        pair = _run_windows(lambda x: (x, x + 1), one)  # a tuple of per-window tensors
+        self.assertEqual([p.shape[0] for p in pair], [1, 1])
+        torch.testing.assert_close(pair[1], one + 1)
+        self.assertEqual(_run_windows(lambda x: {"p": x + 1}, one)["p"].shape[0], 1)
+
+    def test_routed_inference_unchanged_by_pairing(self):
+        """The routed sliding window gives the same logits whether single windows are paired or not."""
+        from bundle.inferers import inferer as module
+
+        net = make_net("toy", 3)
+        x = make_input((1, 1, 20, 20, 20))
+        routed = RoutedSlidingWindowInferer(roi_size=(8, 8, 8), sw_batch_size=1, overlap=0.25, routing=True)
+        with eval_mode(net):
+            paired = routed(x, net)
+            original = module._run_windows
+            try:
+                module._run_windows = lambda network, windows, *a, **kw: network(windows, *a, **kw)
+                single = routed(x, net)
+            finally:
+                module._run_windows = original
+        torch.testing.assert_close(paired, single)
