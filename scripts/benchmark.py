@@ -7,6 +7,8 @@ Examples (from the repository root)::
 
     python -m scripts.benchmark --threads 2 --output_dir docs
     python -m scripts.benchmark --list_rows
+    python -m scripts.benchmark --threads 2 --output_dir runs/benchmark/network \
+        --baseline_weights ../bundle-0.6.0/models/model.pt --rows "['volume/GhostCAUNet*']"
     python -m scripts.benchmark --threads 2 --output_dir runs/benchmark/onnx \\
         --rows "['*/GhostCAUNet/plain', '*/GhostCAUNet/plain, onnxruntime']"
     git worktree add ../bundle-0.6.0 059af1c   # release 0.6.0 beside this checkout, for --profile
@@ -38,6 +40,7 @@ def main(
     profile: bool = False,
     baseline_root: str | None = None,
     docs_file: str = "docs/benchmark.md",
+    baseline_weights: str | None = None,
 ) -> str:
     """Run the measurements and write ``benchmark.json`` and ``benchmark.md`` to ``output_dir`` (with ``profile``:
     ``profile.json`` and ``profile.md``, and the marked section of ``docs_file``).
@@ -62,6 +65,8 @@ def main(
             profiles this tree only.
         docs_file: with ``profile``, the Markdown file whose ``<!-- profile:begin -->`` ... ``<!-- profile:end -->``
             section is replaced (appended when absent); an empty string leaves the docs alone.
+        baseline_weights: release 0.6.0's ``models/model.pt`` (e.g. ``../bundle-0.6.0/models/model.pt``): its
+            network (0.6.0's layout) gets volume rows beside the current one.
     """
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     command = shlex.join(["python", "-m", "scripts.benchmark", *sys.argv[1:]])
@@ -74,7 +79,7 @@ def main(
         )  # fmt: skip
     return run_benchmark(
         threads, 3 if repeats is None else repeats, output_dir or "docs", weights, roi_size, pixdim, skip_end_to_end,
-        rows, list_rows, reuse_onnx, command=command,
+        rows, list_rows, reuse_onnx, command=command, baseline_weights=baseline_weights,
     )
 
 

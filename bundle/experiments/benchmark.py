@@ -51,7 +51,7 @@ from typing import Any
 
 import torch
 
-from bundle.experiments.benchmark_plan import BACKENDS, NETWORKS
+from bundle.experiments.benchmark_plan import BACKENDS, NETWORKS, RELEASE_NETWORK
 from bundle.experiments.memory import memory_probe
 from bundle.tiers import TIER_REPORT_ORDER
 
@@ -67,8 +67,23 @@ __all__ = [
 ]
 
 
+SHIPPED_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "inference.json"
+
+
+def shipped_network_kwargs(spatial_dims: int = 3) -> dict[str, Any]:
+    """The arguments of the shipped network (``network_def`` of ``configs/inference.json``, all literals), for
+    ``spatial_dims`` (a 2-D network takes the in-plane part of a per-axis ``stem_stride``)."""
+    kwargs = {k: v for k, v in json.loads(SHIPPED_CONFIG.read_text())["network_def"].items() if k != "_target_"}
+    kwargs["spatial_dims"] = spatial_dims
+    if isinstance(kwargs.get("stem_stride"), list):
+        kwargs["stem_stride"] = kwargs["stem_stride"][:spatial_dims]
+    return kwargs
+
+
 def build_network(name: str, spatial_dims: int, weights: str | None = None) -> torch.nn.Module:
-    """The bundle's network or a MONAI reference at the settings the benchmark compares (2 output channels).
+    """The bundle's network or a MONAI reference at the settings the benchmark compares (2 output channels):
+    ``"GhostCAUNet"`` is the shipped layout (:py:func:`shipped_network_kwargs`), ``"GhostCAUNet-0.6.0"`` release
+    0.6.0's (the class defaults).
 
     Raises:
         ValueError: for an unknown ``name``.
@@ -77,8 +92,9 @@ def build_network(name: str, spatial_dims: int, weights: str | None = None) -> t
 
     from bundle.networks import GhostCAUNet
 
-    if name == "GhostCAUNet":
-        net: torch.nn.Module = GhostCAUNet(spatial_dims=spatial_dims)
+    if name in ("GhostCAUNet", RELEASE_NETWORK):
+        kwargs = shipped_network_kwargs(spatial_dims) if name == "GhostCAUNet" else {"spatial_dims": spatial_dims}
+        net: torch.nn.Module = GhostCAUNet(**kwargs)
         if weights:
             net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     elif name == "UNet":  # the spleen bundle's configuration
@@ -90,7 +106,7 @@ def build_network(name: str, spatial_dims: int, weights: str | None = None) -> t
     elif name == "SwinUNETR":  # the ablation's CNN-Transformer hybrid, smallest feature size
         net = SwinUNETR(in_channels=1, out_channels=2, feature_size=12, spatial_dims=spatial_dims)
     else:
-        raise ValueError(f"name must be one of {NETWORKS}, got name={name!r}.")
+        raise ValueError(f"name must be one of {(*NETWORKS, RELEASE_NETWORK)}, got name={name!r}.")
     return net.eval()
 
 
@@ -188,7 +204,8 @@ def worker(task: dict[str, Any]) -> dict[str, Any]:
     by :py:func:`export_benchmark_onnx`); for slice: ``network``, optional ``size`` (default 512) and
     ``fold_batchnorm``; for volume: ``network``, ``volume`` (path of a saved (1, *spatial) tensor), ``roi_size``,
     ``routing``, optional ``weights``, ``mask`` (path of a saved mask tensor, passed as the inferer's ``mask``),
-    ``tissue_threshold``, ``fold_batchnorm``, ``sw_batch_size``; for detector: ``network`` (a RetinaNet of
+    ``tissue_threshold``, ``fold_batchnorm``, ``sw_batch_size``; for window: ``kwargs`` (GhostCAUNet arguments),
+    ``roi_size``, optional ``sw_batch_size`` (windows per call, default 4); for detector: ``network`` (a RetinaNet of
     :py:data:`bundle.experiments.comparison.DETECTORS`), ``volume``; for end_to_end: ``routing``, ``bundle_root``.
 
     Raises:
@@ -223,6 +240,19 @@ def worker(task: dict[str, Any]) -> dict[str, Any]:
         out["skipped_fraction"] = stats.get("skipped_fraction")
         out["seconds_per_window"] = stats.get("seconds_per_window")
         out["volume_shape"] = list(volume.shape[2:])
+    elif kind == "window":  # one layout's forward and screen per window, BatchNorm folded, untrained weights
+        from bundle.networks import GhostCAUNet
+        from bundle.networks.bn_folding import fold_batchnorm
+
+        net = GhostCAUNet(**task["kwargs"]).eval()
+        out["params"] = sum(p.numel() for p in net.parameters())
+        folded = fold_batchnorm(net)
+        batch = int(task.get("sw_batch_size", 4))
+        x = torch.rand(batch, 1, *task["roi_size"])
+        out.update(time_call(_inference(lambda: folded(x)), repeats=task["repeats"]))
+        screen = time_call(_inference(lambda: folded.screen(x)), repeats=task["repeats"])
+        out["ms_per_window"] = 1000.0 * out["min_s"] / batch
+        out["screen_ms_per_window"] = 1000.0 * screen["min_s"] / batch
     elif kind == "detector":
         from bundle.experiments.comparison import build_detector
 
@@ -237,7 +267,9 @@ def worker(task: dict[str, Any]) -> dict[str, Any]:
     elif kind == "end_to_end":
         out.update(_end_to_end(task))
     else:
-        raise ValueError(f"unknown task kind {kind!r}, expected 'slice', 'volume', 'detector' or 'end_to_end'.")
+        raise ValueError(
+            f"unknown task kind {kind!r}, expected 'slice', 'volume', 'window', 'detector' or 'end_to_end'."
+        )
     return out
 
 

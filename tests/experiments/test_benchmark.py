@@ -18,6 +18,7 @@ from bundle.experiments.benchmark import (
     time_call,
     worker,
 )
+from bundle.networks import GhostCAUNet
 from bundle.networks.runtime import onnx_variant_paths
 
 onnx, has_onnx = optional_import("onnx")
@@ -116,25 +117,34 @@ class TestWorker(unittest.TestCase):
 
     def test_volume_with_gates(self):
         with tempfile.TemporaryDirectory() as tmp:
-            volume = torch.zeros(1, 40, 20, 20)
+            volume = torch.zeros(1, 40, 40, 20)
             volume[:, :6] = 0.5  # tissue only for x < 6
-            mask = torch.zeros(1, 40, 20, 20, dtype=torch.uint8)
+            mask = torch.zeros(1, 40, 40, 20, dtype=torch.uint8)
             mask[:, :5] = 1
             torch.save(volume, Path(tmp) / "v.pt")
             torch.save(mask, Path(tmp) / "m.pt")
             base = {"kind": "volume", "network": "GhostCAUNet", "threads": 1, "repeats": 1,
-                    "volume": str(Path(tmp) / "v.pt"), "roi_size": [32, 16, 16]}
+                    "volume": str(Path(tmp) / "v.pt"), "roi_size": [32, 32, 16]}
             plain = worker({**base, "routing": False})
             masked = worker({**base, "routing": True, "mask": str(Path(tmp) / "m.pt")})
             tissue = worker({**base, "routing": True, "tissue_threshold": 0.15, "fold_batchnorm": False})
         for out in (plain, masked, tissue):
             self.assertTrue(TIMES | MEMORY | {"windows", "skipped_fraction", "volume_shape"} <= set(out), out)
-            self.assertEqual(out["volume_shape"], [40, 20, 20])
+            self.assertEqual(out["volume_shape"], [40, 40, 20])
             self.assertEqual(sum(out["windows"][t] for t in ("high", "medium", "low")), 8)  # 2 x 2 x 2 windows
         self.assertEqual((plain["windows"]["high"], plain["windows"]["gated"]), (8, 0))
         self.assertEqual(masked["windows"]["gated"], 4)  # the x windows [8, 40) hold no mask voxel
         self.assertGreaterEqual(masked["skipped_fraction"], 0.5)
         self.assertEqual(tissue["windows"]["gated"], 4)  # the x window [8, 40) holds tissue
+
+    def test_window(self):
+        out = worker({"kind": "window", "network": "tiny", "threads": 1, "repeats": 1, "roi_size": [32, 32, 16],
+                      "kwargs": {"features": [4, 8, 8, 16], "stem_stride": [2, 2, 1], "learned_screen": True}})
+        self.assertTrue(TIMES <= set(out), out)
+        self.assertAlmostEqual(out["ms_per_window"], 1000.0 * out["min_s"] / 4)
+        self.assertGreater(out["screen_ms_per_window"], 0.0)
+        self.assertEqual(out["params"], sum(p.numel() for p in GhostCAUNet(
+            features=[4, 8, 8, 16], stem_stride=[2, 2, 1], learned_screen=True).parameters()))
 
     @unittest.skipUnless(has_onnx and has_ort, "onnx/onnxruntime not installed (requirements-ecosystem.txt)")
     def test_onnxruntime_slice_and_volume(self):

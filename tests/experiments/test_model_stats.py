@@ -28,15 +28,19 @@ class TestCounts(unittest.TestCase):
 
     def test_rows_and_table(self):
         rows = model_stats_rows((32, 32, 16), (32, 32), include_references=False)
-        self.assertEqual([(r["model"], r["pass"]) for r in rows[:3]], [
-            ("GhostCAUNet 3D (defaults)", "forward full"), ("GhostCAUNet 3D (defaults)", "forward basic"),
-            ("GhostCAUNet 3D (defaults)", "screen"),
+        shipped, release = "GhostCAUNet 3D, shipped (configs/inference.json)", "GhostCAUNet 3D, release 0.6.0 layout (class defaults)"
+        self.assertEqual([(r["model"], r["pass"]) for r in rows[:6]], [
+            (shipped, "forward full"), (shipped, "forward basic"), (shipped, "screen"),
+            (release, "forward full"), (release, "forward basic"), (release, "screen"),
         ])  # fmt: skip
+        # the shipped layout is the light one: a fraction of release 0.6.0's FLOPs, read from the config
+        self.assertLess(rows[0]["gflops"], 0.5 * rows[3]["gflops"])
+        self.assertEqual(rows[-1]["model"], "GhostCAUNet 2D (defaults)")
         self.assertEqual(rows[0]["rel"], 1.0)
         self.assertEqual(rows[0]["input"], "32x32x16")
         table = model_stats_markdown(rows)
         self.assertEqual(len(table.splitlines()), 2 + len(rows))
-        self.assertTrue(table.splitlines()[2].startswith("| GhostCAUNet 3D (defaults) | forward full | 32x32x16 |"))
+        self.assertTrue(table.splitlines()[2].startswith(f"| {shipped} | forward full | 32x32x16 |"))
         self.assertTrue(table.splitlines()[2].endswith("| 100.0 % |"))
 
     def test_write(self):

@@ -10,6 +10,7 @@ import torch
 from monai.utils import optional_import
 
 from bundle.export import export_onnx
+from bundle.export.quantize import quantize_onnx_int8
 from bundle.networks.runtime import OnnxRuntimeNetwork, onnx_variant_paths
 from bundle.inferers import RoutedSlidingWindowInferer, SuspicionRouter
 from bundle.networks import GhostCAUNet
@@ -17,12 +18,14 @@ from bundle.networks import GhostCAUNet
 _, has_ort = optional_import("onnxruntime")
 _, has_onnxscript = optional_import("onnxscript")
 
-ROI = (16, 16, 32)
+ROI = (32, 32, 16)
 
 
 def _tiny_net() -> GhostCAUNet:
+    """The shipped layout in small: strided stem, full-resolution refinement, learned screen."""
     torch.manual_seed(0)
-    return GhostCAUNet(spatial_dims=3, in_channels=1, out_channels=2, features=(4, 8, 8, 16)).eval()
+    return GhostCAUNet(spatial_dims=3, in_channels=1, out_channels=2, features=(4, 8, 8, 16), stem_stride=(2, 2, 1),
+                       refine_channels=4, learned_screen=True).eval()
 
 
 @unittest.skipUnless(has_ort and has_onnxscript, "onnxruntime/onnxscript not installed (requirements-ecosystem.txt)")
@@ -43,6 +46,23 @@ class TestOnnxExport(unittest.TestCase):
         for variant, path in onnx_variant_paths(self.path).items():
             self.assertTrue(path.is_file(), variant)
             self.assertLessEqual(self.diffs[variant], 1e-4)
+
+    def test_int8_graphs(self):
+        """INT8 siblings of all three graphs, calibrated on windows, run by the same runtime network and stay close
+        to the float graphs (quantisation noise, not another function)."""
+        torch.manual_seed(2)
+        windows = torch.rand(6, 1, *ROI)
+        int8_path = Path(self.tmp.name) / "model_int8.onnx"
+        written = quantize_onnx_int8(self.path, int8_path, windows)
+        self.assertEqual(set(written), set(onnx_variant_paths(self.path)))
+        int8_net = OnnxRuntimeNetwork(int8_path, num_threads=1)
+        x = torch.rand(2, 1, *ROI)
+        ref, got = self.ort_net(x), int8_net(x)
+        self.assertEqual(got.shape, ref.shape)
+        self.assertGreater(float(torch.corrcoef(torch.stack([got.flatten(), ref.flatten()]))[0, 1]), 0.9)
+        self.assertEqual(tuple(int8_net.screen(x).shape), (2,))
+        with self.assertRaises(FileNotFoundError):
+            quantize_onnx_int8(Path(self.tmp.name) / "absent.onnx", int8_path, windows)
 
     def test_graphs_agree_with_torch_any_batch(self):
         torch.manual_seed(1)
