@@ -58,13 +58,16 @@ ENHANCEMENTS = ("full", "basic")
 
 
 def _run_windows(network: Callable[..., Any], windows: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-    """``network(windows, ...)``, with a single CPU window run as a batch of two (itself twice, first output kept).
+    """``network(windows, ...)``; a single CPU window runs as a batch of two (itself twice, first output kept) when
+    the network says it is faster so (``pair_single_windows``, as ``GhostCAUNet`` with a strided stem does).
 
     PyTorch picks its naive ``slow_conv3d`` kernel over oneDNN for a batch of one when a layer's channels x first two
-    spatial sizes are small (deep levels of a light network): the shipped network then takes ~200 ms for one
-    64 x 64 x 32 window and ~66 ms for two. Tiers split the sliding window's batches, so single windows are common.
+    spatial sizes are small (deep levels of a light network): the light layout then takes ~200 ms for one
+    64 x 64 x 32 window and ~66 ms for two (release 0.6.0's layout: 139 ms and 175 ms, so it does not pair). Tiers
+    split the sliding window's batches, so single windows are common.
     """
-    if windows.shape[0] != 1 or windows.device.type != "cpu":
+    pair = getattr(network, "pair_single_windows", False)
+    if windows.shape[0] != 1 or windows.device.type != "cpu" or not pair:
         return network(windows, *args, **kwargs)
     out = network(torch.cat([windows, windows]), *args, **kwargs)
     if isinstance(out, torch.Tensor):

@@ -446,24 +446,36 @@ class TestSingleWindowBatch(unittest.TestCase):
 
         sizes = []
 
-        def net(x, enhancement="full"):
-            sizes.append(x.shape[0])
-            return x * 2 + (1 if enhancement == "full" else 0)
+        class Net:
+            pair_single_windows = True
+
+            def __call__(self, x, enhancement="full"):
+                sizes.append(x.shape[0])
+                return x * 2 + (1 if enhancement == "full" else 0)
+
+        net = Net()
 
         one, three = torch.rand(1, 1, 4, 4, 4), torch.rand(3, 1, 4, 4, 4)
         torch.testing.assert_close(_run_windows(net, one, enhancement="basic"), one * 2)
         torch.testing.assert_close(_run_windows(net, three), three * 2 + 1)
         self.assertEqual(sizes, [2, 3])
-        pair = _run_windows(lambda x: (x, x + 1), one)  # a tuple of per-window tensors
+        Net.__call__ = lambda self, x: (x, x + 1)  # a tuple of per-window tensors
+        pair = _run_windows(Net(), one)
         self.assertEqual([p.shape[0] for p in pair], [1, 1])
         torch.testing.assert_close(pair[1], one + 1)
-        self.assertEqual(_run_windows(lambda x: {"p": x + 1}, one)["p"].shape[0], 1)
+        Net.__call__ = lambda self, x: {"p": x + 1}
+        self.assertEqual(_run_windows(Net(), one)["p"].shape[0], 1)
+        Net.pair_single_windows = False  # a network that does not ask for pairs runs its single windows alone
+        Net.__call__ = lambda self, x: sizes.append(x.shape[0]) or x
+        _run_windows(Net(), one)
+        self.assertEqual(sizes[-1], 1)
 
     def test_routed_inference_unchanged_by_pairing(self):
         """The routed sliding window gives the same logits whether single windows are paired or not."""
         from bundle.inferers import inferer as module
 
         net = make_net("toy", 3)
+        net.pair_single_windows = True
         x = make_input((1, 1, 20, 20, 20))
         routed = RoutedSlidingWindowInferer(roi_size=(8, 8, 8), sw_batch_size=1, overlap=0.25, routing=True)
         with eval_mode(net):

@@ -155,6 +155,8 @@ class TestGhostCAUNet(unittest.TestCase):
             diff = (light(y) - light(x)).abs().sum(dim=(0, 1))
             self.assertGreater(float(diff[9, 9, 9]), 0.0)
         default = GhostCAUNet()
+        self.assertTrue(light.pair_single_windows)  # PyTorch's batch-1 slow conv path (bundle.inferers.inferer)
+        self.assertFalse(default.pair_single_windows)
         self.assertEqual(default.deep_stride, [8, 8, 8])
         self.assertIsInstance(default.refine, torch.nn.Identity)
 
