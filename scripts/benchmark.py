@@ -41,6 +41,7 @@ def main(
     baseline_root: str | None = None,
     docs_file: str = "docs/benchmark.md",
     baseline_weights: str | None = None,
+    light_weights: str | None = None,
 ) -> str:
     """Run the measurements and write ``benchmark.json`` and ``benchmark.md`` to ``output_dir`` (with ``profile``:
     ``profile.json`` and ``profile.md``, and the marked section of ``docs_file``).
@@ -67,6 +68,8 @@ def main(
             section is replaced (appended when absent); an empty string leaves the docs alone.
         baseline_weights: release 0.6.0's ``models/model.pt`` (e.g. ``../bundle-0.6.0/models/model.pt``): its
             network (0.6.0's layout) gets volume rows beside the current one.
+        light_weights: weights trained with ``bundle/experiments/configs/light_network_train.json``: the light
+            layout gets volume rows too.
     """
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     command = shlex.join(["python", "-m", "scripts.benchmark", *sys.argv[1:]])
@@ -80,6 +83,7 @@ def main(
     return run_benchmark(
         threads, 3 if repeats is None else repeats, output_dir or "docs", weights, roi_size, pixdim, skip_end_to_end,
         rows, list_rows, reuse_onnx, command=command, baseline_weights=baseline_weights,
+        light_weights=light_weights,
     )
 
 

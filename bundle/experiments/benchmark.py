@@ -51,7 +51,7 @@ from typing import Any
 
 import torch
 
-from bundle.experiments.benchmark_plan import BACKENDS, NETWORKS, RELEASE_NETWORK
+from bundle.experiments.benchmark_plan import BACKENDS, LIGHT_NETWORK, NETWORKS, RELEASE_NETWORK
 from bundle.experiments.memory import memory_probe
 from bundle.tiers import TIER_REPORT_ORDER
 
@@ -83,7 +83,7 @@ def shipped_network_kwargs(spatial_dims: int = 3) -> dict[str, Any]:
 def build_network(name: str, spatial_dims: int, weights: str | None = None) -> torch.nn.Module:
     """The bundle's network or a MONAI reference at the settings the benchmark compares (2 output channels):
     ``"GhostCAUNet"`` is the shipped layout (:py:func:`shipped_network_kwargs`), ``"GhostCAUNet-0.6.0"`` release
-    0.6.0's (the class defaults).
+    0.6.0's (the class defaults), ``"GhostCAUNet-light"`` the light experiment's (``LIGHT_LAYOUT``).
 
     Raises:
         ValueError: for an unknown ``name``.
@@ -92,8 +92,12 @@ def build_network(name: str, spatial_dims: int, weights: str | None = None) -> t
 
     from bundle.networks import GhostCAUNet
 
-    if name in ("GhostCAUNet", RELEASE_NETWORK):
+    if name in ("GhostCAUNet", RELEASE_NETWORK, LIGHT_NETWORK):
+        from bundle.experiments.model_stats import LIGHT_LAYOUT
+
         kwargs = shipped_network_kwargs(spatial_dims) if name == "GhostCAUNet" else {"spatial_dims": spatial_dims}
+        if name == LIGHT_NETWORK:
+            kwargs.update(LIGHT_LAYOUT, stem_stride=LIGHT_LAYOUT["stem_stride"][:spatial_dims])
         net: torch.nn.Module = GhostCAUNet(**kwargs)
         if weights:
             net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
@@ -106,7 +110,7 @@ def build_network(name: str, spatial_dims: int, weights: str | None = None) -> t
     elif name == "SwinUNETR":  # the ablation's CNN-Transformer hybrid, smallest feature size
         net = SwinUNETR(in_channels=1, out_channels=2, feature_size=12, spatial_dims=spatial_dims)
     else:
-        raise ValueError(f"name must be one of {(*NETWORKS, RELEASE_NETWORK)}, got name={name!r}.")
+        raise ValueError(f"name must be one of {(*NETWORKS, RELEASE_NETWORK, LIGHT_NETWORK)}, got name={name!r}.")
     return net.eval()
 
 

@@ -20,6 +20,7 @@ __all__ = [
 
 NETWORKS = ("GhostCAUNet", "UNet", "BasicUNet", "SegResNet", "SwinUNETR")
 RELEASE_NETWORK = "GhostCAUNet-0.6.0"  # release 0.6.0's layout (the class defaults) with its weights, side by side
+LIGHT_NETWORK = "GhostCAUNet-light"  # the light layout (bundle.experiments.model_stats.LIGHT_LAYOUT) with its weights
 BACKENDS = ("torch", "onnxruntime")
 ORT = ", onnxruntime"  # label suffix of the ONNX Runtime rows
 INT8 = ", onnxruntime int8"  # label suffix of the ONNX Runtime rows on INT8 graphs (bundle.export.quantize)
@@ -58,6 +59,7 @@ def plan_tasks(
     slice_onnx: str | Path,
     volume_onnx: str | Path,
     baseline_weights: str | Path | None = None,
+    light_weights: str | Path | None = None,
 ) -> list[dict[str, Any]]:
     """Every measurement of a full benchmark run, in table order, each a :py:func:`worker` task with a ``row`` name.
 
@@ -77,6 +79,7 @@ def plan_tasks(
             and end-to-end rows.
         baseline_weights: release 0.6.0's ``models/model.pt``: adds its network's volume rows
             (``volume/GhostCAUNet-0.6.0/...``) beside the current one. None: no such rows.
+        light_weights: weights of the light layout: adds its volume rows (``volume/GhostCAUNet-light/...``).
     """
     common = {"threads": threads, "bundle_root": str(bundle_root)}
     tasks: list[dict[str, Any]] = []
@@ -90,6 +93,7 @@ def plan_tasks(
         tasks.append(task)
     volume_common = {**common, "kind": "volume", "volume": str(volume), "roi_size": list(roi_size)}
     ghost_rows = [(RELEASE_NETWORK, baseline_weights, *row) for row in RELEASE_VOLUME_ROWS if baseline_weights]
+    ghost_rows += [(LIGHT_NETWORK, light_weights, *row) for row in RELEASE_VOLUME_ROWS if light_weights]
     ghost_rows += [("GhostCAUNet", weights, *row) for row in GHOST_VOLUME_ROWS]
     for network, network_weights, label, routing, gate, fold, backend in ghost_rows:
         task = {
@@ -163,7 +167,7 @@ def add_comparisons(rows: Sequence[dict[str, Any]]) -> None:
     for row in rows:
         backend = row.get("backend", "torch")
         suffix = next((s for s in (INT8, ORT) if row["row"].endswith(s)), "") if backend == "onnxruntime" else ""
-        if row.get("kind") == "volume" and row.get("network") in ("GhostCAUNet", RELEASE_NETWORK):
+        if row.get("kind") == "volume" and row.get("network") in ("GhostCAUNet", RELEASE_NETWORK, LIGHT_NETWORK):
             plain = by_row.get(f"volume/{row['network']}/plain" + suffix)
             if plain is not None:
                 row["saved_vs_plain"] = 1.0 - row["min_s"] / plain["min_s"]

@@ -184,6 +184,7 @@ def run_benchmark(
     command: str = "python -m scripts.benchmark",
     bundle_root: str | Path = BUNDLE_ROOT,
     baseline_weights: str | None = None,
+    light_weights: str | None = None,
 ) -> str:
     """Run the measurements and write ``benchmark.json`` and ``benchmark.md`` to ``output_dir``.
 
@@ -206,6 +207,8 @@ def run_benchmark(
             inference command.
         baseline_weights: release 0.6.0's weights (its ``models/model.pt``, relative to ``bundle_root`` or
             absolute): adds that network's volume rows beside the current one.
+        light_weights: weights of the light layout (``bundle/experiments/configs/light_network.json``): adds its
+            volume rows.
 
     Returns:
         the path of ``benchmark.md`` (the row names with ``list_rows``).
@@ -218,7 +221,8 @@ def run_benchmark(
     volume, mask = work / "chest_ct_preprocessed.pt", work / "chest_ct_lung_mask.pt"
     slice_onnx, volume_onnx = work / "onnx" / "ghostcaunet_2d_512.onnx", work / "onnx" / "model.onnx"
     tasks = plan_tasks(threads, repeats, root, volume, mask, root / weights, roi_size, slice_onnx, volume_onnx,
-                       baseline_weights=(root / baseline_weights).resolve() if baseline_weights else None)
+                       baseline_weights=(root / baseline_weights).resolve() if baseline_weights else None,
+                       light_weights=(root / light_weights).resolve() if light_weights else None)
     if list_rows:
         return "\n".join(t["row"] for t in tasks)
     if skip_end_to_end:

@@ -28,6 +28,7 @@ __all__ = [
     "count_flops",
     "model_stats_rows",
     "network_variants",
+    "LIGHT_LAYOUT",
     "model_stats_markdown",
     "write_model_stats",
 ]
@@ -68,18 +69,25 @@ def _monai_references() -> list[tuple[str, nn.Module]]:
     ]
 
 
+# the light layout of the experiment bundle/experiments/configs/light_network.json (a test checks they agree)
+LIGHT_LAYOUT: dict[str, Any] = {"features": [8, 16, 48, 96], "stem_stride": [2, 2, 1], "refine_channels": 4,
+                                "learned_screen": True}
+
+
 def network_variants(shipped: dict[str, Any]) -> list[tuple[str, dict[str, Any], bool]]:
-    """(name, GhostCAUNet kwargs, count every pass) of the 3-D rows: the shipped layout first, then release 0.6.0's
-    layout and the variants measured while choosing the light one."""
-    light = {k: v for k, v in shipped.items() if k != "spatial_dims"}
+    """(name, GhostCAUNet kwargs, count every pass) of the 3-D rows: the shipped layout first, release 0.6.0's
+    layout (the class defaults), then the light layouts tried for issue #20 and the Ghost ablations."""
+    base = {k: v for k, v in shipped.items() if k != "spatial_dims"}
+    light = {**base, **LIGHT_LAYOUT}
     return [
-        ("GhostCAUNet 3D, shipped (configs/inference.json)", light, True),
+        ("GhostCAUNet 3D, shipped (configs/inference.json)", base, True),
         ("GhostCAUNet 3D, release 0.6.0 layout (class defaults)", {}, True),
-        ("shipped, no Ghost (ghost_levels=[])", {**light, "ghost_levels": []}, False),
-        ("shipped, all Ghost (ghost_levels=[0, 1, 2, 3])", {**light, "ghost_levels": [0, 1, 2, 3]}, False),
-        ("shipped, 8-24-48-96, refine 8", {**light, "features": [8, 24, 48, 96], "refine_channels": 8}, False),
-        ("shipped, 8-16-32-64", {**light, "features": [8, 16, 32, 64]}, False),
-        ("shipped, stem_stride 2 (2x2x2)", {**light, "stem_stride": 2}, False),
+        ("light (bundle/experiments/configs/light_network.json)", light, True),
+        ("light, no Ghost (ghost_levels=[])", {**light, "ghost_levels": []}, False),
+        ("light, all Ghost (ghost_levels=[0, 1, 2, 3])", {**light, "ghost_levels": [0, 1, 2, 3]}, False),
+        ("light, 8-24-48-96, refine 8", {**light, "features": [8, 24, 48, 96], "refine_channels": 8}, False),
+        ("light, 8-16-32-64", {**light, "features": [8, 16, 32, 64]}, False),
+        ("light, stem_stride 2 (2x2x2)", {**light, "stem_stride": 2}, False),
         ("0.6.0 layout, no Ghost (ghost_levels=[])", {"ghost_levels": []}, False),
         ("0.6.0 layout, all Ghost (ghost_levels=[0, 1, 2, 3])", {"ghost_levels": [0, 1, 2, 3]}, False),
     ]

@@ -137,6 +137,18 @@ class TestWorker(unittest.TestCase):
         self.assertGreaterEqual(masked["skipped_fraction"], 0.5)
         self.assertEqual(tissue["windows"]["gated"], 4)  # the x window [8, 40) holds tissue
 
+    def test_layouts(self):
+        """The release and light networks are built with their own layouts, the shipped one from its config."""
+        from bundle.experiments.benchmark import shipped_network_kwargs
+        from bundle.experiments.model_stats import LIGHT_LAYOUT
+
+        release, light = build_network("GhostCAUNet-0.6.0", 3), build_network("GhostCAUNet-light", 3)
+        self.assertEqual(release.stem_stride, (1, 1, 1))
+        self.assertEqual(list(light.stem_stride), LIGHT_LAYOUT["stem_stride"])
+        self.assertEqual(light.features, tuple(LIGHT_LAYOUT["features"]))
+        shipped = shipped_network_kwargs(3)
+        self.assertEqual(build_network("GhostCAUNet", 3).features, tuple(shipped["features"]))
+
     def test_window(self):
         out = worker({"kind": "window", "network": "tiny", "threads": 1, "repeats": 1, "roi_size": [32, 32, 16],
                       "kwargs": {"features": [4, 8, 8, 16], "stem_stride": [2, 2, 1], "learned_screen": True}})

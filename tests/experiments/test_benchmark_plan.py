@@ -43,7 +43,7 @@ class TestRows(unittest.TestCase):
 
     def test_release_rows(self):
         """With release 0.6.0's weights its network's rows sit before the current ones, each with its own weights."""
-        self.assertFalse(any("0.6.0" in t["row"] for t in self.tasks))
+        self.assertFalse(any(t["row"].startswith("volume/GhostCAUNet-0.6.0") for t in self.tasks))
         tasks = plan_tasks(2, 3, ROOT, "v.pt", "m.pt", "w.pt", (64, 64, 32), "s.onnx", "model.onnx",
                            baseline_weights="old.pt")
         rows = [t["row"] for t in select_rows(tasks, ["volume/GhostCAUNet*"])]
@@ -57,6 +57,11 @@ class TestRows(unittest.TestCase):
                                  ("volume/GhostCAUNet-0.6.0/routed + lung-mask gate", 8.0))]
         add_comparisons(measured)
         self.assertAlmostEqual(measured[1]["saved_vs_plain"], 0.2)  # against its own network's plain row
+        tasks = plan_tasks(2, 3, ROOT, "v.pt", "m.pt", "w.pt", (64, 64, 32), "s.onnx", "model.onnx",
+                           light_weights="light.pt")
+        light = [t for t in tasks if t["network"] == "GhostCAUNet-light"]
+        self.assertEqual([t["label"] for t in light], ["plain", "routed + lung-mask gate"])
+        self.assertEqual({t["weights"] for t in light}, {"light.pt"})
 
     def test_select(self):
         chosen = select_rows(self.tasks, ["volume/GhostCAUNet/plain*", "*/GhostCAUNet/routed + lung-mask gate"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 import unittest
 from pathlib import Path
@@ -14,6 +15,7 @@ from bundle.experiments.model_stats import (
     count_parameters,
     model_stats_markdown,
     model_stats_rows,
+    LIGHT_LAYOUT,
     write_model_stats,
 )
 
@@ -33,8 +35,10 @@ class TestCounts(unittest.TestCase):
             (shipped, "forward full"), (shipped, "forward basic"), (shipped, "screen"),
             (release, "forward full"), (release, "forward basic"), (release, "screen"),
         ])  # fmt: skip
-        # the shipped layout is the light one: a fraction of release 0.6.0's FLOPs, read from the config
-        self.assertLess(rows[0]["gflops"], 0.5 * rows[3]["gflops"])
+        # the light layout is a fraction of release 0.6.0's FLOPs
+        light = [r for r in rows if r["model"].startswith("light (")]
+        self.assertEqual([r["pass"] for r in light], ["forward full", "forward basic", "screen"])
+        self.assertLess(light[0]["gflops"], 0.5 * rows[3]["gflops"])
         self.assertEqual(rows[-1]["model"], "GhostCAUNet 2D (defaults)")
         self.assertEqual(rows[0]["rel"], 1.0)
         self.assertEqual(rows[0]["input"], "32x32x16")
@@ -42,6 +46,10 @@ class TestCounts(unittest.TestCase):
         self.assertEqual(len(table.splitlines()), 2 + len(rows))
         self.assertTrue(table.splitlines()[2].startswith(f"| {shipped} | forward full | 32x32x16 |"))
         self.assertTrue(table.splitlines()[2].endswith("| 100.0 % |"))
+
+    def test_light_layout_is_the_experiment_config(self):
+        config = json.loads((ROOT / "bundle" / "experiments" / "configs" / "light_network.json").read_text())
+        self.assertEqual({k.split("#")[1]: v for k, v in config.items() if k.startswith("network_def#")}, LIGHT_LAYOUT)
 
     def test_write(self):
         with tempfile.TemporaryDirectory() as tmp:
