@@ -3,9 +3,9 @@
 Usage (from the bundle root, after ``python -m scripts.make_dataset`` as in docs/README.md)::
 
     python -m scripts.screen_eval --ckpt models/model.pt --output runs/screen_eval/current.json
-    # weights of another layout: the network_def overrides they were trained with, e.g. release 0.6.0's
-    python -m scripts.screen_eval --ckpt ../baseline/models/model.pt --output runs/screen_eval/0.6.0.json \\
-        --network_def#features "[8,24,48,96]" --network_def#stem_stride 1 --network_def#learned_screen False
+    # weights of another layout: the config files they were trained with, e.g. the light experiment's
+    python -m scripts.screen_eval --ckpt runs/train_light/model.pt --output runs/screen_eval/light.json \\
+        --config_file "['configs/train.json','configs/evaluate.json','bundle/experiments/configs/light_network.json']"
 
 Any other ``--key value`` is a config override, as ``monai.bundle run`` takes it. Prints the result as JSON.
 """
