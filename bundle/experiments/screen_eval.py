@@ -23,7 +23,7 @@ from scipy import ndimage
 from bundle.engines.pretrained import load_pretrained
 from bundle.experiments.reevaluate import _parser
 from bundle.io.atomic import atomic_write_text
-from bundle.networks.nets.ghost_ca_unet import _roc_auc
+from bundle.networks.nets.screen_calibration import roc_auc
 
 logger = logging.getLogger(__name__)
 
@@ -137,9 +137,9 @@ def evaluate_screen(
         "windows": n_windows,
         "screened": int(len(score)),
         "positive": int(positive_a.sum()),
-        "auc": _roc_auc(score, positive_a),
-        "auc_edge": _roc_auc(edge_a, positive_a),
-        "auc_semantic": _roc_auc(semantic_a, positive_a),
+        "auc": roc_auc(score, positive_a),
+        "auc_edge": roc_auc(edge_a, positive_a),
+        "auc_semantic": roc_auc(semantic_a, positive_a),
         "tier_share": {k: float(v.mean()) for k, v in tiers.items()},
         "low_share_of_all_windows": float((tiers["low"].sum() + n_windows - len(score)) / max(n_windows, 1)),
         "positive_in_low": int((tiers["low"] & positive_a).sum()),

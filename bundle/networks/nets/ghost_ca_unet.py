@@ -9,11 +9,8 @@ References:
 
 from __future__ import annotations
 
-import logging
-import math
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -21,14 +18,13 @@ from monai.networks.blocks import Convolution, UpSample
 from monai.networks.layers.factories import Conv, Pool
 from monai.networks.nets.basic_unet import TwoConv
 from monai.utils import ensure_tuple_rep, look_up_option
-from scipy.stats import mannwhitneyu
 
 from bundle.networks.blocks.coord_attention import CoordinateAttention
 from bundle.networks.blocks.ghost import GhostConvBlock
+from bundle.networks.nets.screen_calibration import calibrate_prototype_screen
 
 __all__ = ["GhostCAUNet"]
 
-logger = logging.getLogger(__name__)
 
 _UPSAMPLE_MODES = ("deconv", "pixelshuffle", "nontrainable")
 
@@ -421,74 +417,4 @@ class GhostCAUNet(nn.Module):
             ValueError: when the shapes do not match, the windows are too small to screen, ``batch_size < 1``
                 or the labels contain no lesion voxel.
         """
-        n_dims = self.spatial_dims + 2
-        if images.dim() != n_dims or images.shape[1] != self.in_channels:
-            raise ValueError(
-                f"images must have shape (N, {self.in_channels}, *roi) with {self.spatial_dims} spatial dims, "
-                f"got images.shape={tuple(images.shape)}."
-            )
-        if labels.shape != (images.shape[0], 1, *images.shape[2:]):
-            raise ValueError(
-                f"labels must have shape (N, 1, *roi) = {(images.shape[0], 1, *images.shape[2:])}, "
-                f"got labels.shape={tuple(labels.shape)}."
-            )
-        if not bool((labels > 0).any()):
-            raise ValueError("labels must contain at least one lesion voxel (> 0) to set the prototype, got none.")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-            raise ValueError(f"batch_size must be a positive int, got batch_size={batch_size!r}.")
-        was_training = self.training
-        self.eval()
-        device, dtype = self.prototype.device, self.prototype.dtype
-        adaptive_max = Pool[Pool.ADAPTIVEMAX, self.spatial_dims]
-        try:
-            with torch.no_grad():
-                raw_edges, sum_all, sum_lesion, n_all, n_lesion = [], 0.0, 0.0, 0, 0
-                for start in range(0, images.shape[0] if not self.learned_screen else 0, batch_size):
-                    x = images[start : start + batch_size].to(device=device, dtype=dtype)
-                    y = (labels[start : start + batch_size] > 0).to(device=device, dtype=dtype)
-                    self._check_screen_size(x)
-                    feats = self._encode(self.screen_pool(x))
-                    raw_edges.append(self._edge_raw(feats[0]))
-                    deep = feats[-1].flatten(2)  # (b, C, N)
-                    mask = adaptive_max(tuple(feats[-1].shape[2:]))(y).flatten(2)  # (b, 1, N): covers a lesion voxel
-                    sum_all = sum_all + deep.sum(dim=(0, 2))
-                    n_all += deep.shape[0] * deep.shape[2]
-                    sum_lesion = sum_lesion + (deep * mask).sum(dim=(0, 2))
-                    n_lesion += int(mask.sum())
-                if not self.learned_screen:
-                    center = sum_all / n_all
-                    self.feature_center.copy_(center)
-                    self.prototype.copy_(F.normalize(sum_lesion / max(n_lesion, 1) - center, dim=0))
-                    self.edge_scale.copy_(torch.cat(raw_edges).median().clamp_min(1e-8))
-                edges, semantics = [], []
-                for start in range(0, images.shape[0], batch_size):
-                    e, s = self.screen_components(images[start : start + batch_size].to(device=device, dtype=dtype))
-                    edges.append(e)
-                    semantics.append(s)
-        finally:
-            self.train(was_training)
-        edge = torch.cat(edges).cpu().numpy()
-        semantic = torch.cat(semantics).cpu().numpy()
-        score = self.edge_weight * edge + self.semantic_weight * semantic
-        positive = (labels > 0).flatten(1).any(dim=1).cpu().numpy()
-        stats = {
-            "n_windows": float(images.shape[0]),
-            "n_positive": float(positive.sum()),
-            "edge_scale": float(self.edge_scale),
-            "auc": _roc_auc(score, positive),
-            "auc_edge": _roc_auc(edge, positive),
-            "auc_semantic": _roc_auc(semantic, positive),
-            "mean_score_positive": float(score[positive].mean()) if positive.any() else math.nan,
-            "mean_score_negative": float(score[~positive].mean()) if (~positive).any() else math.nan,
-        }
-        logger.info("screening calibrated: %s", stats)
-        return stats
-
-
-def _roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """ROC AUC = Mann-Whitney U / (n_pos * n_neg), ties counted 1/2; NaN when a class is missing."""
-    pos, neg = scores[positive], scores[~positive]
-    if len(pos) == 0 or len(neg) == 0:
-        logger.warning("ROC AUC undefined: %d positive and %d negative windows.", len(pos), len(neg))
-        return math.nan
-    return float(mannwhitneyu(pos, neg).statistic / (len(pos) * len(neg)))
+        return calibrate_prototype_screen(self, images, labels, batch_size)
