@@ -43,12 +43,12 @@ def cpu_name() -> str:
 def calibration_windows(volume: Path, mask: Path, roi_size: Sequence[int], count: int = 16) -> torch.Tensor:
     """``count`` sliding-window windows (N, 1, *roi) of the saved preprocessed volume that hold a lung-mask voxel,
     evenly spaced over the grid: the activations the INT8 graphs are calibrated on."""
-    from monai.inferers.utils import _get_scan_interval, dense_patch_slices
+    from bundle.inferers.windows import sliding_window_slices
 
     image, gate = torch.load(volume, weights_only=True), torch.load(mask, weights_only=True)  # (1, *S) each
     roi = tuple(int(r) for r in roi_size)
     spatial = tuple(int(s) for s in image.shape[1:])
-    slices = dense_patch_slices(spatial, roi, _get_scan_interval(spatial, roi, len(roi), (0.25,) * len(roi)))
+    slices = sliding_window_slices(spatial, roi, 0.25)
     inside = [s for s in slices if bool(gate[(0, *s)].any())] or list(slices)
     chosen = [inside[i] for i in np.linspace(0, len(inside) - 1, min(count, len(inside))).round().astype(int)]
     return torch.stack([image[(slice(None), *s)] for s in chosen]).float()

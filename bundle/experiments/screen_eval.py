@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.inferers.utils import _get_scan_interval, dense_patch_slices
 from scipy import ndimage
 
 from bundle.engines.pretrained import load_pretrained
 from bundle.experiments.reevaluate import _parser
+from bundle.inferers.windows import sliding_window_slices
 from bundle.io.atomic import atomic_write_text
 from bundle.networks.nets.screen_calibration import roc_auc
 
@@ -58,7 +58,7 @@ def screen_case(
     widths = [(0, 0)] + [(p // 2, p - p // 2) for p in pad]
     image_p, label_p, mask_p = (torch.as_tensor(np.pad(np.asarray(t), widths)) for t in (image, label, mask))
     padded = tuple(image_p.shape[1:])
-    slices = dense_patch_slices(padded, roi, _get_scan_interval(padded, roi, len(roi), (overlap,) * len(roi)))
+    slices = sliding_window_slices(padded, roi, overlap)
     gated = [s for s in slices if bool(mask_p[(0, *s)].any())]
     edges, semantics, positive = [], [], []
     with torch.no_grad():

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-__all__ = ["crop_window", "lesion_windows", "grid_windows"]
+__all__ = ["crop_window", "lesion_windows", "grid_windows", "sliding_window_slices"]
 
 
 def _check_roi(volume: torch.Tensor, roi: Sequence[int]) -> tuple[int, ...]:
@@ -130,3 +130,16 @@ def grid_windows(
         positive.append(bool((m > 0).any()))
         starts.append(s)
     return torch.stack(windows), np.asarray(positive, dtype=bool), starts
+
+
+def sliding_window_slices(
+    spatial: Sequence[int], roi: Sequence[int], overlap: float = 0.25
+) -> list[tuple[slice, ...]]:
+    """The windows MONAI's ``sliding_window_inference`` visits over a (padded) volume of shape ``spatial``: its own
+    grid (``dense_patch_slices`` with its scan interval for ``overlap``), one tuple of spatial slices per window."""
+    from monai.inferers.utils import _get_scan_interval, dense_patch_slices
+
+    size, window = tuple(int(s) for s in spatial), tuple(int(r) for r in roi)
+    interval = _get_scan_interval(size, window, len(window), (float(overlap),) * len(window))
+    return [tuple(s) for s in dense_patch_slices(size, window, interval)]
+

@@ -55,3 +55,13 @@ class TestWindows(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestSlidingWindowSlices(unittest.TestCase):
+    def test_monai_grid(self):
+        from bundle.inferers.windows import sliding_window_slices
+
+        slices = sliding_window_slices((40, 40, 20), (32, 32, 16), 0.25)
+        starts = sorted(tuple(s.start for s in w) for w in slices)
+        self.assertEqual(starts, sorted((x, y, z) for x in (0, 8) for y in (0, 8) for z in (0, 4)))
+        self.assertTrue(all(s.stop - s.start == r for w in slices for s, r in zip(w, (32, 32, 16))))
