@@ -22,6 +22,15 @@ __all__ = ["box_edge_corners", "label_map_to_grid", "lesions_to_grid", "voxel_bo
 _RAS_TO_LPS = np.array([-1.0, -1.0, 1.0])
 
 
+
+def _grid_affines(from_affine: Any, to_affine: Any, nd: int) -> tuple[np.ndarray, np.ndarray]:
+    """Both affines as float64 arrays, checked to be (nd+1, nd+1) (``ValueError`` naming both shapes)."""
+    src = np.asarray(convert_to_tensor(from_affine, track_meta=False).cpu(), dtype=np.float64)
+    dst = np.asarray(convert_to_tensor(to_affine, track_meta=False).cpu(), dtype=np.float64)
+    if src.shape != (nd + 1, nd + 1) or dst.shape != (nd + 1, nd + 1):
+        raise ValueError(f"affines must be {(nd + 1, nd + 1)} for a {nd}-D grid, got {src.shape} and {dst.shape}.")
+    return src, dst
+
 def box_edge_corners(box_voxel: Any) -> np.ndarray:
     """The ``2**N`` voxel-edge corners (2**N, N) of an N-D voxel box ``[[start...], [stop...]]``."""
     start, stop = (np.asarray(b, dtype=np.float64) for b in box_voxel)
@@ -62,11 +71,7 @@ def lesions_to_grid(
     Raises:
         ValueError: when an affine is not (N+1, N+1) for N = ``len(to_shape)``.
     """
-    nd = len(to_shape)
-    src = np.asarray(convert_to_tensor(from_affine, track_meta=False).cpu(), dtype=np.float64)
-    dst = np.asarray(convert_to_tensor(to_affine, track_meta=False).cpu(), dtype=np.float64)
-    if src.shape != (nd + 1, nd + 1) or dst.shape != (nd + 1, nd + 1):
-        raise ValueError(f"affines must be {(nd + 1, nd + 1)} for a {nd}-D grid, got {src.shape} and {dst.shape}.")
+    src, dst = _grid_affines(from_affine, to_affine, len(to_shape))
     m = np.linalg.inv(dst) @ src
     out = []
     for lesion in lesions:
@@ -106,11 +111,7 @@ def label_map_to_grid(
     Raises:
         ValueError: when an affine is not (N+1, N+1) for N = ``len(to_shape)``.
     """
-    nd = len(to_shape)
-    src = np.asarray(convert_to_tensor(from_affine, track_meta=False).cpu(), dtype=np.float64)
-    dst = np.asarray(convert_to_tensor(to_affine, track_meta=False).cpu(), dtype=np.float64)
-    if src.shape != (nd + 1, nd + 1) or dst.shape != (nd + 1, nd + 1):
-        raise ValueError(f"affines must be {(nd + 1, nd + 1)} for a {nd}-D grid, got {src.shape} and {dst.shape}.")
+    src, dst = _grid_affines(from_affine, to_affine, len(to_shape))
     labels = np.asarray(labels)
     if boxes is None:
         regions = [{"center_voxel": [0.0] * labels.ndim, "box_voxel": [[s.start for s in b], [s.stop for s in b]]}
@@ -124,7 +125,7 @@ def label_map_to_grid(
         if np.any(hi <= lo):
             continue
         axes = [np.arange(a, b) for a, b in zip(lo, hi)]
-        centres = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, nd).astype(np.float64)
+        centres = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(to_shape)).astype(np.float64)
         source = np.floor(_map(centres, m) + 0.5).astype(np.int64)  # (P, N) nearest source voxels
         inside = np.all((source >= 0) & (source < labels.shape), axis=1)
         values = np.zeros(len(centres), dtype=labels.dtype)
