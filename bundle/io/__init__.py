@@ -1,6 +1,7 @@
 """Reading inputs and writing outputs.
 
 - :py:mod:`~bundle.io.readers`: volume and 2D image readers (``LargestSeriesITKReader``, ``LoadVolumed``, ``load_2d``);
+- :py:mod:`~bundle.io.dicom_series`: DICOM series folders grouped, sorted and read with pydicom as ITK's GDCM does;
 - :py:mod:`~bundle.io.cases`: case discovery in a dataset folder (``scan_dataset``, ``list_cases``);
 - :py:mod:`~bundle.io.checks`: checks that an image read is one the bundle can process;
 - :py:mod:`~bundle.io.dicom`: DICOM series identifiers and DICOM SEG outputs;

@@ -7,11 +7,11 @@ file and the problem.
   no zero-size dimension (ITK silently reads a 0 as 1) and a plausible voxel spacing (ITK silently reads a zero
   ``pixdim`` as 1 mm and a negative one as its absolute value);
 - :func:`check_slice_positions`: a DICOM series has no duplicate slice position and no missing slice;
-- :func:`check_itk_image`: the image read has one channel, no zero-size dimension, three spatial axes of at least
-  ``min_size`` voxels each (a one-voxel or one-slice image, or a 2-D one, cannot hold a 3-D lesion), a voxel spacing in
-  ``[min_spacing_mm, max_spacing_mm]``, a physical extent of at most ``max_extent_mm`` per axis (a spacing of 1e6 mm
-  would make the resampling step allocate tens of GB), and at least one finite voxel (NaN/Inf voxels are counted
-  and logged; the preprocessing replaces them);
+- :func:`check_image` (:func:`check_itk_image` for an ITK image): the image read has one channel, no zero-size
+  dimension, three spatial axes of at least ``min_size`` voxels each (a one-voxel or one-slice image, or a 2-D one,
+  cannot hold a 3-D lesion), a voxel spacing in ``[min_spacing_mm, max_spacing_mm]``, a physical extent of at most
+  ``max_extent_mm`` per axis (a spacing of 1e6 mm would make the resampling step allocate tens of GB), and at least
+  one finite voxel (NaN/Inf voxels are counted and logged; the preprocessing replaces them);
 - :class:`CheckGeometryd`: an image and its label share one voxel grid (a training or evaluation data list whose
   label does not match its image).
 
@@ -43,6 +43,7 @@ __all__ = [
     "DEFAULT_MIN_SIZE",
     "check_nifti_file",
     "check_slice_positions",
+    "check_image",
     "check_itk_image",
     "CheckGeometryd",
 ]
@@ -181,9 +182,11 @@ def _pixel_data_length(pixels: object) -> int | None:
     return len(value) if isinstance(value, (bytes, bytearray)) else None
 
 
-def _slice_position(file: str, normal: np.ndarray | None) -> tuple[float, np.ndarray | None]:
-    """Position of a slice along the series normal (from the first slice's orientation) and that normal."""
-    ds = pydicom.dcmread(file, defer_size=256, force=True)  # pixel data left on disk, its length is known
+def _slice_position(file: str, normal: np.ndarray | None, ds: Any = None) -> tuple[float, np.ndarray | None]:
+    """Position of a slice along the series normal (from the first slice's orientation) and that normal; ``ds`` is
+    the file's header when already read with deferred pixel data."""
+    if ds is None:
+        ds = pydicom.dcmread(file, defer_size=256, force=True)  # pixel data left on disk, its length is known
     pixels = ds.get_item("PixelData") if "PixelData" in ds else None
     length = _pixel_data_length(pixels)
     uncompressed = not getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None) or (
@@ -207,7 +210,9 @@ def _slice_position(file: str, normal: np.ndarray | None) -> tuple[float, np.nda
     return float(np.dot(np.asarray(position, np.float64), normal)), normal
 
 
-def check_slice_positions(files: Sequence[str], folder: str, tolerance: float = 0.25) -> None:
+def check_slice_positions(
+    files: Sequence[str], folder: str, tolerance: float = 0.25, datasets: Sequence[Any] | None = None
+) -> None:
     """
     Check that the slices of a DICOM series (sorted by position, as ITK's GDCM scanner returns them) are evenly
     spaced: no two share a position and none is missing.
@@ -219,6 +224,8 @@ def check_slice_positions(files: Sequence[str], folder: str, tolerance: float = 
         files: the series' files in position order.
         folder: the series folder, for the message.
         tolerance: a gap may differ from the median gap by this fraction. Defaults to 0.25.
+        datasets: the files' headers, read with deferred pixel data (``pydicom.dcmread(..., defer_size=...)``), to
+            save reading them again. Defaults to None (read here).
 
     Raises:
         ValueError: when two slices share a position (duplicate slice), a gap is larger than ``1 + tolerance``
@@ -227,8 +234,8 @@ def check_slice_positions(files: Sequence[str], folder: str, tolerance: float = 
     """
     normal: np.ndarray | None = None
     positions = []
-    for file in files:
-        position, normal = _slice_position(file, normal)
+    for file, ds in zip(files, datasets if datasets is not None else [None] * len(files)):
+        position, normal = _slice_position(file, normal, ds)
         positions.append(position)
     if len(files) < 3:
         return
@@ -280,8 +287,12 @@ def _check_spatial_size(size: tuple[int, ...], n_dims: int, source: str, min_siz
         )
 
 
-def check_itk_image(
-    image: Any,
+def check_image(
+    size: Sequence[int],
+    spacing: Sequence[float],
+    n_dims: int,
+    components: int,
+    voxels: np.ndarray,
     source: str,
     max_channels: int | None = 1,
     min_spacing_mm: float = DEFAULT_MIN_SPACING_MM,
@@ -290,14 +301,18 @@ def check_itk_image(
     min_size: int | None = DEFAULT_MIN_SIZE,
 ) -> None:
     """
-    Check an ITK image just read: channels, size, spacing, extent and finite voxels.
+    Check an image just read: channels, size, spacing, extent and finite voxels.
 
     A 4-D image (time points or channels along the 4th axis) counts its 4th size as channels, times the pixel's
     components (RGB, vector). Images with some NaN/Inf voxels pass with a warning (the preprocessing replaces
     them); an image with no finite voxel fails.
 
     Args:
-        image: an ``itk.Image`` / ``itk.VectorImage``.
+        size: the image size in ITK's order (x, y, z[, t]).
+        spacing: its voxel spacing (the first three are checked).
+        n_dims: its number of dimensions.
+        components: components per voxel.
+        voxels: its voxels, any order.
         source: the file or folder it was read from, for the message.
         max_channels: most channels accepted; None for any. Defaults to 1.
         min_spacing_mm: smallest accepted spacing. Defaults to 1e-3 mm.
@@ -309,35 +324,55 @@ def check_itk_image(
     Raises:
         ValueError: naming ``source`` and the problem.
     """
-    size = tuple(int(s) for s in image.GetLargestPossibleRegion().GetSize())
-    spacing = tuple(float(s) for s in image.GetSpacing())[:3]
-    channels = int(image.GetNumberOfComponentsPerPixel()) * int(np.prod(size[3:], dtype=np.int64))
+    size = tuple(int(n) for n in size)
+    spacing = tuple(float(v) for v in spacing)[:3]
+    channels = int(components) * int(np.prod(size[3:], dtype=np.int64))
     if max_channels is not None and channels > max_channels:
         raise ValueError(
             f"image {source!r} has {channels} channels or time points (size {size}, "
-            f"{image.GetNumberOfComponentsPerPixel()} component(s) per voxel); expected at most {max_channels}."
+            f"{components} component(s) per voxel); expected at most {max_channels}."
         )
     if 0 in size:
         raise ValueError(f"image {source!r} has a zero-size dimension: size {size}.")
-    _check_spatial_size(size, int(image.GetImageDimension()), source, min_size)
+    _check_spatial_size(size, int(n_dims), source, min_size)
     problem = _spacing_problem(spacing, min_spacing_mm, max_spacing_mm)
     if problem:
         raise ValueError(f"image {source!r} has an implausible geometry: {problem}.")
-    extent = [n * s for n, s in zip(size[:3], spacing)]
+    extent = [n * v for n, v in zip(size[:3], spacing)]
     if max(extent) > max_extent_mm:
         raise ValueError(
             f"image {source!r} has an implausible geometry: extent {tuple(round(e, 1) for e in extent)} mm exceeds "
             f"{max_extent_mm:g} mm (size {size[:3]}, spacing {spacing} mm)."
         )
-    import itk  # local: keeps this module importable for the checks that do not need ITK
-
-    array = itk.array_view_from_image(image)
-    n_bad = _count_nonfinite(array)
-    if n_bad and n_bad == array.size:
-        raise ValueError(f"image {source!r} has no finite voxel (all {array.size} voxels are NaN or Inf).")
+    n_bad = _count_nonfinite(voxels)
+    if n_bad and n_bad == voxels.size:
+        raise ValueError(f"image {source!r} has no finite voxel (all {voxels.size} voxels are NaN or Inf).")
     if n_bad:
         logger.warning("image %s: %d of %d voxels are NaN or Inf (the preprocessing replaces them)", source, n_bad,
-                       array.size)  # fmt: skip
+                       voxels.size)  # fmt: skip
+
+
+def check_itk_image(image: Any, source: str, **limits: Any) -> None:
+    """
+    :func:`check_image` for an ``itk.Image`` / ``itk.VectorImage``.
+
+    Args:
+        image: the ITK image.
+        source: the file or folder it was read from, for the message.
+        limits: ``max_channels``, ``min_spacing_mm``, ``max_spacing_mm``, ``max_extent_mm``, ``min_size`` of
+            :func:`check_image`.
+
+    Raises:
+        ValueError: naming ``source`` and the problem.
+    """
+    import itk  # local: keeps this module importable for the checks that do not need ITK
+
+    size = tuple(int(n) for n in image.GetLargestPossibleRegion().GetSize())
+    components = int(image.GetNumberOfComponentsPerPixel())
+    check_image(
+        size, tuple(image.GetSpacing()), int(image.GetImageDimension()), components, itk.array_view_from_image(image),
+        source, **limits,
+    )  # fmt: skip
 
 
 def _source(value: Any) -> str:

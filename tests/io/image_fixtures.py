@@ -32,8 +32,13 @@ def write_dicom_series(
     with_pixels: bool = True,
     sizes: list[tuple[int, int]] | None = None,
     seed: int = 0,
+    orientation: tuple[float, ...] = (1, 0, 0, 0, 1, 0),
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    step: tuple[float, float, float] = (0.0, 0.0, SLICE_SPACING),
+    rescale: tuple[float, float] = (SLOPE, INTERCEPT),
 ) -> list[Path]:
-    """Write a CT series, one file per slice, with file names in shuffled (not positional) order."""
+    """Write a CT series, one file per slice, with file names in shuffled (not positional) order; slice ``k`` lies at
+    ``origin + k * step`` (LPS, mm) with ``orientation`` as its ImageOrientationPatient."""
     folder.mkdir(parents=True, exist_ok=True)
     series_uid = series_uid or generate_uid()
     study_uid = generate_uid()
@@ -52,13 +57,13 @@ def write_dicom_series(
         ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
         ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
         ds.Modality, ds.PatientID, ds.SeriesNumber, ds.InstanceNumber = "CT", "test", 1, index + 1
-        ds.ImagePositionPatient = [0.0, 0.0, index * SLICE_SPACING]
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [o + index * d for o, d in zip(origin, step)]
+        ds.ImageOrientationPatient = list(orientation)
         ds.PixelSpacing, ds.SliceThickness = list(PIXEL_SPACING), SLICE_SPACING
         ds.Rows, ds.Columns = r, c
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleSlope, ds.RescaleIntercept = SLOPE, INTERCEPT
+        ds.RescaleSlope, ds.RescaleIntercept = rescale
         if with_pixels:
             ds.PixelData = stored_slice(index, r, c).tobytes()
         ds.save_as(str(path), enforce_file_format=True)
