@@ -19,6 +19,8 @@ TEST_CASES_REPLACE = [
     [{"channel_wise": True}, [[NAN, 3.0], [7.0, INF]], [[3.0, 3.0], [7.0, 7.0]]],
     [{}, [[NAN, INF], [-INF, NAN]], [[0.0, 0.0], [0.0, 0.0]]],  # nothing finite: 0
     [{"value": 2}, [[1.0, 2.0]], [[1.0, 2.0]]],  # already finite: unchanged
+    [{"value": 2}, [[3e38, 3e38]], [[3e38, 3e38]]],  # finite, but their float32 sum overflows: unchanged
+    [{"value": 2}, [[INF, -INF, 1.0]], [[2.0, 2.0, 1.0]]],  # Inf and -Inf: a NaN sum
 ]
 
 
