@@ -20,7 +20,7 @@ Example::
 
     slices = scan_folder("/data/ct/series_1")
     series = group_series(slices, use_series_details=True)  # identifier -> position-sorted slices
-    volume = read_series(max(series.values(), key=len))  # DicomVolume: (rows, columns, slices) array, LPS geometry
+    volume = read_series(max(series.values(), key=len))  # ArrayVolume: (slices, rows, columns) array, LPS geometry
 """
 
 from __future__ import annotations
@@ -35,12 +35,12 @@ from typing import Any
 
 import numpy as np
 import pydicom
-from pydicom.pixels import pixel_array
 from pydicom.tag import Tag
+
+from bundle.io.volumes import ArrayVolume
 
 __all__ = [
     "DicomSlice",
-    "DicomVolume",
     "scan_folder",
     "series_identifier",
     "group_series",
@@ -49,6 +49,14 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+try:
+    from pydicom.pixels import pixel_array  # pydicom >= 3: decodes from the file, caches nothing
+except ImportError:  # pydicom 2, which MONAI Label 0.8.5 pins
+
+    def pixel_array(path: str) -> np.ndarray:
+        """The decoded pixels of the DICOM file ``path``."""
+        return pydicom.dcmread(path).pixel_array
 
 # GDCM SerieHelper's default series details (series number, sequence name, slice thickness, rows, columns), then the
 # series date that MONAI's ITKReader and this bundle add as a restriction; the order is the identifier's
@@ -63,33 +71,6 @@ class DicomSlice:
 
     path: str
     dataset: Any
-
-
-@dataclass
-class DicomVolume:
-    """
-    A DICOM series read by :func:`read_series`, in ITK's conventions.
-
-    Attributes:
-        array: ``(slices, rows, columns)`` voxels after rescale slope and intercept (int16 when every slice's
-            values fit it exactly, else float32): ITK's array order, whose transpose is MONAI's ``(x, y, z)``.
-        spacing: ``(column spacing, row spacing, slice spacing)`` in mm, as ITK's ``GetSpacing()``.
-        origin: the first slice's ``ImagePositionPatient`` (LPS, mm), as ITK's ``GetOrigin()``.
-        direction: 3 x 3 matrix whose columns are the row cosine, the column cosine and their cross product, as
-            ITK's ``GetDirection()``.
-    """
-
-    array: np.ndarray
-    spacing: tuple[float, float, float]
-    origin: tuple[float, float, float]
-    direction: np.ndarray
-
-    def lps_affine(self) -> np.ndarray:
-        """The 4 x 4 voxel-to-LPS affine of MONAI's ``(x, y, z)`` array (the transpose of :attr:`array`)."""
-        affine = np.eye(4)
-        affine[:3, :3] = self.direction @ np.diag(self.spacing)
-        affine[:3, 3] = self.origin
-        return affine
 
 
 def scan_folder(folder: str | os.PathLike) -> list[DicomSlice]:
@@ -231,7 +212,7 @@ def _rescale(dataset: Any) -> tuple[float, float]:
     return slope, float(getattr(dataset, "RescaleIntercept", 0.0) or 0.0)
 
 
-def read_series(slices: Sequence[DicomSlice]) -> DicomVolume | None:
+def read_series(slices: Sequence[DicomSlice]) -> ArrayVolume | None:
     """
     Stack a position-sorted series into a volume with ITK's geometry, or None when ITK must read it.
 
@@ -281,4 +262,4 @@ def read_series(slices: Sequence[DicomSlice]) -> DicomVolume | None:
     direction = np.stack([orientation[:3], orientation[3:], np.cross(orientation[:3], orientation[3:])], axis=1)
     if math.isclose(slice_spacing, 0.0, abs_tol=1e-12):  # ITK: spacing 1 for coinciding slices
         slice_spacing = 1.0
-    return DicomVolume(out, (col_spacing, row_spacing, slice_spacing), tuple(float(v) for v in p1), direction)
+    return ArrayVolume(out, (col_spacing, row_spacing, slice_spacing), tuple(float(v) for v in p1), direction)

@@ -39,7 +39,8 @@ from monai.data.utils import orientation_ras_lps
 from monai.transforms import LoadImage, LoadImaged
 from monai.utils import MetaKeys, SpaceKeys, ensure_tuple, look_up_option
 
-from bundle.io.dicom_series import DicomSlice, DicomVolume, group_series, read_series, scan_folder, series_identifier
+from bundle.io.dicom_series import DicomSlice, group_series, read_series, scan_folder, series_identifier
+from bundle.io.volumes import ArrayVolume, read_nifti
 from bundle.io.cases import IMAGE_2D_SUFFIXES, is_dicom_file, matching_suffix
 from bundle.io.checks import (
     DEFAULT_MAX_EXTENT_MM,
@@ -75,9 +76,11 @@ class LargestSeriesITKReader(ITKReader):
     sequence name, slice thickness, rows, columns, series date; :mod:`bundle.io.dicom_series`, with pydicom), reads
     the group with the most slices (ties: the smallest series identifier), sorted by slice position, with rescale
     slope and intercept applied: with pydicom where it can decode the slices, else with ITK/GDCM, to the same array
-    and geometry. Files without pixel data are ignored. Single files are read by ITK as in ``ITKReader``; NIfTI
-    files are first checked with :func:`bundle.io.checks.check_nifti_file`, series with
-    :func:`bundle.io.checks.check_slice_positions`, and every image read with :func:`bundle.io.checks.check_image`.
+    and geometry. Files without pixel data are ignored. Single files are read by ITK as in ``ITKReader``, except 3-D
+    NIfTI files with an unambiguous orthogonal qform/sform, read by nibabel to ITK's array and geometry
+    (:func:`bundle.io.volumes.read_nifti`); NIfTI files are first checked with
+    :func:`bundle.io.checks.check_nifti_file`, series with :func:`bundle.io.checks.check_slice_positions`, and every
+    image read with :func:`bundle.io.checks.check_image`.
 
     Use it through ``LoadImage(reader=LargestSeriesITKReader())`` or ``LoadImaged(keys, reader=...)``. The loaded
     array of a series is ``(W, H, D)`` (ITK order reversed, as ``ITKReader``), the affine is RAS.
@@ -104,10 +107,11 @@ class LargestSeriesITKReader(ITKReader):
         max_extent_mm: largest accepted physical extent per axis. Defaults to 3000 mm.
         min_size: fewest voxels accepted along each spatial axis; a 2-D image (or a single DICOM slice read as one)
             is refused too. None accepts any size. Defaults to 3 (fewer cannot hold a lesion).
-        dicom_backend: ``"pydicom"`` reads DICOM series folders with :func:`bundle.io.dicom_series.read_series`
-            (same array and geometry as ITK, without loading ITK's GDCM module: about 3 s and 250 MB the first
-            time) and leaves to ITK what it cannot decode; ``"itk"`` reads every series with ITK. Folders are
-            scanned and series chosen by pydicom either way. Defaults to ``"pydicom"``.
+        backend: ``"auto"`` reads DICOM series folders with pydicom (:func:`bundle.io.dicom_series.read_series`) and
+            checked NIfTI files with nibabel (:func:`bundle.io.volumes.read_nifti`) wherever the array and geometry
+            are certainly ITK's, without loading ITK (about 3 s and 250 MB the first time), and leaves the rest to
+            ITK; ``"itk"`` reads everything with ITK. Folders are scanned and series chosen by pydicom either way.
+            Defaults to ``"auto"``.
         kwargs: additional args for ``itk.imread``.
 
     Raises:
@@ -133,7 +137,7 @@ class LargestSeriesITKReader(ITKReader):
         max_spacing_mm: float = DEFAULT_MAX_SPACING_MM,
         max_extent_mm: float = DEFAULT_MAX_EXTENT_MM,
         min_size: int | None = DEFAULT_MIN_SIZE,
-        dicom_backend: str = "pydicom",
+        backend: str = "auto",
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -144,7 +148,7 @@ class LargestSeriesITKReader(ITKReader):
             affine_lps_to_ras=affine_lps_to_ras,
             **kwargs,
         )
-        self.dicom_backend = look_up_option(dicom_backend, ("pydicom", "itk"))
+        self.backend = look_up_option(backend, ("auto", "itk"))
         self.allow_mixed_series = allow_mixed_series
         self.check_nifti = check_nifti
         self.allow_irregular_slices = allow_irregular_slices
@@ -219,14 +223,15 @@ class LargestSeriesITKReader(ITKReader):
 
     def read(self, data: Sequence[PathLike] | PathLike, **kwargs: Any) -> Any:
         """
-        Read a DICOM series folder (its largest series; with pydicom where it can) or an image file with ITK.
+        Read a DICOM series folder (its largest series) or an image file: with pydicom or nibabel where they give
+        ITK's result, else with ITK.
 
         Args:
             data: a folder or file name, or a list of them (stacked as channels by ``get_data``).
             kwargs: additional args for ``itk.imread``, overriding the constructor's.
 
         Returns:
-            an ITK image or a :class:`bundle.io.dicom_series.DicomVolume`, or a list of them for a list input.
+            an ITK image or a :class:`bundle.io.volumes.ArrayVolume`, or a list of them for a list input.
 
         Raises:
             ValueError: see the class docstring.
@@ -238,8 +243,8 @@ class LargestSeriesITKReader(ITKReader):
             path = Path(f"{name}")
             if path.is_dir():
                 chosen = self._select_series(path)
-                volume = None if self.series_meta or self.dicom_backend == "itk" else read_series(chosen)
-                if volume is not None:  # read by pydicom: ITK is never loaded (about 3 s and 250 MB)
+                volume = None if self.series_meta or self.backend == "itk" else read_series(chosen)
+                if volume is not None:  # read by pydicom: ITK is never loaded
                     check_image(
                         volume.array.shape[::-1], volume.spacing, 3, 1, volume.array, str(path), **self.limits
                     )
@@ -260,9 +265,16 @@ class LargestSeriesITKReader(ITKReader):
             else:
                 if not path.is_file():
                     raise ValueError(f"image path must be an existing file or folder, got {str(path)!r}.")
-                if self.check_nifti and matching_suffix(path.name, (".nii", ".nii.gz")):
+                nifti = matching_suffix(path.name, (".nii", ".nii.gz"))
+                if self.check_nifti and nifti:
                     limits = (self.limits["min_spacing_mm"], self.limits["max_spacing_mm"], self.allow_nonfinite)
                     check_nifti_file(path, *limits)
+                    volume = None if self.backend == "itk" else read_nifti(path)
+                    if volume is not None:  # read by nibabel: ITK is never loaded
+                        check_image(volume.array.shape[::-1], volume.spacing, 3, 1, volume.array, str(path),
+                                    **self.limits)  # fmt: skip
+                        images.append(volume)
+                        continue
                 try:
                     image = itk.imread(str(path), **kwargs_)
                 except Exception as e:  # ITK raises RuntimeError, TemplateTypeError (unwrapped pixel types), ...
@@ -276,20 +288,20 @@ class LargestSeriesITKReader(ITKReader):
         """
         The array and metadata of what :meth:`read` returned, as ``monai.data.ITKReader.get_data`` gives them.
 
-        A series read by pydicom (:class:`bundle.io.dicom_series.DicomVolume`) gets the same array order,
-        ``spacing``, ``affine``, ``original_affine``, ``space``, ``spatial_shape`` and ``original_channel_dim`` that
-        ITK's image of that series would get.
+        A volume read without ITK (:class:`bundle.io.volumes.ArrayVolume`) gets the same array order, ``spacing``,
+        ``affine``, ``original_affine``, ``space``, ``spatial_shape`` and ``original_channel_dim`` that ITK's image
+        would get (not ITK's copy of the file's header fields).
 
         Args:
-            img: an ITK image or a ``DicomVolume``, or a list of them (stacked along a new first axis).
+            img: an ITK image or a ``ArrayVolume``, or a list of them (stacked along a new first axis).
         """
         items = ensure_tuple(img)
-        if not any(isinstance(i, DicomVolume) for i in items):
+        if not any(isinstance(i, ArrayVolume) for i in items):
             return super().get_data(img)
         arrays, meta = [], {}
         for item in items:
-            if isinstance(item, DicomVolume):
-                data = item.array if self.reverse_indexing else item.array.T
+            if isinstance(item, ArrayVolume):
+                data = item.array if self.reverse_indexing else item.xyz_array()
                 affine = item.lps_affine()
                 header = {
                     "spacing": np.asarray(item.spacing),

@@ -5,6 +5,7 @@ import unittest
 from pathlib import Path
 
 import numpy as np
+from monai.transforms import LoadImage
 from parameterized import parameterized
 
 from bundle.io.checks import check_itk_image
@@ -65,15 +66,18 @@ class TestImageSize(unittest.TestCase):
             LargestSeriesITKReader().read(path)
         self.assertIn(str(path), str(raised.exception))
         self.assertNotIn("\n", str(raised.exception))
-        image = LargestSeriesITKReader(min_size=None).read(path)
-        self.assertEqual(tuple(image.GetLargestPossibleRegion().GetSize()), shape)
+        for backend in ("auto", "itk"):  # nibabel (3-D) or ITK (2-D) reads it; ITK only with backend="itk"
+            image = LoadImage(reader=LargestSeriesITKReader(min_size=None, backend=backend), image_only=True)(path)
+            self.assertEqual(tuple(image.shape), shape)
 
     def test_smallest_accepted(self):
         path = self.root / "three.nii.gz"
         write_volume(path, np.zeros((3, 3, 3), np.float32))
         LargestSeriesITKReader().read(path)
         with self.assertRaisesRegex(ValueError, "fewer than 4 voxels"):
-            check_itk_image(LargestSeriesITKReader(min_size=None).read(path), str(path), min_size=4)
+            LargestSeriesITKReader(min_size=4).read(path)
+        with self.assertRaisesRegex(ValueError, "fewer than 4 voxels"):
+            check_itk_image(LargestSeriesITKReader(min_size=None, backend="itk").read(path), str(path), min_size=4)
 
 
 if __name__ == "__main__":

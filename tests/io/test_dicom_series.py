@@ -77,7 +77,7 @@ class TestDicomSeries(unittest.TestCase):
         folder = self.root / name
         write_dicom_series(folder, 5, seed=4, **kwargs)
         ours = LoadImage(reader=LargestSeriesITKReader(), image_only=True)(str(folder))
-        theirs = LoadImage(reader=LargestSeriesITKReader(dicom_backend="itk"), image_only=True)(str(folder))
+        theirs = LoadImage(reader=LargestSeriesITKReader(backend="itk"), image_only=True)(str(folder))
         self.assertEqual(tuple(ours.shape), tuple(theirs.shape))
         np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-6, atol=1e-3)
         np.testing.assert_allclose(ours.affine.numpy(), theirs.affine.numpy(), atol=1e-4)
@@ -88,7 +88,7 @@ class TestDicomSeries(unittest.TestCase):
     def test_undecodable_series_falls_back_to_itk(self):
         folder = self.root / "fallback"
         write_dicom_series(folder, 4, seed=5)
-        expected = LoadImage(reader=LargestSeriesITKReader(dicom_backend="itk"), image_only=True)(str(folder))
+        expected = LoadImage(reader=LargestSeriesITKReader(backend="itk"), image_only=True)(str(folder))
         with mock.patch("bundle.io.dicom_series.pixel_array", side_effect=NotImplementedError("no JPEG 2000 decoder")):
             self.assertIsNone(read_series(sort_slices(scan_folder(folder))))
             image = LoadImage(reader=LargestSeriesITKReader(), image_only=True)(str(folder))

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.transforms import Compose, EnsureChannelFirstd
+from monai.transforms import Compose, EnsureChannelFirstd, LoadImage
 from parameterized import parameterized
 
 from bundle.io.cases import list_cases
@@ -102,10 +102,10 @@ class TestBadInputCatalogue(unittest.TestCase):
             LargestSeriesITKReader(allow_nonfinite=True).read(nan_path)
         with self.assertLogs("bundle.io.readers", "WARNING"):
             LargestSeriesITKReader(allow_irregular_slices=True).read(gap_path)
-        four_d = LargestSeriesITKReader(max_channels=None).read(I.four_d(self.root))
+        four_d = LargestSeriesITKReader(max_channels=None).read(I.four_d(self.root))  # 4-D: read by ITK
         self.assertEqual(tuple(four_d.GetLargestPossibleRegion().GetSize()), (20, 18, 8, 2))
-        one_voxel = LargestSeriesITKReader(min_size=None).read(I.one_voxel(self.root))
-        self.assertEqual(tuple(one_voxel.GetLargestPossibleRegion().GetSize()), (1, 1, 1))
+        one_voxel = LoadImage(reader=LargestSeriesITKReader(min_size=None), image_only=True)(I.one_voxel(self.root))
+        self.assertEqual(tuple(one_voxel.shape), (1, 1, 1))
 
 
 class TestFolderAndDatalistErrors(unittest.TestCase):
