@@ -4,8 +4,9 @@ Preprocessing order (the source paper's: smoothing, then normalization):
 
 1. ``LoadImaged`` (:class:`bundle.io.readers.LargestSeriesITKReader`, ``image_only=False``), ``EnsureChannelFirstd``;
 2. ``ReplaceNonFinited``: NaN/Inf voxels replaced before anything can spread them;
-3. ``Orientationd`` (RAS) and ``Spacingd`` (bilinear image, nearest label): invertible, so the inference
-   postprocessing can map predictions back with ``Invertd``;
+3. ``Orientationd`` (RAS) and ``Spacingd`` (:class:`bundle.transforms.resample.SeparableSpacingd`: MONAI's result,
+   resampled one axis at a time when the scan is axis-aligned; bilinear image, nearest label): invertible, so the
+   inference postprocessing can map predictions back with ``Invertd``;
 4. ``BorderGaussianSmoothd`` with ``smooth_sigma`` (voxels of the resampled grid; MONAI's ``GaussianSmoothd`` pads
    with zeros, i.e. 0 HU, and is 20x slower on CPU);
 5. windowing: CT clips to ``[a_min, a_max]`` HU, MRI to the ``[lower, upper]`` intensity percentiles;
@@ -45,11 +46,11 @@ from monai.transforms import (
     ScaleIntensityd,
     ScaleIntensityRanged,
     ScaleIntensityRangePercentilesd,
-    Spacingd,
 )
 from monai.utils import ensure_tuple, look_up_option
 
 from bundle.io.readers import LargestSeriesITKReader, LoadVolumed
+from bundle.transforms.resample import SeparableSpacingd
 from bundle.transforms.dictionary import BorderGaussianSmoothd, ReplaceNonFinited
 
 __all__ = ["ct_preprocessing", "mri_preprocessing", "train_augmentation"]
@@ -101,7 +102,7 @@ def _spatial_steps(
         steps.append(Orientationd(all_keys, axcodes=axcodes, allow_missing_keys=allow_missing_keys))
     if pixdim is not None:
         steps.append(
-            Spacingd(
+            SeparableSpacingd(
                 all_keys,
                 pixdim=pixdim,
                 mode=["bilinear"] * len(keys) + ["nearest"] * len(label_keys),
