@@ -174,10 +174,22 @@ def find_lesions(
         if inside.shape != p.shape:
             raise ValueError(f"mask must have the shape of prob {p.shape}, got mask.shape={inside.shape}.")
 
+    # everything below happens inside the box of the voxels at or above the lowest threshold used (labelling the
+    # whole grid is most of the time); positions are shifted back by ``origin`` at the end
+    full_shape = p.shape
+    low_threshold = (threshold / 2 if refine_threshold is None else refine_threshold) if refine else threshold
+    crop = _bounding_box(p >= min(low_threshold, threshold))
+    if crop is None:
+        return ([], np.zeros(full_shape, np.uint16)) if return_label_map else []
+    origin = np.asarray([s.start for s in crop], dtype=np.float64)
+    p = p[crop]
+    tiers = None if tiers is None else tiers[crop]
+    inside = None if inside is None else inside[crop]
+
     structure = ndimage.generate_binary_structure(nd, nd)  # 26-connectivity in 3D, 8 in 2D
     labels, n = ndimage.label(p >= threshold, structure=structure)
     if n == 0:
-        return ([], np.zeros(p.shape, np.uint16)) if return_label_map else []
+        return ([], np.zeros(full_shape, np.uint16)) if return_label_map else []
 
     # per-core statistics over the (few) core voxels only: ndimage's labelled maximum sorts the whole volume
     where = np.nonzero(labels)
@@ -204,7 +216,7 @@ def find_lesions(
 
     refined = alive & (tier >= _MEDIUM) if refine else np.zeros(n, dtype=bool)
     if refined.any():
-        low_labels, _ = ndimage.label(p >= (threshold / 2 if refine_threshold is None else refine_threshold), structure)
+        low_labels, _ = ndimage.label(p >= low_threshold, structure)
         low_slices = ndimage.find_objects(low_labels)
         # every core lies inside exactly one low component (the low mask contains the core and cores are connected)
         low_of_core = np.zeros(n, dtype=np.int64)
@@ -236,9 +248,9 @@ def find_lesions(
         diameter = _equivalent_diameter(volume, nd)
         if volume < min_volume_mm3 or diameter < min_diameter_mm:
             continue
-        center = (centers[g] * mass[g, None]).sum(0) / mass[g].sum()
+        center = (centers[g] * mass[g, None]).sum(0) / mass[g].sum() + origin
         lesion_score = peak[g].max() if score == "max" else mass[g].sum() / sizes[g].sum()
-        start, stop = boxes[g, :nd].min(0), boxes[g, nd:].max(0)
+        start, stop = boxes[g, :nd].min(0) + origin, boxes[g, nd:].max(0) + origin
         lesions.append(
             {
                 "center_voxel": [float(v) for v in center],
@@ -259,7 +271,20 @@ def find_lesions(
     lut = np.zeros(n + 1, dtype=np.uint16 if len(lesions) < np.iinfo(np.uint16).max else np.int32)
     for rank, i in enumerate(order, start=1):
         lut[np.asarray(members[i]) + 1] = rank
-    return lesions, lut[labels]
+    label_map = np.zeros(full_shape, lut.dtype)
+    label_map[crop] = lut[labels]
+    return lesions, label_map
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """The smallest box (slices) holding every True voxel of ``mask``, or None when there is none."""
+    box = []
+    for axis in range(mask.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if hit.size == 0:
+            return None
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(box)
 
 
 class FindLesionsd(MapTransform):

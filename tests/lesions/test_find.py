@@ -136,6 +136,24 @@ class TestFindLesions(unittest.TestCase):
         self.assertEqual(lesions, [])
         self.assertEqual(int(labels.max()), 0)
 
+    def test_position_invariant(self):
+        # the same map padded by (5, 0, 9) voxels: every position shifts by the padding, nothing else changes
+        prob = make_prob(AFFINE_FLIP)
+        tiers = np.full(SHAPE, 2, np.int64)
+        tiers[:, :, 20:] = 1
+        pad = ((5, 2), (0, 3), (9, 0))
+        lesions, labels = find_lesions(prob, np.eye(4), tier_map=tiers, return_label_map=True)
+        padded, padded_labels = find_lesions(np.pad(prob, pad), np.eye(4), tier_map=np.pad(tiers, pad, mode="edge"),
+                                             return_label_map=True)  # fmt: skip
+        self.assertEqual(len(padded), len(lesions))
+        shift = np.asarray([p[0] for p in pad])
+        for a, b in zip(lesions, padded):
+            np.testing.assert_allclose(np.asarray(b["center_voxel"]) - shift, a["center_voxel"], atol=1e-9)
+            np.testing.assert_array_equal(np.asarray(b["box_voxel"]) - shift, a["box_voxel"])
+            self.assertEqual((a["score"], a["tier"], a["volume_mm3"]), (b["score"], b["tier"], b["volume_mm3"]))
+        np.testing.assert_array_equal(padded_labels[5:-2, 0:-3, 9:], labels)
+        self.assertEqual(int(padded_labels.sum()), int(labels.sum()))
+
     def test_binary_ground_truth_and_label_map(self):
         label = (make_prob(AFFINE_FLIP) >= 0.5).astype(np.uint8)
         lesions, label_map = find_lesions(label, AFFINE_FLIP, return_label_map=True)
