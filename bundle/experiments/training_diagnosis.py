@@ -131,7 +131,7 @@ def overfit_case(
     sample = Compose(list(chain[len(preprocessing.transforms) :]))
     cases = parser.get_parsed_content("train_datalist")
     if not 0 <= case_index < len(cases):
-        raise ValueError(f"case_index must be in [0, {len(cases)}) (the training cases), got case_index={case_index!r}.")
+        raise ValueError(f"case_index must be in [0, {len(cases)}) (training cases), got case_index={case_index!r}.")
     case = cases[case_index]
     data = preprocessing(dict(case))
     network = parser.get_parsed_content("network_def")

@@ -1,4 +1,4 @@
-"""The training-pipeline diagnosis: contrast through the percentile clip, and the one-case overfit on the phantom set."""
+"""The training-pipeline diagnosis: contrast through the percentile clip, and the one-case overfit (phantom set)."""
 
 from __future__ import annotations
 
