@@ -29,6 +29,7 @@ from monai.utils import ForwardMode, convert_to_tensor
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from bundle import __version__ as bundle_version
 from bundle.engines.console import case_bar, case_result_line
 from bundle.inferers.stats import scalar_stats, skipped_fraction, window_counts
 from bundle.io.errors import describe_exception
@@ -134,7 +135,11 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
         rescore_threshold: the lowest rescored score kept. Default 0.5.
         dicom_seg: for a DICOM series input, also write ``seg.dcm`` (a DICOM-SEG of the lesion map on the source
             slices, :py:func:`bundle.io.dicom.write_dicom_seg`). The series' patient/study/series identifiers
-            go into ``meta.json`` (``"dicom"``) for every DICOM input. Default False.
+            go into ``meta.json`` (``"dicom"``) for every DICOM input. The SEG has one segment per lesion
+            (``lesion n`` is lesion ``n`` of ``lesions.json``). Default False.
+        dicom_sr: with ``dicom_seg``, also write ``sr.dcm``: the lesion list as a DICOM Structured Report (TID 1500
+            Measurement Report referencing the SEG's segments, :py:mod:`bundle.io.dicom_sr`). Default False.
+        software_version: the version recorded in the DICOM outputs. Default: the bundle's (``bundle.__version__``).
         epoch_length, non_blocking, val_handlers, amp, mode, amp_kwargs: as in
             :py:class:`monai.engines.SupervisedEvaluator`.
 
@@ -168,6 +173,8 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
         progress: bool = True,
         ignored_entries: Sequence[Mapping[str, Any]] = (),
         dicom_seg: bool = False,
+        dicom_sr: bool = False,
+        software_version: str | None = None,
         rescorer: Any = None,
         rescore_threshold: float = 0.5,
         epoch_length: int | None = None,
@@ -215,7 +222,11 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
         self.foreground_channel = foreground_channel
         self.overlay_window = overlay_window
         self.max_panels = max_panels
+        if dicom_sr and not dicom_seg:
+            raise ValueError("dicom_sr=True needs dicom_seg=True: the Structured Report references the SEG's segments.")
         self.dicom_seg = dicom_seg
+        self.dicom_sr = dicom_sr
+        self.software_version = bundle_version if software_version is None else str(software_version)
         self.rescorer = rescorer
         self.rescore_threshold = check_rescore_threshold(rescore_threshold)
         self.batched = isinstance(val_data_loader, DataLoader) and val_data_loader.batch_size is not None
@@ -396,8 +407,9 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
             "inferer_stats": scalar_stats(stats),
         }
         dicom = dicom_case_outputs(
-            path, self.output_dir / safe_case_name(case), labels, affine, self.dicom_seg, self.protected
-        )  # None for non-DICOM inputs; written before lesions.json, which marks a finished case
+            path, self.output_dir / safe_case_name(case), labels, affine, self.dicom_seg, self.protected,
+            self.software_version, lesions, self.dicom_sr,
+        )  # fmt: skip  # None for non-DICOM inputs; written before lesions.json, which marks a finished case
         if dicom is not None:
             meta["dicom"] = dicom
         write_case_outputs(

@@ -10,9 +10,10 @@ orientation the reader gave the volume. highdicom is imported only when a SEG is
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,8 @@ __all__ = [
     "dicom_series_files",
     "read_identifiers",
     "label_map_to_frames",
+    "derived_uid",
+    "drop_incomplete_references",
     "write_dicom_seg",
     "dicom_case_outputs",
 ]
@@ -106,19 +109,24 @@ def _pixel_centres_ras(ds: pydicom.Dataset) -> np.ndarray:
 
 
 def label_map_to_frames(
-    labels: NdarrayOrTensor, affine: NdarrayOrTensor, datasets: Sequence[pydicom.Dataset]
+    labels: NdarrayOrTensor,
+    affine: NdarrayOrTensor,
+    datasets: Sequence[pydicom.Dataset],
+    keep_labels: bool = False,
 ) -> np.ndarray:
     """
-    Resample a 3D label map onto the slices of its DICOM series (nearest voxel), as a binary mask per slice.
+    Resample a 3D label map onto the slices of its DICOM series (nearest voxel), one frame per slice.
 
     Args:
         labels: label map (X, Y, Z) in the grid of ``affine``; > 0 is lesion.
         affine: voxel-to-world (RAS mm) 4 x 4 matrix of ``labels``.
         datasets: the series' slices (headers suffice), in the order the frames should have.
+        keep_labels: keep the label values (lesion ``n`` stays ``n``, uint16) instead of a binary mask. Defaults
+            to False.
 
     Returns:
-        uint8 array (len(datasets), Rows, Columns) with 1 where the pixel centre falls in a lesion voxel; pixels
-        whose centre lies outside the label map are 0.
+        array (len(datasets), Rows, Columns): uint8 1 where the pixel centre falls in a lesion voxel (or, with
+        ``keep_labels``, that voxel's uint16 label); pixels whose centre lies outside the label map are 0.
 
     Raises:
         ValueError: when ``labels`` is not 3D, ``affine`` is not 4 x 4, or a slice lacks plane geometry.
@@ -133,11 +141,37 @@ def label_map_to_frames(
         ras = _pixel_centres_ras(ds)  # (R, C, 3)
         vox = np.rint(ras @ inverse[:3, :3].T + inverse[:3, 3]).astype(np.int64)  # (R, C, 3) voxel indices
         inside = np.all((vox >= 0) & (vox < np.array(lab.shape)), axis=-1)
-        frame = np.zeros(inside.shape, np.uint8)
+        frame = np.zeros(inside.shape, np.uint16 if keep_labels else np.uint8)
         idx = vox[inside]
-        frame[inside] = lab[idx[:, 0], idx[:, 1], idx[:, 2]] > 0
+        values = lab[idx[:, 0], idx[:, 1], idx[:, 2]]
+        frame[inside] = np.clip(values, 0, None) if keep_labels else values > 0
         frames.append(frame)
     return np.stack(frames)
+
+
+def drop_incomplete_references(ds: pydicom.Dataset) -> pydicom.Dataset:
+    """
+    Remove, in place, the items of ``ReferencedStudySequence`` (Type 3, copied from the source by highdicom) that
+    lack ReferencedSOPClassUID, and the sequence when none is left: de-identified archives (TCIA's, the embedded
+    sample's) carry such items, and a derived object must not inherit the error (dciodvfy: "Missing attribute Type
+    1 Required Element=<ReferencedSOPClassUID>").
+    """
+    if "ReferencedStudySequence" in ds:
+        kept = [item for item in ds.ReferencedStudySequence if item.get("ReferencedSOPClassUID")]
+        if kept:
+            ds.ReferencedStudySequence = pydicom.Sequence(kept)
+        else:
+            del ds.ReferencedStudySequence
+    return ds
+
+
+def derived_uid(*parts: Any) -> str:
+    """
+    A UID determined by ``parts`` (pydicom's ``generate_uid`` with them as entropy), for objects derived from a
+    source series: the same source, software version and content give the same UID, so storing a rerun's result
+    again does not duplicate it in a PACS, and a different result gets a new UID.
+    """
+    return pydicom.uid.generate_uid(entropy_srcs=[str(p) for p in parts])
 
 
 def write_dicom_seg(
@@ -148,13 +182,18 @@ def write_dicom_seg(
     protected: Sequence[PathLike] = (),
     segment_label: str = "lesion",
     software_version: str = "0",
+    lesions: Sequence[Mapping[str, Any]] | None = None,
 ) -> Path:
     """
     Write the lesion label map as a binary DICOM Segmentation of its source series (highdicom), atomically.
 
-    The SEG has one segment (``segment_label``; SNOMED "Lesion", algorithm type AUTOMATIC), one frame per source
-    slice (empty frames kept, so every slice is referenced) and the source's patient, study and frame of
-    reference. Its series is new (a fresh SeriesInstanceUID, series number 9901).
+    With ``lesions`` (the records of ``lesions.json``, lesion ``n`` being label ``n`` of ``labels``) the SEG has one
+    segment per lesion, ``"<segment_label> n"`` with tracking identifier of the same name and a tracking UID that
+    the Structured Report (:py:mod:`bundle.io.dicom_sr`) reuses; without lesions, or with none found, it has one
+    segment ``segment_label`` (every voxel > 0). Segments are SNOMED "Lesion", algorithm type AUTOMATIC. One frame
+    per source slice (empty frames kept, so every slice is referenced); the source's patient, study and frame of
+    reference. The SEG's series is new (series number 9901); its series and instance UIDs are derived from the
+    source series, ``software_version`` and the content (:py:func:`derived_uid`).
 
     Args:
         path: destination, e.g. ``<case>/seg.dcm``.
@@ -162,14 +201,16 @@ def write_dicom_seg(
         affine: voxel-to-world (RAS mm) matrix of ``labels``.
         source_files: the DICOM files of the series the label map was computed from.
         protected: input paths never to be written over.
-        segment_label: the segment's label. Defaults to ``"lesion"``.
+        segment_label: the segment's label (the prefix of each lesion's segment label). Defaults to ``"lesion"``.
         software_version: recorded as SoftwareVersions (the bundle version).
+        lesions: the lesion records in label order; None writes one segment. Defaults to None.
 
     Returns:
         the resolved destination path.
 
     Raises:
-        ValueError: when a source file is unreadable or lacks geometry, or ``labels``/``affine`` are malformed.
+        ValueError: when a source file is unreadable or lacks geometry, ``labels``/``affine`` are malformed, or
+            ``labels`` holds a value above the number of ``lesions``.
     """
     import highdicom as hd
     from pydicom.sr.codedict import codes
@@ -180,26 +221,37 @@ def write_dicom_seg(
             datasets.append(pydicom.dcmread(str(f)))
         except Exception as e:
             raise ValueError(f"DICOM file {str(f)!r} is not readable: {e}") from e
-    mask = label_map_to_frames(labels, affine, datasets)
+    per_lesion = bool(lesions)
+    mask = label_map_to_frames(labels, affine, datasets, keep_labels=per_lesion)
+    if per_lesion and int(mask.max()) > len(lesions):
+        raise ValueError(f"labels must hold values 0..{len(lesions)} (one per lesion), got {int(mask.max())}.")
+    names = [f"{segment_label} {n}" for n in range(1, len(lesions) + 1)] if per_lesion else [segment_label]
+    series_uid = derived_uid(datasets[0].SeriesInstanceUID, "SEG", software_version)
+    sop_uid = derived_uid(series_uid, hashlib.sha256(mask.tobytes()).hexdigest(), *names)
     algorithm = hd.AlgorithmIdentificationSequence(
         name="GhostCAUNet routed sliding window", version=software_version, family=codes.cid7162.ArtificialIntelligence
     )
-    description = hd.seg.SegmentDescription(
-        segment_number=1,
-        segment_label=segment_label,
-        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
-        segmented_property_type=codes.SCT.Lesion,
-        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-        algorithm_identification=algorithm,
-    )
+    descriptions = [
+        hd.seg.SegmentDescription(
+            segment_number=n,
+            segment_label=name,
+            segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+            segmented_property_type=codes.SCT.Lesion,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=algorithm,
+            tracking_uid=derived_uid(sop_uid, n) if per_lesion else None,
+            tracking_id=name if per_lesion else None,
+        )
+        for n, name in enumerate(names, start=1)
+    ]
     seg = hd.seg.Segmentation(
         source_images=datasets,
         pixel_array=mask,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=[description],
-        series_instance_uid=hd.UID(),
+        segment_descriptions=descriptions,
+        series_instance_uid=series_uid,
         series_number=9901,
-        sop_instance_uid=hd.UID(),
+        sop_instance_uid=sop_uid,
         instance_number=1,
         manufacturer="small-lesion bundle",
         manufacturer_model_name="GhostCAUNet",
@@ -208,6 +260,7 @@ def write_dicom_seg(
         series_description="lesion segmentation (research use)",
         omit_empty_frames=False,
     )
+    drop_incomplete_references(seg)
     buf = io.BytesIO()
     seg.save_as(buf)
     return atomic_write_bytes(path, buf.getvalue(), protected)
@@ -221,26 +274,36 @@ def dicom_case_outputs(
     write_seg: bool = False,
     protected: Sequence[PathLike] = (),
     software_version: str = "0",
+    lesions: Sequence[Mapping[str, Any]] | None = None,
+    write_sr: bool = False,
 ) -> dict[str, Any] | None:
     """
-    The DICOM part of a case's outputs: identifiers (for ``meta.json``) and, optionally, ``seg.dcm``.
+    The DICOM part of a case's outputs: identifiers (for ``meta.json``) and, optionally, ``seg.dcm`` and ``sr.dcm``.
 
     Args:
         image_path: the case's input; nothing is done (None returned) when it is not DICOM.
-        case_dir: the case's output folder (``seg.dcm`` goes there).
-        labels: the lesion label map in the input's grid.
+        case_dir: the case's output folder (``seg.dcm`` and ``sr.dcm`` go there).
+        labels: the lesion label map in the input's grid (lesion ``n`` is label ``n`` when ``lesions`` is given).
         affine: its RAS affine.
         write_seg: write ``seg.dcm``. Defaults to False.
         protected: input paths never to be written over.
-        software_version: recorded in the SEG.
+        software_version: recorded in the SEG and the SR.
+        lesions: the lesion records in label order: the SEG gets one segment per lesion. Defaults to None (one
+            segment).
+        write_sr: also write ``sr.dcm``, the TID 1500 Measurement Report of ``lesions``
+            (:py:func:`bundle.io.dicom_sr.write_measurement_report`); needs ``write_seg`` and ``lesions``.
+            Defaults to False.
 
     Returns:
-        None for a non-DICOM input, else ``{"identifiers": {...}, "num_slices": n}`` plus ``"seg": path`` when
-        written.
+        None for a non-DICOM input, else ``{"identifiers": {...}, "num_slices": n}`` plus ``"seg"`` / ``"sr"``
+        paths when written.
 
     Raises:
-        ValueError: see :py:func:`dicom_series_files` and :py:func:`write_dicom_seg`.
+        ValueError: see :py:func:`dicom_series_files` and :py:func:`write_dicom_seg`; when ``write_sr`` lacks
+            ``write_seg`` or ``lesions``.
     """
+    if write_sr and (not write_seg or lesions is None):
+        raise ValueError("write_sr=True needs write_seg=True and the lesions (the report references the SEG's segments).")
     files = dicom_series_files(image_path)
     if files is None:
         return None
@@ -248,8 +311,14 @@ def dicom_case_outputs(
     if write_seg:
         guard = [image_path, *protected]
         seg_path = write_dicom_seg(
-            Path(case_dir) / SEG_DICOM_FILENAME, labels, affine, files, guard, "lesion", software_version
+            Path(case_dir) / SEG_DICOM_FILENAME, labels, affine, files, guard, "lesion", software_version, lesions
         )
         out["seg"] = str(seg_path)
-    return out
+        if write_sr:
+            from bundle.io.dicom_sr import SR_DICOM_FILENAME, write_measurement_report
 
+            sr_path = write_measurement_report(
+                Path(case_dir) / SR_DICOM_FILENAME, lesions, seg_path, files, guard, software_version
+            )
+            out["sr"] = str(sr_path)
+    return out

@@ -23,11 +23,13 @@ IDS = {
 
 
 def write_series(folder: Path, hu: np.ndarray | None = None) -> list[Path]:
-    """Write SLICES axial slices (HU array (SLICES, ROWS, COLS), default -800) in a scrambled name order."""
+    """Write axial slices (HU array (slices, rows, cols), default -800 of (SLICES, ROWS, COLS)) in a scrambled name
+    order."""
     folder.mkdir(parents=True, exist_ok=True)
     hu = np.full((SLICES, ROWS, COLS), -800.0) if hu is None else hu
+    slices, rows, cols = hu.shape
     paths = []
-    for k in range(SLICES):
+    for k in range(slices):
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = CTImageStorage
         meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -43,11 +45,11 @@ def write_series(folder: Path, hu: np.ndarray | None = None) -> list[Path]:
         ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
         ds.ImagePositionPatient = [ORIGIN[0], ORIGIN[1], ORIGIN[2] + k * SLICE_STEP]
         ds.PixelSpacing, ds.SliceThickness = list(PIXEL_SPACING), SLICE_STEP
-        ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = ROWS, COLS, 1, "MONOCHROME2"
+        ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = rows, cols, 1, "MONOCHROME2"
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
         ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = -1024, 1, "HU"
         ds.PixelData = (hu[k] + 1024).astype(np.int16).tobytes()
-        path = folder / f"im{(k * 7) % SLICES:03d}_{k}.dcm"  # names out of position order
+        path = folder / f"im{(k * 7) % slices:03d}_{k}.dcm"  # names out of position order
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths

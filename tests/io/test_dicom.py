@@ -117,7 +117,7 @@ class TestDicomSeg(unittest.TestCase):
         data = [pre({"image": str(series), "case": "dcm_case"})]
         out = Path(self.tmp.name) / "out"
         evaluator = LesionInferenceEvaluator(
-            "cpu", data, Threshold(), out, preprocessing=pre, progress=False, dicom_seg=True,
+            "cpu", data, Threshold(), out, preprocessing=pre, progress=False, dicom_seg=True, dicom_sr=True,
             lesion_kwargs={"min_diameter_mm": 0.0},
         )  # fmt: skip
         evaluator.run()
@@ -127,6 +127,13 @@ class TestDicomSeg(unittest.TestCase):
         self.assertEqual(meta["dicom"]["identifiers"]["StudyInstanceUID"], fx.IDS["StudyInstanceUID"])
         seg = hd.seg.segread(out / "dcm_case" / "seg.dcm")
         self.assertGreater(int(np.asarray(seg.get_volume().array).sum()), 0)
+        lesions = json.loads((out / "dcm_case" / "lesions.json").read_text())["lesions"]
+        self.assertEqual([s.SegmentLabel for s in seg.SegmentSequence], [f"lesion {n + 1}" for n in range(len(lesions))])
+        report = hd.sr.srread(out / "dcm_case" / "sr.dcm").content
+        self.assertEqual(len(report.get_volumetric_roi_measurement_groups()), len(lesions))
+        self.assertEqual(meta["dicom"]["sr"], str((out / "dcm_case" / "sr.dcm").resolve()))
+        with self.assertRaisesRegex(ValueError, "dicom_sr=True needs dicom_seg=True"):
+            LesionInferenceEvaluator("cpu", data, Threshold(), out, preprocessing=pre, progress=False, dicom_sr=True)
 
 
 if __name__ == "__main__":
