@@ -139,7 +139,10 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
             (``lesion n`` is lesion ``n`` of ``lesions.json``). Default False.
         dicom_sr: with ``dicom_seg``, also write ``sr.dcm``: the lesion list as a DICOM Structured Report (TID 1500
             Measurement Report referencing the SEG's segments, :py:mod:`bundle.io.dicom_sr`). Default False.
-        software_version: the version recorded in the DICOM outputs. Default: the bundle's (``bundle.__version__``).
+        software_version: the version recorded in the DICOM outputs and the report. Default: the bundle's
+            (``bundle.__version__``).
+        html_report: also write ``report.html`` per case (:py:mod:`bundle.io.report`: the lesion table with size
+            bands, the axial slice and a zoom per lesion, the time to the lesion list). Default False.
         epoch_length, non_blocking, val_handlers, amp, mode, amp_kwargs: as in
             :py:class:`monai.engines.SupervisedEvaluator`.
 
@@ -175,6 +178,7 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
         dicom_seg: bool = False,
         dicom_sr: bool = False,
         software_version: str | None = None,
+        html_report: bool = False,
         rescorer: Any = None,
         rescore_threshold: float = 0.5,
         epoch_length: int | None = None,
@@ -227,6 +231,7 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
         self.dicom_seg = dicom_seg
         self.dicom_sr = dicom_sr
         self.software_version = bundle_version if software_version is None else str(software_version)
+        self.html_report = html_report
         self.rescorer = rescorer
         self.rescore_threshold = check_rescore_threshold(rescore_threshold)
         self.batched = isinstance(val_data_loader, DataLoader) and val_data_loader.batch_size is not None
@@ -412,6 +417,8 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
         )  # fmt: skip  # None for non-DICOM inputs; written before lesions.json, which marks a finished case
         if dicom is not None:
             meta["dicom"] = dicom
+        seconds = round(time.perf_counter() - self._case_start, 3)
+        report = {"seconds": seconds, "software_version": self.software_version} if self.html_report else None
         write_case_outputs(
             self.output_dir,
             case,
@@ -425,5 +432,10 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
             protected=self.protected,
             window=self.overlay_window,
             max_panels=self.max_panels,
+            report=report,
         )
-        return {"status": "done", "windows": windows, "skipped_fraction": skipped, "n_lesions": len(lesions)}
+        return {
+            "status": "done", "windows": windows, "skipped_fraction": skipped, "n_lesions": len(lesions),
+            "largest_diameter_mm": round(max((float(les["diameter_mm"]) for les in lesions), default=0.0), 2),
+            "max_score": round(max((float(les["score"]) for les in lesions), default=0.0), 4),
+        }  # fmt: skip

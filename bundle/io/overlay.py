@@ -18,10 +18,10 @@ from monai.config import NdarrayOrTensor
 from monai.utils import convert_to_numpy
 from nibabel.orientations import io_orientation
 
-__all__ = ["render_overlay"]
+__all__ = ["display_slice", "render_overlay"]
 
 
-def _display_slice(
+def display_slice(
     volume: np.ndarray, ornt: np.ndarray, axial: int, index: int
 ) -> tuple[np.ndarray, tuple[int, bool], tuple[int, bool]]:
     """
@@ -99,8 +99,8 @@ def render_overlay(
     for n, center in enumerate(centers):
         ax = fig.add_subplot(nrows, ncols, n + 1)
         k = int(min(max(round(center[axial]), 0), img.shape[axial] - 1))
-        plane, (row_ax, flip_r), (col_ax, flip_c) = _display_slice(img, ornt, axial, k)
-        mplane = _display_slice(lab, ornt, axial, k)[0] > 0
+        plane, (row_ax, flip_r), (col_ax, flip_c) = display_slice(img, ornt, axial, k)
+        mplane = display_slice(lab, ornt, axial, k)[0] > 0
         r = img.shape[row_ax] - 1 - center[row_ax] if flip_r else center[row_ax]
         c = img.shape[col_ax] - 1 - center[col_ax] if flip_c else center[col_ax]
         if fov_mm is not None and shown:  # the same field of view around each lesion, so a 3 mm nodule is visible

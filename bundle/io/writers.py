@@ -7,6 +7,8 @@ a crash never leaves a half-written output under its final name. ``lesions.json`
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import re
@@ -38,6 +40,7 @@ SEG_FILENAME = "seg.nii.gz"
 OVERLAY_FILENAME = "overlay.png"
 META_FILENAME = "meta.json"
 SUMMARY_FILENAME = "summary.json"
+SUMMARY_CSV_FILENAME = "summary.csv"
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._+-]")
 
 
@@ -121,6 +124,7 @@ def write_case_outputs(
     overlay_seg: NdarrayOrTensor | None = None,
     overlay_affine: NdarrayOrTensor | None = None,
     overlay_lesions: Sequence[Mapping[str, Any]] | None = None,
+    report: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
     """
     Write one case's outputs into ``output_dir/<case>/`` (case name made folder-safe by :py:func:`safe_case_name`):
@@ -156,6 +160,8 @@ def write_case_outputs(
             preprocessed grid where the lesions were found: no image needs resampling to the input's grid): its
             label map, voxel-to-world matrix and lesion records (same keys and order as ``lesions``). Default: the
             overlay is drawn with ``seg``, ``affine`` and ``lesions``.
+        report: also write ``report.html`` (:py:mod:`bundle.io.report`; needs ``image_for_overlay``), with these
+            ``seconds`` and ``software_version``; None (default) writes none.
 
     Returns:
         ``{"seg": path, "overlay": path, "meta": path, "lesions": path}`` for the files written.
@@ -182,6 +188,20 @@ def write_case_outputs(
             grid = affine if overlay_affine is None else overlay_affine
             png = render_overlay(image_for_overlay, overlay_seg, grid, shown, str(case), window, max_panels)
         written["overlay"] = atomic_write_bytes(case_dir / OVERLAY_FILENAME, png, guard)
+        if report is not None:
+            from bundle.io.report import REPORT_FILENAME, render_lesion_views, write_case_report
+
+            views = render_lesion_views(
+                image_for_overlay,
+                labels if overlay_seg is None else overlay_seg,
+                affine if overlay_affine is None else overlay_affine,
+                shown if overlay_seg is not None else records,
+                window,
+            )  # fmt: skip
+            written["report"] = write_case_report(
+                case_dir / REPORT_FILENAME, str(case), image_path, records, views, report.get("seconds"),
+                str(report.get("software_version", "0")), guard,
+            )  # fmt: skip
     if extra_meta:
         written["meta"] = atomic_write_text(
             case_dir / META_FILENAME, json.dumps(extra_meta, indent=2, default=str), guard
@@ -203,7 +223,9 @@ def write_summary(
     ignored: Sequence[Mapping[str, Any]] = (),
 ) -> Path:
     """
-    Write ``output_dir/summary.json`` from per-case records and the input folder's entries that are not cases.
+    Write ``output_dir/summary.json`` from per-case records and the input folder's entries that are not cases, and
+    ``summary.csv``: one row per case and per ignored entry (columns ``SUMMARY_CSV_COLUMNS``; a record's
+    ``largest_diameter_mm`` and ``max_score`` when it has them), for a spreadsheet.
 
     Each record has ``case``, ``image``, ``status`` (``"done"``, ``"failed"`` or ``"skipped"``), and ``error``
     (failed) or ``seconds``, ``windows`` (``{"high", "medium", "low"}`` counts or None), ``skipped_fraction``
@@ -285,4 +307,27 @@ def write_summary(
             "n_lesions": sum(e["n_lesions"] for e in per_case.values()),
         },
     }
-    return atomic_write_text(Path(output_dir) / SUMMARY_FILENAME, json.dumps(summary, indent=2), protected)
+    path = atomic_write_text(Path(output_dir) / SUMMARY_FILENAME, json.dumps(summary, indent=2), protected)
+    atomic_write_text(Path(output_dir) / SUMMARY_CSV_FILENAME, _summary_csv(records, entries), protected)
+    return path
+
+
+SUMMARY_CSV_COLUMNS = (
+    "case", "image", "status", "n_lesions", "largest_diameter_mm", "max_score", "seconds", "windows_high",
+    "windows_medium", "windows_low", "skipped_fraction", "error",
+)  # fmt: skip
+
+
+def _summary_csv(records: Sequence[Mapping[str, Any]], ignored: Sequence[Mapping[str, str]]) -> str:
+    """One row per case (every status) and per ignored input entry (status ``ignored``, the reason as error)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, SUMMARY_CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for rec in records:
+        row = {k: rec.get(k) for k in SUMMARY_CSV_COLUMNS}
+        for tier in TIER_REPORT_ORDER:
+            row[f"windows_{tier}"] = (rec.get("windows") or {}).get(tier)
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    for entry in ignored:
+        writer.writerow({"case": "", "image": entry["path"], "status": "ignored", "error": entry["reason"]})
+    return buffer.getvalue()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import json
 import logging
@@ -126,6 +127,21 @@ class TestLesionInferenceEvaluator(unittest.TestCase):
         else:
             self.assertEqual(summary["per_case"]["a"]["windows"], {"high": 1, "medium": 1, "low": 2})
             self.assertEqual(summary["totals"]["skipped_fraction"], 0.5)
+
+    def test_html_report_and_summary_csv(self):
+        self.evaluator(html_report=True, software_version="7.7").run()
+        for case in ("a", "c"):
+            page = (self.out / case / "report.html").read_text()
+            self.assertIn(f"<h1>{case}: 1 lesion found</h1>", page)
+            self.assertIn("Small-lesion bundle 7.7", page)
+            self.assertEqual(page.count('src="data:image/png;base64,'), 1)
+            self.assertRegex(page, r"\d+\.\d s from reading the input to the lesion list")
+        with open(self.out / "summary.csv", newline="") as f:
+            rows = {r["case"]: r for r in csv.DictReader(f)}
+        self.assertEqual({c: rows[c]["status"] for c in rows}, {"a": "done", "b": "failed", "c": "done"})
+        self.assertEqual(rows["a"]["n_lesions"], "1")
+        self.assertAlmostEqual(float(rows["a"]["largest_diameter_mm"]), 2 * BLOB_RADIUS_MM, delta=1.5)
+        self.assertIn("b.nii.gz", rows["b"]["error"])
 
     @parameterized.expand([[0.0, 1], [1.0, 0]])
     def test_rescorer_keeps_or_drops_lesions_and_the_label_map_follows(self, new_score, n_kept):

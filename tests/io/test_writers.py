@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -137,7 +138,8 @@ class TestSummary(unittest.TestCase):
     def test_summary(self):
         records = [
             {"case": "a", "image": "/d/a.nii.gz", "status": "done", "seconds": 2.0, "n_lesions": 2,
-             "windows": {"high": 3, "medium": 1, "low": 4}, "skipped_fraction": 0.5},
+             "windows": {"high": 3, "medium": 1, "low": 4}, "skipped_fraction": 0.5, "largest_diameter_mm": 12.5,
+             "max_score": 0.9},
             {"case": "b", "image": "/d/b.nii.gz", "status": "failed", "error": "/d/b.nii.gz: EOFError: truncated"},
             {"case": "c", "image": "/d/c.nii.gz", "status": "done", "seconds": 1.0, "n_lesions": 0,
              "windows": None, "skipped_fraction": None},
@@ -148,7 +150,20 @@ class TestSummary(unittest.TestCase):
         with tempfile.TemporaryDirectory() as tmp:
             path = write_summary(tmp, records, total_seconds=4.25, ignored=ignored)
             summary = json.loads(path.read_text())
-            self.assertEqual(os.listdir(tmp), ["summary.json"])
+            self.assertEqual(sorted(os.listdir(tmp)), ["summary.csv", "summary.json"])
+            with open(Path(tmp) / "summary.csv", newline="") as f:
+                rows = list(csv.DictReader(f))
+        # summary.csv: a row per case in record order, then one per ignored entry
+        self.assertEqual([(r["case"], r["status"]) for r in rows],
+                         [("a", "done"), ("b", "failed"), ("c", "done"), ("d", "skipped"), ("", "ignored"), ("", "ignored")])  # fmt: skip
+        self.assertEqual(
+            {k: rows[0][k] for k in ("n_lesions", "largest_diameter_mm", "max_score", "seconds", "windows_high",
+                                     "windows_low", "skipped_fraction", "error")},
+            {"n_lesions": "2", "largest_diameter_mm": "12.5", "max_score": "0.9", "seconds": "2.0", "windows_high": "3",
+             "windows_low": "4", "skipped_fraction": "0.5", "error": ""},
+        )  # fmt: skip
+        self.assertEqual(rows[1]["error"], records[1]["error"])
+        self.assertEqual((rows[2]["windows_high"], rows[5]["image"], rows[5]["error"]), ("", "/d/empty", "empty folder (no files)"))
         self.assertEqual(summary["cases_done"], ["a", "c"])
         self.assertEqual(summary["cases_failed"], [{"case": "b", "image": "/d/b.nii.gz", "error": records[1]["error"]}])
         self.assertEqual(summary["cases_skipped"], ["d"])
