@@ -13,6 +13,7 @@ Examples (from the repository root)::
         --rows "['*/GhostCAUNet/plain', '*/GhostCAUNet/plain, onnxruntime']"
     git worktree add ../bundle-0.6.0 059af1c   # release 0.6.0 beside this checkout, for --profile
     python -m scripts.benchmark --profile --baseline_root ../bundle-0.6.0 --threads 2 --output_dir runs/profile
+    python -m scripts.benchmark --throughput 4 --threads 2   # 1 process vs 2 (torchrun) on 4 copies of the sample
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def main(
     docs_file: str = "docs/benchmark.md",
     baseline_weights: str | None = None,
     light_weights: str | None = None,
+    throughput: int = 0,
 ) -> str:
     """Run the measurements and write ``benchmark.json`` and ``benchmark.md`` to ``output_dir`` (with ``profile``:
     ``profile.json`` and ``profile.md``, and the marked section of ``docs_file``).
@@ -70,9 +72,18 @@ def main(
             network (0.6.0's layout) gets volume rows beside the current one.
         light_weights: weights trained with ``bundle/experiments/configs/light_network_train.json``: the light
             layout gets volume rows too.
+        throughput: instead of the rows, time the main command over this many copies of the embedded CT with one
+            process and with 2 (torchrun, ``configs/multi_gpu_inference.json``), ``threads`` threads in all
+            (:py:func:`bundle.experiments.throughput.measure_throughput`); prints one JSON line. 0 (default): off.
     """
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     command = shlex.join(["python", "-m", "scripts.benchmark", *sys.argv[1:]])
+    if throughput:
+        import json
+
+        from bundle.experiments.throughput import measure_throughput
+
+        return json.dumps({"command": command, **measure_throughput(throughput, 2, threads)})  # fire prints it
     if profile:
         from bundle.experiments.profile_stages import run_stage_profile
 

@@ -12,6 +12,7 @@ written at the end, also when the run itself is interrupted.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -34,7 +35,10 @@ from bundle.engines.console import case_bar, case_result_line
 from bundle.inferers.stats import scalar_stats, skipped_fraction, window_counts
 from bundle.io.errors import describe_exception
 from bundle.io.dicom import dicom_case_outputs
-from bundle.io.writers import case_done, check_output_dir, safe_case_name, write_case_outputs, write_summary
+from bundle.io.atomic import atomic_write_text
+from bundle.io.writers import (
+    SUMMARY_FILENAME, case_done, check_output_dir, safe_case_name, write_case_outputs, write_summary,
+)  # fmt: skip
 from bundle.lesions.extract import extract_lesions, lesion_probability
 from bundle.lesions.find import find_lesions
 from bundle.lesions.geometry import label_map_to_grid, lesions_to_grid
@@ -143,6 +147,9 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
             (``bundle.__version__``).
         html_report: also write ``report.html`` per case (:py:mod:`bundle.io.report`: the lesion table with size
             bands, the axial slice and a zoom per lesion, the time to the lesion list). Default False.
+        records_file: for one shard of a distributed run: write the per-case records to this file of
+            ``output_dir`` instead of ``summary.json``, for :py:func:`bundle.engines.distributed.merge_shards`.
+            Default None (write ``summary.json``).
         epoch_length, non_blocking, val_handlers, amp, mode, amp_kwargs: as in
             :py:class:`monai.engines.SupervisedEvaluator`.
 
@@ -179,6 +186,7 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
         dicom_sr: bool = False,
         software_version: str | None = None,
         html_report: bool = False,
+        records_file: str | None = None,
         rescorer: Any = None,
         rescore_threshold: float = 0.5,
         epoch_length: int | None = None,
@@ -232,6 +240,7 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
         self.dicom_sr = dicom_sr
         self.software_version = bundle_version if software_version is None else str(software_version)
         self.html_report = html_report
+        self.records_file = records_file
         self.rescorer = rescorer
         self.rescore_threshold = check_rescore_threshold(rescore_threshold)
         self.batched = isinstance(val_data_loader, DataLoader) and val_data_loader.batch_size is not None
@@ -270,9 +279,14 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
         finally:
             self._bar = None
             seconds = time.perf_counter() - start
-            self.summary_path = write_summary(
-                self.output_dir, self.records, seconds, self.protected, ignored=self.ignored_entries
-            )
+            if self.records_file is None:
+                self.summary_path = write_summary(
+                    self.output_dir, self.records, seconds, self.protected, ignored=self.ignored_entries
+                )
+            else:  # one shard of a distributed run: rank 0 merges the shards' records into summary.json
+                part = {"records": self.records, "seconds": seconds, "ignored": self.ignored_entries}
+                atomic_write_text(self.output_dir / self.records_file, json.dumps(part, default=str), self.protected)
+                self.summary_path = self.output_dir / SUMMARY_FILENAME
             counts = {s: sum(r["status"] == s for r in self.records) for s in ("done", "failed", "skipped")}
             logger.info(
                 "lesion inference: %d done, %d failed, %d skipped of %d cases in %.1f s; %d input entries ignored; "
@@ -286,7 +300,7 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
     def _count_cases(self) -> int | None:
         """The number of cases the loader will yield when it can tell (a sized dataset or list), else None."""
         data = self.data_loader
-        sized = data.dataset if isinstance(data, DataLoader) else data
+        sized = data.sampler if isinstance(data, DataLoader) else data  # a distributed sampler: this shard's cases
         try:
             return len(sized)  # type: ignore[arg-type]
         except TypeError:

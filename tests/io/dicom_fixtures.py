@@ -22,9 +22,12 @@ IDS = {
 }
 
 
-def write_series(folder: Path, hu: np.ndarray | None = None) -> list[Path]:
+def write_series(
+    folder: Path, hu: np.ndarray | None = None, pixel_spacing: tuple[float, float] = PIXEL_SPACING,
+    slice_step: float = SLICE_STEP,
+) -> list[Path]:  # fmt: skip
     """Write axial slices (HU array (slices, rows, cols), default -800 of (SLICES, ROWS, COLS)) in a scrambled name
-    order."""
+    order, ``pixel_spacing`` (between rows, between columns) and ``slice_step`` mm apart."""
     folder.mkdir(parents=True, exist_ok=True)
     hu = np.full((SLICES, ROWS, COLS), -800.0) if hu is None else hu
     slices, rows, cols = hu.shape
@@ -43,8 +46,8 @@ def write_series(folder: Path, hu: np.ndarray | None = None) -> list[Path]:
         ds.ReferringPhysicianName, ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "", "CT", 3, k + 1
         ds.Manufacturer = "synthetic"
         ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.ImagePositionPatient = [ORIGIN[0], ORIGIN[1], ORIGIN[2] + k * SLICE_STEP]
-        ds.PixelSpacing, ds.SliceThickness = list(PIXEL_SPACING), SLICE_STEP
+        ds.ImagePositionPatient = [ORIGIN[0], ORIGIN[1], ORIGIN[2] + k * slice_step]
+        ds.PixelSpacing, ds.SliceThickness = list(pixel_spacing), slice_step
         ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = rows, cols, 1, "MONOCHROME2"
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
         ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = -1024, 1, "HU"
