@@ -5,6 +5,8 @@ Usage (from the bundle root)::
     python -m scripts.training_diagnosis contrast --dataset_dir data/synth_mri
     python -m scripts.training_diagnosis overfit --modality mri --steps 300
     python -m scripts.training_diagnosis overfit --modality mri --steps 300 --headroom 0.5
+    python -m scripts.training_diagnosis overfit --modality mri --steps 2000 --upper 100
+    python -m scripts.training_diagnosis overfit --modality mri --steps 300 --overrides '{"learning_rate": 0.01}'
     python -m scripts.training_diagnosis overfit --modality ct --steps 300
 
 Each prints one JSON line. See :py:mod:`bundle.experiments.training_diagnosis`.
@@ -38,7 +40,7 @@ def contrast(dataset_dir: str = "data/synth_mri", split: str = "training", lower
 
 
 def overfit(modality: str = "mri", steps: int = 300, case_index: int = 0, headroom: float | None = None,
-            seed: int = 0, threads: int = 2) -> None:  # fmt: skip
+            upper: float | None = None, seed: int = 0, threads: int = 2, overrides: dict | None = None) -> None:  # fmt: skip
     """
     Args:
         modality: ``mri`` (configs/train.json + configs/variants/mri_train.json) or ``ct`` (configs/train.json).
@@ -46,14 +48,21 @@ def overfit(modality: str = "mri", steps: int = 300, case_index: int = 0, headro
         case_index: the training case. Defaults to 0.
         headroom: MRI only: ``mri_preprocessing``'s ``headroom`` (room above the upper percentile instead of a
             clip); None keeps the config's. Defaults to None.
+        upper: MRI only: ``mri_preprocessing``'s upper clip percentile (100: plain min-max); None keeps the
+            config's (99.5). Defaults to None.
         seed: determinism seed. Defaults to 0.
         threads: torch threads. Defaults to 2.
+        overrides: more config ids to set, e.g. ``'{"learning_rate": 0.01}'`` or ``'{"train#augmentation#prob": 0.0}'``.
     """
     if modality not in CONFIGS:
         raise ValueError(f"modality must be one of {sorted(CONFIGS)}, got modality={modality!r}.")
-    overrides = {} if headroom is None else {"preprocessing#headroom": float(headroom)}
-    result = overfit_case(CONFIGS[modality], steps, case_index, overrides, seed, threads)
-    print(json.dumps({"modality": modality, "headroom": headroom, **result}))
+    settings = dict(overrides or {})
+    if headroom is not None:
+        settings["preprocessing#headroom"] = float(headroom)
+    if upper is not None:
+        settings["preprocessing#upper"] = float(upper)
+    result = overfit_case(CONFIGS[modality], steps, case_index, settings, seed, threads)
+    print(json.dumps({"modality": modality, "overrides": settings, **result}))
 
 
 if __name__ == "__main__":

@@ -111,7 +111,7 @@ def overfit_case(
     Returns:
         ``dice`` (voxels, threshold 0.5), ``lesions_hit`` / ``lesions`` (label components with a predicted voxel),
         ``fp_components`` (predicted components more than 3 voxels from any lesion), ``first_loss``, ``last_loss``,
-        ``steps``, ``minutes``.
+        ``loss_curve`` (mean loss of each tenth of the steps), ``steps``, ``minutes``.
     """
     from monai.bundle import ConfigParser
     from monai.inferers import sliding_window_inference
@@ -165,6 +165,7 @@ def overfit_case(
         "fp_components": fp,
         "first_loss": losses[0],
         "last_loss": losses[-1],
+        "loss_curve": [round(float(np.mean(chunk)), 4) for chunk in np.array_split(np.asarray(losses), min(10, steps))],
         "steps": steps,
         "minutes": round((time.time() - start) / 60, 2),
     }

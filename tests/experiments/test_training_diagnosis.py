@@ -64,6 +64,8 @@ class TestOverfitCase(unittest.TestCase):
         self.assertTrue(0 <= result["lesions_hit"] <= result["lesions"])
         self.assertTrue(np.isfinite(result["first_loss"]) and np.isfinite(result["last_loss"]))
         self.assertEqual(result["steps"], 2)
+        self.assertEqual(len(result["loss_curve"]), 2)  # one mean per tenth of the steps, at most one per step
+        self.assertAlmostEqual(result["loss_curve"][0], result["first_loss"], places=3)
 
     def test_ill_arg(self):
         with self.assertRaisesRegex(ValueError, "steps"):
