@@ -33,6 +33,7 @@ __all__ = [
     "read_identifiers",
     "label_map_to_frames",
     "derived_uid",
+    "plane_geometry",
     "drop_incomplete_references",
     "write_dicom_seg",
     "dicom_case_outputs",
@@ -94,15 +95,26 @@ def read_identifiers(files: Sequence[PathLike]) -> dict[str, str]:
     return {key: str(ds.get(key)) for key in DICOM_IDENTIFIERS if ds.get(key) not in (None, "")}
 
 
-def _pixel_centres_ras(ds: pydicom.Dataset) -> np.ndarray:
-    """World (RAS mm) centres of every pixel of a slice, (rows, cols, 3)."""
+def plane_geometry(ds: pydicom.Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """
+    A slice's plane in LPS mm: ``(origin, along_row, along_col, spacing)`` = the first pixel's centre, the unit
+    directions of increasing column and row index, and (between rows, between columns).
+
+    Raises:
+        ValueError: when the slice lacks ImagePositionPatient, ImageOrientationPatient or PixelSpacing.
+    """
     try:
         origin = np.asarray(ds.ImagePositionPatient, dtype=float)
         orientation = np.asarray(ds.ImageOrientationPatient, dtype=float)
-        spacing = np.asarray(ds.PixelSpacing, dtype=float)  # (between rows, between columns)
+        spacing = np.asarray(ds.PixelSpacing, dtype=float)
     except AttributeError as e:
-        raise ValueError(f"DICOM file {ds.filename!r} lacks plane geometry: {e}.") from e
-    along_row, along_col = orientation[:3], orientation[3:]  # LPS directions of increasing column / row index
+        raise ValueError(f"DICOM file {getattr(ds, 'filename', '?')!r} lacks plane geometry: {e}.") from e
+    return origin, orientation[:3], orientation[3:], spacing
+
+
+def _pixel_centres_ras(ds: pydicom.Dataset) -> np.ndarray:
+    """World (RAS mm) centres of every pixel of a slice, (rows, cols, 3)."""
+    origin, along_row, along_col, spacing = plane_geometry(ds)
     r, c = np.meshgrid(np.arange(int(ds.Rows)), np.arange(int(ds.Columns)), indexing="ij")
     lps = origin + (c[..., None] * spacing[1]) * along_row + (r[..., None] * spacing[0]) * along_col  # (R, C, 3)
     return lps * _LPS_TO_RAS

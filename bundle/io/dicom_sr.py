@@ -26,7 +26,7 @@ import pydicom
 from monai.config import PathLike
 
 from bundle.io.atomic import atomic_write_bytes
-from bundle.io.dicom import derived_uid, drop_incomplete_references
+from bundle.io.dicom import derived_uid, drop_incomplete_references, plane_geometry
 
 __all__ = ["SR_DICOM_FILENAME", "LOCAL_SCHEME", "slice_point", "write_measurement_report"]
 
@@ -56,13 +56,7 @@ def slice_point(datasets: Sequence[pydicom.Dataset], center_ras: Sequence[float]
     lps = np.asarray(center_ras, dtype=float) * _RAS_TO_LPS
     best = None
     for i, ds in enumerate(datasets):
-        try:
-            origin = np.asarray(ds.ImagePositionPatient, dtype=float)
-            orientation = np.asarray(ds.ImageOrientationPatient, dtype=float)
-            spacing = np.asarray(ds.PixelSpacing, dtype=float)  # (between rows, between columns)
-        except AttributeError as e:
-            raise ValueError(f"DICOM file {getattr(ds, 'filename', '?')!r} lacks plane geometry: {e}.") from e
-        along_row, along_col = orientation[:3], orientation[3:]
+        origin, along_row, along_col, spacing = plane_geometry(ds)
         offset = lps - origin
         distance = abs(float(offset @ np.cross(along_row, along_col)))
         if best is None or distance < best[3]:

@@ -18,7 +18,7 @@ from monai.config import NdarrayOrTensor
 from monai.utils import convert_to_numpy
 from nibabel.orientations import io_orientation
 
-__all__ = ["display_slice", "render_overlay"]
+__all__ = ["display_slice", "render_overlay", "zoom_crop"]
 
 
 def display_slice(
@@ -37,6 +37,22 @@ def display_slice(
     plane = plane[::-1] if flip_rows else plane
     plane = plane[:, ::-1] if flip_cols else plane
     return plane, (row_ax, flip_rows), (col_ax, flip_cols)
+
+
+def zoom_crop(
+    plane: np.ndarray, mask: np.ndarray, r: float, c: float, half: tuple[int, int], fill: float
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """
+    The ``(2 * half + 1)``-pixel field around display position (``r``, ``c``) of a slice and its mask, padded with
+    ``fill`` so that a lesion at the border stays centred; returns both crops and the position within them.
+    """
+    hr, hc = half
+    padded = np.pad(plane, ((hr, hr), (hc, hc)), constant_values=fill)
+    padded_mask = np.pad(mask, ((hr, hr), (hc, hc)))
+    r0, c0 = int(round(r)), int(round(c))
+    crop = padded[r0 : r0 + 2 * hr + 1, c0 : c0 + 2 * hc + 1]
+    crop_mask = padded_mask[r0 : r0 + 2 * hr + 1, c0 : c0 + 2 * hc + 1]
+    return crop, crop_mask, r + hr - r0, c + hc - c0
 
 
 def render_overlay(
@@ -104,14 +120,8 @@ def render_overlay(
         r = img.shape[row_ax] - 1 - center[row_ax] if flip_r else center[row_ax]
         c = img.shape[col_ax] - 1 - center[col_ax] if flip_c else center[col_ax]
         if fov_mm is not None and shown:  # the same field of view around each lesion, so a 3 mm nodule is visible
-            hr, hc = int(fov_mm / 2 / spacing[row_ax]), int(fov_mm / 2 / spacing[col_ax])
-            # pad by the half field so that lesions at the border stay centred; crop rows/cols [r0, r0 + 2h]
-            plane = np.pad(plane, ((hr, hr), (hc, hc)), constant_values=window[0])
-            mplane = np.pad(mplane, ((hr, hr), (hc, hc)))
-            r0, c0 = int(round(r)), int(round(c))
-            plane = plane[r0 : r0 + 2 * hr + 1, c0 : c0 + 2 * hc + 1]
-            mplane = mplane[r0 : r0 + 2 * hr + 1, c0 : c0 + 2 * hc + 1]
-            r, c = r + hr - r0, c + hc - c0
+            half = (int(fov_mm / 2 / spacing[row_ax]), int(fov_mm / 2 / spacing[col_ax]))
+            plane, mplane, r, c = zoom_crop(plane, mplane, r, c, half, window[0])
         ax.imshow(plane, cmap="gray", vmin=window[0], vmax=window[1], aspect=spacing[row_ax] / spacing[col_ax])
         if mplane.any() and min(mplane.shape) > 1:
             ax.contour(mplane.astype(np.float32), levels=[0.5], colors="red", linewidths=1.0)

@@ -27,7 +27,7 @@ from monai.utils import convert_to_numpy
 from nibabel.orientations import io_orientation
 
 from bundle.io.atomic import atomic_write_text
-from bundle.io.overlay import display_slice
+from bundle.io.overlay import display_slice, zoom_crop
 
 __all__ = ["REPORT_FILENAME", "LUNG_RADS_SIZE_BANDS", "size_band", "render_lesion_views", "write_case_report"]
 
@@ -101,17 +101,13 @@ def render_lesion_views(
         whole.add_patch(Rectangle((cols[0] - margin, rows[0] - margin), cols[1] - cols[0] + 2 * margin,
                                   rows[1] - rows[0] + 2 * margin, fill=False, edgecolor="yellow", linewidth=1.2))  # fmt: skip
         whole.set_title("axial slice, lesion boxed", fontsize=9)
-        hr, hc = int(fov_mm / 2 / spacing[row_ax]), int(fov_mm / 2 / spacing[col_ax])
-        padded = np.pad(plane, ((hr, hr), (hc, hc)), constant_values=window[0])
-        padded_mask = np.pad(mask, ((hr, hr), (hc, hc)))
-        r0, c0 = int(round(r)), int(round(c))
-        crop = padded[r0 : r0 + 2 * hr + 1, c0 : c0 + 2 * hc + 1]
-        crop_mask = padded_mask[r0 : r0 + 2 * hr + 1, c0 : c0 + 2 * hc + 1]
+        half = (int(fov_mm / 2 / spacing[row_ax]), int(fov_mm / 2 / spacing[col_ax]))
+        crop, crop_mask, zr, zc = zoom_crop(plane, mask, r, c, half, window[0])
         zoom.imshow(crop, cmap="gray", vmin=window[0], vmax=window[1], aspect=aspect)
         if crop_mask.any() and min(crop_mask.shape) > 1:
             zoom.contour(crop_mask.astype(np.float32), levels=[0.5], colors="red", linewidths=1.0)
         else:
-            zoom.plot([c + hc - c0], [r + hr - r0], marker="+", color="red", markersize=10)
+            zoom.plot([zc], [zr], marker="+", color="red", markersize=10)
         zoom.set_title(f"zoom, {fov_mm:.0f} mm field of view", fontsize=9)
         for ax in (whole, zoom):
             ax.text(0.01, 0.5, "R", color="yellow", transform=ax.transAxes, fontsize=8, va="center")

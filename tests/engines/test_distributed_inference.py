@@ -19,20 +19,21 @@ import torch
 from bundle.engines.distributed import merge_shards, records_file
 from bundle.networks import GhostCAUNet
 from tests.reliability import inputs as I
+from tests.reliability.test_cli import run_inference
 
 ROOT = Path(__file__).resolve().parents[2]
 TORCHRUN = Path(sys.executable).parent / "torchrun"
 
 
 def _run(data: Path, out: Path, ckpt: Path, processes: int) -> subprocess.CompletedProcess:
+    """The main command with 1 process (tests/reliability/test_cli.py's) or ``processes`` torchrun processes."""
+    if processes == 1:
+        return run_inference(data, out, ckpt)
     flags = ["--dataset_dir", str(data), "--output_dir", str(out), "--ckpt_path", str(ckpt), "--roi_size", "[32,32,16]"]
     env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
-    if processes == 1:
-        command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json", *flags]
-    else:
-        configs = "['configs/inference.json','configs/multi_gpu_inference.json']"
-        command = [str(TORCHRUN), "--standalone", "--nnodes=1", f"--nproc_per_node={processes}", "-m", "monai.bundle",
-                   "run", "--config_file", configs, *flags]  # fmt: skip
+    configs = "['configs/inference.json','configs/multi_gpu_inference.json']"
+    command = [str(TORCHRUN), "--standalone", "--nnodes=1", f"--nproc_per_node={processes}", "-m", "monai.bundle",
+               "run", "--config_file", configs, *flags]  # fmt: skip
     return subprocess.run(command, cwd=str(ROOT), env=env, capture_output=True, text=True, timeout=900)
 
 
