@@ -190,8 +190,11 @@ def scan_dataset(dataset_dir: PathLike, include_2d: bool = False) -> tuple[list[
         that cannot be parsed is a case (the reader reports it as failed).
 
     Raises:
-        ValueError: when ``dataset_dir`` does not exist, is not a folder, or contains no files.
+        ValueError: when ``dataset_dir`` is empty (a config without a default folder: pass ``--dataset_dir``), does
+            not exist, is not a folder, or contains no files.
     """
+    if not str(dataset_dir).strip():
+        raise ValueError("dataset_dir is not set: pass --dataset_dir (the folder of scans to run on).")
     root = Path(dataset_dir)
     if not root.exists():
         raise ValueError(
