@@ -40,6 +40,7 @@ from bundle.io.writers import (
     SUMMARY_FILENAME, case_done, check_output_dir, safe_case_name, write_case_outputs, write_summary,
 )  # fmt: skip
 from bundle.lesions.extract import extract_lesions, lesion_probability
+from bundle.lesions.geometry import input_grid
 from bundle.lesions.find import find_lesions
 from bundle.lesions.geometry import label_map_to_grid, lesions_to_grid
 from bundle.lesions.rescore import check_rescore_threshold
@@ -55,16 +56,6 @@ def _check_flags(**flags: Any) -> None:
     for name, value in flags.items():
         if not isinstance(value, (bool, np.bool_)):
             raise TypeError(f"{name} must be True or False, got {name}={value!r} ({type(value).__name__}).")
-
-
-def _input_grid(image: torch.Tensor, case: str) -> tuple[np.ndarray, tuple[int, ...]]:
-    """(affine, spatial shape) of the input's own grid, as MONAI's ``LoadImage`` recorded them in the metadata."""
-    meta = getattr(image, "meta", {})
-    if "original_affine" not in meta or "spatial_shape" not in meta:
-        raise ValueError(f"case {case}: the image has no 'original_affine' / 'spatial_shape' metadata to map the "
-                         "outputs back to the input's grid (load it with MONAI's LoadImage, or pass preprocessing=None).")
-    affine = np.asarray(torch.as_tensor(meta["original_affine"]).cpu(), dtype=np.float64)
-    return affine, tuple(int(s) for s in np.asarray(meta["spatial_shape"]).ravel())
 
 
 class LesionInferenceEvaluator(SupervisedEvaluator):
@@ -411,7 +402,7 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
         overlay = {"overlay_seg": labels, "overlay_affine": pre_affine, "overlay_lesions": lesions}
         affine, shape = pre_affine, spatial
         if self.to_input_grid:  # the geometry changed: the outputs go back to the input's own grid
-            affine, shape = _input_grid(image, case)
+            affine, shape = input_grid(image, case)
             lesions = lesions_to_grid(lesions, pre_affine, affine, shape)
             labels = label_map_to_grid(labels, pre_affine, affine, shape)
         windows, skipped = window_counts(stats), skipped_fraction(stats)

@@ -15,6 +15,7 @@ tiers), instead of an argmax, so the viewer shows the lesions the batch report l
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
 from bundle.lesions.extract import extract_lesions, lesion_probability
-from bundle.lesions.geometry import label_map_to_grid, lesions_to_grid
+from bundle.lesions.geometry import input_grid, label_map_to_grid, lesions_to_grid
 from bundle.lesions.rescore import check_rescore_threshold
 
 __all__ = ["StashKeysd", "RestoreKeysd", "LesionLabelMapd", "STASH_PREFIX"]
@@ -139,8 +140,7 @@ class LesionLabelMapd(MapTransform):
             )  # fmt: skip
             meta = dict(getattr(d.get(self.image_key), "meta", None) or getattr(logits, "meta", {}))
             if "original_affine" in meta and "spatial_shape" in meta:  # back to the input's grid, as the evaluator
-                to_affine = np.asarray(torch.as_tensor(meta["original_affine"]).cpu(), dtype=np.float64)
-                to_shape = tuple(int(v) for v in np.asarray(meta["spatial_shape"]).ravel())
+                to_affine, to_shape = input_grid(SimpleNamespace(meta=meta), str(key))
                 lesions = lesions_to_grid(lesions, affine, to_affine, to_shape)
                 labels = label_map_to_grid(labels, affine, to_affine, to_shape)
                 meta["affine"] = torch.as_tensor(to_affine)

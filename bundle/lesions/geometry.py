@@ -17,7 +17,7 @@ import torch
 from monai.utils import convert_to_tensor
 from scipy import ndimage
 
-__all__ = ["box_edge_corners", "label_map_to_grid", "lesions_to_grid", "voxel_box_to_world"]
+__all__ = ["box_edge_corners", "input_grid", "label_map_to_grid", "lesions_to_grid", "voxel_box_to_world"]
 
 _RAS_TO_LPS = np.array([-1.0, -1.0, 1.0])
 
@@ -133,3 +133,13 @@ def label_map_to_grid(
         region = out[tuple(slice(a, b) for a, b in zip(lo, hi))]
         np.maximum(region, values.reshape(region.shape), out=region)  # overlapping boxes read the same labels
     return out
+
+
+def input_grid(image: torch.Tensor, case: str) -> tuple[np.ndarray, tuple[int, ...]]:
+    """(affine, spatial shape) of the input's own grid, as MONAI's ``LoadImage`` recorded them in the metadata."""
+    meta = getattr(image, "meta", {})
+    if "original_affine" not in meta or "spatial_shape" not in meta:
+        raise ValueError(f"case {case}: the image has no 'original_affine' / 'spatial_shape' metadata to map the "
+                         "outputs back to the input's grid (load it with MONAI's LoadImage, or pass preprocessing=None).")
+    affine = np.asarray(torch.as_tensor(meta["original_affine"]).cpu(), dtype=np.float64)
+    return affine, tuple(int(s) for s in np.asarray(meta["spatial_shape"]).ravel())
