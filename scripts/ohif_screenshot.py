@@ -17,12 +17,12 @@ from pathlib import Path
 
 import fire
 
-from bundle.export.ohif import colour_fraction, screenshot_segmentation
+from bundle.export.ohif import FIRST_SEGMENT_COLOUR, colour_fraction, screenshot_segmentation
 from bundle.io.errors import install_excepthook
 
 
 def main(server: str, study_uid: str, slice_number: int, output: str = "runs/ohif/ohif_seg.png",
-         segment: str = "lesion 1", colour: tuple = (221, 84, 84)) -> None:  # fmt: skip
+         segment: str = "lesion 1", colour: tuple = FIRST_SEGMENT_COLOUR) -> None:  # fmt: skip
     """
     Args:
         server: MONAI Label's address.

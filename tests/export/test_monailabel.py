@@ -12,6 +12,7 @@ writes ``models/model.pt`` under the bundle root.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -37,6 +38,8 @@ LINKED = ("configs", "models", "bundle", "LICENSE", "docs")
 TRAIN_MODEL = "small_lesion_ct_trained"
 START_TIMEOUT_S = float(os.environ.get("MONAILABEL_START_TIMEOUT", "600"))
 REQUEST_TIMEOUT_S = 600.0
+# the DICOMweb study's ball, off centre in every axis so that a mirrored or reversed display shows
+BALL_OFF_CENTRE_MM = (22.0, 40.0, 22.5)
 
 
 def _python() -> Path | None:
@@ -50,6 +53,9 @@ def _python() -> Path | None:
 
 PYTHON = _python()
 REQUIRED = os.environ.get("BUNDLE_REQUIRE_MONAILABEL") == "1"
+# the OHIF viewer check: Playwright (PyPI) driving Debian's chromium; CI sets BUNDLE_REQUIRE_VIEWER=1
+VIEWER = importlib.util.find_spec("playwright") is not None and Path("/usr/bin/chromium").is_file()
+VIEWER_REQUIRED = os.environ.get("BUNDLE_REQUIRE_VIEWER") == "1"
 
 
 def _free_port() -> int:
@@ -58,13 +64,18 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _study_volume(shape: tuple[int, int, int] = (64, 64, 24), seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A small CT-like volume (HU, 1 x 1 x 2.5 mm voxels): lung-density background with a 16 mm soft-tissue ball."""
+def _study_volume(
+    shape: tuple[int, int, int] = (64, 64, 24),
+    seed: int = 0,
+    centre_mm: tuple[float, float, float] = (32.0, 32.0, 30.0),
+) -> tuple[np.ndarray, np.ndarray]:
+    """A small CT-like volume (HU, 1 x 1 x 2.5 mm voxels): lung-density background with a 16 mm soft-tissue ball
+    centred at ``centre_mm`` (from the first voxel's centre)."""
     rng = np.random.default_rng(seed)
     spacing = np.array([1.0, 1.0, 2.5])
     img = -800.0 + rng.normal(0.0, 20.0, shape)
     grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1) * spacing
-    ball = np.linalg.norm(grid - np.array([32.0, 32.0, 30.0]), axis=-1) <= 8.0
+    ball = np.linalg.norm(grid - np.asarray(centre_mm), axis=-1) <= 8.0
     img[ball] = 40.0
     return img.astype(np.float32), ball
 
@@ -246,7 +257,8 @@ class TestMonaiLabelOnDicomWeb(_ServerCase):
         cls.orthanc = orthanc.orthanc_server(work / "orthanc")
         cls.dicomweb = cls.orthanc.__enter__()
         try:
-            hu, _ = _study_volume()  # (x, y, z) with 1 x 1 x 2.5 mm voxels -> slices (z, rows = y, columns = x)
+            # (x, y, z) with 1 x 1 x 2.5 mm voxels -> slices (z, rows = y, columns = x)
+            hu, _ = _study_volume(centre_mm=BALL_OFF_CENTRE_MM)
             cls.series_dir = work / "series_root" / "ct"
             files = dicom_fixtures.write_series(
                 cls.series_dir, np.ascontiguousarray(hu.transpose(2, 1, 0)), pixel_spacing=(1.0, 1.0), slice_step=2.5
@@ -261,6 +273,44 @@ class TestMonaiLabelOnDicomWeb(_ServerCase):
     def tearDownClass(cls) -> None:
         cls.orthanc.__exit__(None, None, None)  # before the work folder that holds its storage goes
         super().tearDownClass()
+
+    @unittest.skipUnless(VIEWER or VIEWER_REQUIRED, "Playwright or /usr/bin/chromium absent (docs/ecosystem.md)")
+    def test_ohif_draws_the_lesion_on_its_images(self):
+        """The PACS command stores the SEG; OHIF (served by MONAI Label) draws lesion 1 on exactly the images the SEG
+        marks, at the SEG's place in the image (not mirrored, not reversed)."""
+        import highdicom as hd
+
+        from bundle.export.ohif import FIRST_SEGMENT_COLOUR, colour_mask, displayed_image_box, open_study
+        from bundle.io.pacs import process_study
+
+        study = dicom_fixtures.IDS["StudyInstanceUID"]
+        result = process_study(self.dicomweb, study, Path(self.tmp.name) / "pacs")
+        seg_file = next(r["file"] for r in result["stored"] if r["file"].endswith("seg.dcm"))
+        ct = sorted((pydicom.dcmread(f, stop_before_pixels=True) for f in self.series_dir.iterdir()),
+                    key=lambda ds: int(ds.InstanceNumber))  # fmt: skip
+        uids = [str(ds.SOPInstanceUID) for ds in ct]  # OHIF numbers a stack's images in InstanceNumber order
+        seg = hd.seg.segread(seg_file)
+        self.assertEqual({uid for _, _, uid in seg.get_source_image_uids()}, set(uids))
+        pixels = seg.get_pixels_by_source_instance(uids, segment_numbers=[1])[..., 0]  # (images, rows, columns)
+        marked = {n: pixels[n - 1] for n in range(1, len(uids) + 1)}
+        expected = {n for n, frame in marked.items() if frame.any()}
+        self.assertGreater(len(expected), 1, "the SEG marks lesion 1 on fewer than two images")
+        with open_study(self.url, study) as viewer:
+            viewer.load_segmentation()
+            self.assertEqual(viewer.image_number()[1], len(uids))
+            shots = {}
+            for n in range(1, len(uids) + 1):
+                viewer.go_to_image(n)
+                shots[n] = viewer.screenshot()
+        drawn = {n for n, png in shots.items() if colour_mask(png, FIRST_SEGMENT_COLOUR, 90).sum() >= 20}
+        self.assertEqual(drawn, expected, "images where OHIF draws lesion 1 vs images the SEG marks")
+        best = max(expected, key=lambda n: int(marked[n].sum()))
+        top, bottom, left, right = displayed_image_box(shots[best])
+        rows, cols = marked[best].shape
+        ys, xs = np.nonzero(colour_mask(shots[best], FIRST_SEGMENT_COLOUR, 90))
+        shown = np.array([(ys.mean() + 0.5 - top) / (bottom - top) * rows,
+                          (xs.mean() + 0.5 - left) / (right - left) * cols])  # fmt: skip
+        np.testing.assert_allclose(shown, np.argwhere(marked[best]).mean(0) + 0.5, atol=2.0)  # (row, column) in pixels
 
     def test_same_findings_as_the_command_line(self):
         arr, affine = _nifti(self._infer(SEG, "image", dicom_fixtures.IDS["SeriesInstanceUID"]))
