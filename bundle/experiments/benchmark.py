@@ -190,6 +190,15 @@ def _inference(fn: Callable[[], Any]) -> Callable[[], Any]:
     return run
 
 
+def save_foreground(logits: torch.Tensor, path: str | Path) -> None:
+    """Save a sliding window's foreground probability (softmax channel 1 of (1, 2, *spatial) logits, sigmoid of one
+    channel) as float16, for :py:func:`bundle.experiments.benchmark_report.add_agreement`."""
+    logits = torch.as_tensor(logits).float()
+    prob = torch.softmax(logits, 1)[0, 1] if logits.shape[1] > 1 else torch.sigmoid(logits[0, 0])
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(prob.to(torch.float16), path)
+
+
 def _volume_inferer(task: dict[str, Any]) -> Any:
     from bundle.inferers import RoutedSlidingWindowInferer, SuspicionRouter
 
@@ -208,7 +217,8 @@ def worker(task: dict[str, Any]) -> dict[str, Any]:
     by :py:func:`export_benchmark_onnx`); for slice: ``network``, optional ``size`` (default 512) and
     ``fold_batchnorm``; for volume: ``network``, ``volume`` (path of a saved (1, *spatial) tensor), ``roi_size``,
     ``routing``, optional ``weights``, ``mask`` (path of a saved mask tensor, passed as the inferer's ``mask``),
-    ``tissue_threshold``, ``fold_batchnorm``, ``sw_batch_size``; for window: ``kwargs`` (GhostCAUNet arguments),
+    ``tissue_threshold``, ``fold_batchnorm``, ``sw_batch_size``, ``output_path`` (where the last call's foreground
+    probability goes, :py:func:`save_foreground`); for window: ``kwargs`` (GhostCAUNet arguments),
     ``roi_size``, optional ``sw_batch_size`` (windows per call, default 4); for detector: ``network`` (a RetinaNet of
     :py:data:`bundle.experiments.comparison.DETECTORS`), ``volume``; for end_to_end: ``routing``, ``bundle_root``.
 
@@ -237,8 +247,15 @@ def worker(task: dict[str, Any]) -> dict[str, Any]:
         inferer = _volume_inferer(task)
         kwargs = {"mask": mask} if mask is not None else {}
         probe = memory_probe()
-        out.update(time_call(_inference(lambda: inferer(volume, net, **kwargs)), repeats=task["repeats"]))
+        last: dict[str, torch.Tensor] = {}
+
+        def infer() -> None:
+            last["output"] = inferer(volume, net, **kwargs)
+
+        out.update(time_call(_inference(infer), repeats=task["repeats"]))
         out.update(probe())
+        if task.get("output_path"):  # the last call's foreground probability, for the agreement columns
+            save_foreground(last["output"], task["output_path"])
         stats = inferer.last_stats
         out["windows"] = {t: stats.get(f"num_{t}") for t in (*TIER_REPORT_ORDER, "gated")}
         out["skipped_fraction"] = stats.get("skipped_fraction")

@@ -103,6 +103,8 @@ def plan_tasks(
         }  # fmt: skip
         if backend == "onnxruntime":
             task["onnx_path"] = str(int8_onnx_path(volume_onnx) if label.endswith(INT8) else volume_onnx)
+        if network == "GhostCAUNet":  # its output map, for the agreement of the ONNX Runtime rows with PyTorch
+            task["output_path"] = str(Path(volume).parent / "outputs" / f"{label.replace(' ', '_').replace(',', '')}.pt")
         tasks.append(task)
     for name in NETWORKS[1:]:
         tasks.append({**volume_common, "network": name, "label": "plain", "routing": False, "repeats": 1,

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from bundle.experiments.benchmark import export_benchmark_onnx, run_worker
-from bundle.experiments.benchmark_plan import add_comparisons, int8_onnx_path, plan_tasks, select_rows
+from bundle.experiments.benchmark_plan import INT8, ORT, add_comparisons, int8_onnx_path, plan_tasks, select_rows
 from bundle.export.quantize import quantize_onnx_int8
 from bundle.experiments.markdown import markdown_table
 from bundle.io.atomic import atomic_write_text
@@ -69,6 +69,29 @@ def prepare_volume(path: Path, mask_path: Path, pixdim: list[float]) -> list[int
     return list(image.shape[1:])
 
 
+def add_agreement(rows: Sequence[dict[str, Any]], threshold: float = 0.5) -> None:
+    """Add, in place, what the saved output maps (``output_path``) say about findings: ``components`` (connected
+    components of foreground probability > ``threshold``) for every row with a map, and for ``onnxruntime`` rows
+    (float or INT8) ``dice_vs_torch`` (Dice of the > ``threshold`` masks) and ``max_abs_vs_torch`` (largest
+    probability difference) against the PyTorch row of the same network and path."""
+    from scipy import ndimage
+
+    maps = {r["row"]: r["output_path"] for r in rows if r.get("output_path") and Path(r["output_path"]).is_file()}
+    loaded = {row: torch.load(path, weights_only=True).float() for row, path in maps.items()}
+    for row in rows:
+        prob = loaded.get(row.get("row", ""))
+        if prob is None:
+            continue
+        row["components"] = int(ndimage.label((prob > threshold).numpy())[1])
+        suffix = next((x for x in (INT8, ORT) if row["row"].endswith(x)), "")
+        reference = loaded.get(row["row"][: -len(suffix)]) if suffix else None
+        if reference is not None:
+            a, b = prob > threshold, reference > threshold
+            total = int(a.sum() + b.sum())
+            row["dice_vs_torch"] = 2.0 * int((a & b).sum()) / total if total else 1.0
+            row["max_abs_vs_torch"] = float((prob - reference).abs().max())
+
+
 def benchmark_markdown(
     rows: Sequence[dict[str, Any]], shape: list[int] | None, roi_size: Sequence[int], header: str
 ) -> str:
@@ -93,6 +116,9 @@ def benchmark_markdown(
                                                      ("skipped_fraction", "skipped"),
                                                      ("saved_vs_plain", "time saved vs plain"),
                                                      ("torch_over_this", "torch s / this s"),
+                                                     ("components", "components p > 0.5"),
+                                                     ("dice_vs_torch", "Dice vs torch"),
+                                                     ("max_abs_vs_torch", "max abs diff vs torch"),
                                                      ("peak_rss_mb", "peak MB"), ("added_peak_mb", "added MB")]))
     if by_kind["window"]:
         md.append(f"\n\n### GhostCAUNet layouts per window {list(roi_size)}: forward and screen, BatchNorm folded, "
@@ -250,5 +276,6 @@ def run_benchmark(
         logger.info("%s", task["row"])
         measured.append(run_worker(task, root))
         add_comparisons(measured)
+        add_agreement(measured)
         write_report(out, measured, shape, roi_size, threads, command, root)
     return str(out / "benchmark.md")

@@ -125,7 +125,8 @@ class TestWorker(unittest.TestCase):
             torch.save(mask, Path(tmp) / "m.pt")
             base = {"kind": "volume", "network": "GhostCAUNet", "threads": 1, "repeats": 1,
                     "volume": str(Path(tmp) / "v.pt"), "roi_size": [32, 32, 16]}
-            plain = worker({**base, "routing": False})
+            plain = worker({**base, "routing": False, "output_path": str(Path(tmp) / "maps" / "plain.pt")})
+            prob = torch.load(Path(tmp) / "maps" / "plain.pt", weights_only=True)
             masked = worker({**base, "routing": True, "mask": str(Path(tmp) / "m.pt")})
             tissue = worker({**base, "routing": True, "tissue_threshold": 0.15, "fold_batchnorm": False})
         for out in (plain, masked, tissue):
@@ -133,6 +134,8 @@ class TestWorker(unittest.TestCase):
             self.assertEqual(out["volume_shape"], [40, 40, 20])
             self.assertEqual(sum(out["windows"][t] for t in ("high", "medium", "low")), 8)  # 2 x 2 x 2 windows
         self.assertEqual((plain["windows"]["high"], plain["windows"]["gated"]), (8, 0))
+        self.assertEqual((prob.shape, prob.dtype), (torch.Size([40, 40, 20]), torch.float16))  # the foreground map
+        self.assertTrue(bool(((prob >= 0) & (prob <= 1)).all()))
         self.assertEqual(masked["windows"]["gated"], 4)  # the x windows [8, 40) hold no mask voxel
         self.assertGreaterEqual(masked["skipped_fraction"], 0.5)
         self.assertEqual(tissue["windows"]["gated"], 4)  # the x window [8, 40) holds tissue

@@ -11,7 +11,14 @@ from pathlib import Path
 from unittest import mock
 
 from bundle.experiments import benchmark_report
-from bundle.experiments.benchmark_report import BUNDLE_ROOT, benchmark_markdown, cpu_name, run_benchmark, write_report
+from bundle.experiments.benchmark_report import (
+    BUNDLE_ROOT,
+    add_agreement,
+    benchmark_markdown,
+    cpu_name,
+    run_benchmark,
+    write_report,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 ROWS = [
@@ -20,8 +27,8 @@ ROWS = [
      "row": "slice/GhostCAUNet/plain"},
     {"kind": "volume", "network": "GhostCAUNet", "label": "routed", "backend": "onnxruntime", "params": 9,
      "min_s": 10.0, "median_s": 11.0, "cpu_s": 20.0, "windows": {"high": 1, "medium": 2, "low": 3, "gated": 4},
-     "skipped_fraction": 0.5, "saved_vs_plain": 0.3333, "torch_over_this": 1.6, "peak_rss_mb": 1000.0,
-     "added_peak_mb": 3.0},
+     "skipped_fraction": 0.5, "saved_vs_plain": 0.3333, "torch_over_this": 1.6, "components": 5,
+     "dice_vs_torch": 0.98765, "max_abs_vs_torch": 0.25, "peak_rss_mb": 1000.0, "added_peak_mb": 3.0},
     {"kind": "detector", "network": "retinanet_resnet10", "params": 2072469, "min_s": 3.0, "median_s": 3.5,
      "cpu_s": 6.0, "peak_rss_mb": 800.0, "added_peak_mb": 100.0},
     {"kind": "end_to_end", "routing": True, "backend": "torch", "min_s": 30.0, "median_s": 31.0, "case_seconds": 20.0,
@@ -42,9 +49,11 @@ EXPECTED = (
     "64, 32], overlap 0.25, Gaussian blending\n"
     "\n"
     "| network | path | backend | params | min s | median s | CPU s | windows high/medium/low/gated | skipped | "
-    "time saved vs plain | torch s / this s | peak MB | added MB |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
-    "| GhostCAUNet | routed | onnxruntime | 9 | 10 | 11 | 20 | 1/2/3/4 | 0.5 | 0.333 | 1.6 | 1e+03 | 3 |\n"
+    "time saved vs plain | torch s / this s | components p > 0.5 | Dice vs torch | max abs diff vs torch | peak MB | "
+    "added MB |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    "| GhostCAUNet | routed | onnxruntime | 9 | 10 | 11 | 20 | 1/2/3/4 | 0.5 | 0.333 | 1.6 | 5 | 0.988 | 0.25 | 1e+03 | "
+    "3 |\n"
     "\n"
     "\n"
     "### RetinaNet detectors over the same preprocessed chest CT [256, 256, 64], whole volume in one pass "
@@ -76,6 +85,32 @@ class TestMarkdown(unittest.TestCase):
 
     def test_cpu_name(self):
         self.assertTrue(cpu_name())
+
+
+class TestAgreement(unittest.TestCase):
+    def test_onnx_rows_against_their_torch_row(self):
+        import torch
+
+        reference = torch.zeros(8, 8, 8)
+        reference[1:3, 1:3, 1:3] = 0.9  # two components of 8 voxels each
+        reference[5:7, 5:7, 5:7] = 0.8
+        int8 = reference.clone()
+        int8[5:7, 5:7, 5:7] = 0.3  # the INT8 graph loses the second component
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = []
+            for name, prob in (("plain", reference), ("plain, onnxruntime", reference + 0.01),
+                               ("plain, onnxruntime int8", int8)):  # fmt: skip
+                path = Path(tmp) / f"{len(rows)}.pt"
+                torch.save(prob.to(torch.float16), path)
+                rows.append({"row": f"volume/GhostCAUNet/{name}", "output_path": str(path)})
+            rows.append({"row": "volume/UNet/plain"})  # no map: left alone
+            add_agreement(rows)
+        self.assertEqual([r.get("components") for r in rows], [2, 2, 1, None])
+        self.assertNotIn("dice_vs_torch", rows[0])
+        self.assertEqual(rows[1]["dice_vs_torch"], 1.0)
+        self.assertAlmostEqual(rows[1]["max_abs_vs_torch"], 0.01, places=3)
+        self.assertAlmostEqual(rows[2]["dice_vs_torch"], 2 * 8 / (8 + 16))
+        self.assertAlmostEqual(rows[2]["max_abs_vs_torch"], 0.5, places=3)
 
 
 class TestRun(unittest.TestCase):
