@@ -32,18 +32,23 @@ def main(
     overwrite: bool = False,
     figure: str | None = None,
     cranium_path: str | None = None,
+    shape_library: str | None = None,
+    library_share: float = 0.5,
 ) -> str:
     """Write NIfTI images/labels and datalist.json under ``output_dir``; optionally a gallery PNG (``figure``).
 
     ``modality`` is ``ct`` (chest CT), ``ct_head`` (head CT) or ``mri``; ``cranium_path`` reads the head CT from
-    another ``Cranium.inv3`` than the one Debian's invesalius-examples installs.
+    another ``Cranium.inv3`` than the one Debian's invesalius-examples installs; ``shape_library`` (e.g.
+    ``data/lidc_shapes``, from ``python -m scripts.lidc_shapes``) gives a share ``library_share`` of the lesions a
+    real LIDC-IDRI nodule's shape.
     """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     lo, hi = value_pair(lesions_per_case, "lesions_per_case")
     path = build_dataset(
         output_dir, modality=modality, n_train=n_train, n_val=n_val, lesions_per_case=(int(lo), int(hi)),
         seed=seed, diameter_range_mm=value_pair(diameter_range_mm, "diameter_range_mm"), overwrite=overwrite,
-        host_paths={"cranium": cranium_path} if cranium_path else None,
+        host_paths={"cranium": cranium_path} if cranium_path else None, shape_library=shape_library,
+        library_share=float(library_share),
     )
     if figure:
         plot_lesion_gallery(path, figure)

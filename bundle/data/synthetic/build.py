@@ -123,6 +123,8 @@ def build_dataset(
     overwrite: bool = False,
     progress: bool = True,
     host_paths: dict[str, str] | None = None,
+    shape_library: str | os.PathLike | None = None,
+    library_share: float = 0.5,
 ) -> Path:
     """Build a synthetic-lesion dataset on real hosts: NIfTI images + labels and ``datalist.json``.
 
@@ -146,6 +148,10 @@ def build_dataset(
         progress: show a tqdm progress bar. Defaults to True.
         host_paths: base host id -> file to read instead of the installed one (``{"cranium": "x.inv3"}``).
 
+        shape_library: a LIDC-IDRI nodule shape library folder (``python -m scripts.lidc_shapes``): a share
+            ``library_share`` of the chest CT lesions take a real nodule's shape. None: parametric shapes only.
+        library_share: see ``shape_library``. Defaults to 0.5.
+
     Returns:
         path of the written ``datalist.json``.
 
@@ -168,6 +174,11 @@ def build_dataset(
         train_hosts, val_hosts = train_hosts or default_train, val_hosts or default_val
     train_hosts, val_hosts = list(train_hosts), list(val_hosts)
     check_host_split(train_hosts, val_hosts)
+    library = None
+    if shape_library is not None:
+        from bundle.data.lidc import ShapeLibrary
+
+        library = ShapeLibrary(shape_library)
     out = Path(output_dir)
     datalist_path = out / "datalist.json"
     if datalist_path.exists() and not overwrite:
@@ -192,7 +203,7 @@ def build_dataset(
         case_seed = [int(seed), _SPLITS.index(split), int(i)]
         rng = np.random.default_rng(case_seed)
         n = int(rng.integers(lo_n, hi_n + 1))
-        image, label, records = synthesize_case(ctx, volume, rng, n, diameter_range_mm)
+        image, label, records = synthesize_case(ctx, volume, rng, n, diameter_range_mm, library, library_share)
         if real:
             label[tumour] = 1
             records = records + real

@@ -15,6 +15,7 @@ __all__ = [
     "CT_BRAIN_KINDS",
     "ORGANS",
     "SHAPES",
+    "LIBRARY_SHAPE",
     "CT_LOCATIONS",
     "MR_LOCATIONS",
     "MODALITIES",
@@ -30,6 +31,7 @@ MR_KINDS = ("hyper", "hypo")
 CT_BRAIN_KINDS = ("hyperdense", "hypodense")
 ORGANS = ("lungs", "brain")
 SHAPES = ("spherical", "lobulated", "spiculated")
+LIBRARY_SHAPE = "lidc"  # a real nodule's shape from the LIDC-IDRI shape library (bundle.data.lidc)
 CT_LOCATIONS = ("isolated", "juxta-vascular", "juxta-pleural")
 MR_LOCATIONS = ("deep", "border")
 MODALITIES = ("CT", "MR")

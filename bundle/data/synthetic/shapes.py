@@ -1,8 +1,10 @@
 """Random 3-D lesion shapes and their partial-volume occupancy on a scan's voxel grid.
 
 A shape lives in units of its nominal radius: a slightly anisotropic, randomly rotated ellipsoid, plus lobes
-(``lobulated``) or a core with thin radial spicules (``spiculated``). :func:`voxel_occupancy` evaluates it on a
-sub-voxel grid (about ``r / 6`` mm) and averages down to the voxels, which gives the blur of the host's own spacing.
+(``lobulated``) or a core with thin radial spicules (``spiculated``); or a real nodule's consensus mask from the
+LIDC-IDRI annotations (:func:`library_shape_model`, :mod:`bundle.data.lidc`), in units of its equivalent radius.
+:func:`voxel_occupancy` evaluates it on a sub-voxel grid (about ``r / 6`` mm) and averages down to the voxels, which
+gives the blur of the host's own spacing.
 :mod:`bundle.data.synthetic.synthesis` scales a shape to the requested volume and blends it into a host.
 """
 
@@ -12,7 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["random_rotation", "unit_vectors", "shape_model", "shape_occupancy", "unit_volume", "voxel_occupancy"]
+__all__ = ["random_rotation", "unit_vectors", "shape_model", "library_shape_model", "shape_occupancy", "shape_reach",
+           "unit_volume", "voxel_occupancy"]  # fmt: skip
 
 
 def random_rotation(rng: np.random.Generator) -> np.ndarray:
@@ -42,12 +45,50 @@ def shape_model(shape: str, rng: np.random.Generator) -> dict:
     return model
 
 
+def library_shape_model(mask: np.ndarray, spacing_mm: Sequence[float], rng: np.random.Generator) -> dict:
+    """A real nodule's mask (bool, (rows, columns, slices) at ``spacing_mm``) as a shape in units of its equivalent
+    radius. It is turned about the scanner's z axis only and mirrored in-plane at random: its readers outlined it on
+    axial slices, and a tilted stack of thick-slice contours would show steps no scanner makes.
+
+    Raises:
+        ValueError: on an empty mask.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        raise ValueError("library_shape_model needs a non-empty mask.")
+    step = np.asarray(spacing_mm, dtype=float)
+    radius = (3.0 * mask.sum() * np.prod(step) / (4.0 * np.pi)) ** (1 / 3)
+    grid = mask[:: rng.choice((-1, 1)), :: rng.choice((-1, 1))].astype(np.float32)
+    centre = np.argwhere(grid).mean(0)
+    corners = (np.argwhere(grid) - centre) * step
+    angle = rng.uniform(0.0, 2.0 * np.pi)
+    c, s = np.cos(angle), np.sin(angle)
+    rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    reach = (np.linalg.norm(corners, axis=1).max() + 0.5 * np.linalg.norm(step)) / radius
+    return {"rot": rot, "axes": np.ones(3), "lobes": [], "spikes": [], "grid": grid, "grid_step": step / radius,
+            "grid_centre": centre, "reach": float(reach)}  # fmt: skip
+
+
+def shape_reach(model: dict) -> float:
+    """How far the shape reaches from its centre, in units of its radius (spicules: see ``insert_lesion``)."""
+    if "grid" in model:
+        return float(model["reach"])
+    return max([float(model["axes"].max())] + [float(np.linalg.norm(c) + r) for c, r in model["lobes"]])
+
+
 def shape_occupancy(q: list[np.ndarray], model: dict, scale: float, pitch: float = 0.0, spikes: bool = True) -> np.ndarray:
     """Occupancy in [0, 1] of the shape scaled to ``scale`` mm at rotated coordinates ``q`` (broadcastable arrays).
 
     The body (ellipsoid + lobes) is a binary inside test; spicules, often thinner than the sample ``pitch`` (mm),
     get an anti-aliased edge ``clip((half_width - distance) / pitch + 0.5, 0, 1)`` so their partial volume survives.
     """
+    if "grid" in model:  # a library shape: its mask, interpolated at the sample points
+        from scipy import ndimage
+
+        shape = np.broadcast_shapes(*(np.shape(v) for v in q))
+        step, centre = model["grid_step"], model["grid_centre"]
+        idx = [np.broadcast_to(q[i] / (scale * step[i]) + centre[i], shape) for i in range(3)]
+        return (ndimage.map_coordinates(model["grid"], idx, order=1, cval=0.0) >= 0.5).astype(np.float32)
     a = model["axes"] * scale
     inside = (q[0] / a[0]) ** 2 + (q[1] / a[1]) ** 2 + (q[2] / a[2]) ** 2 <= 1.0
     for center, radius in model["lobes"]:
@@ -67,7 +108,9 @@ def shape_occupancy(q: list[np.ndarray], model: dict, scale: float, pitch: float
 
 
 def unit_volume(model: dict) -> float:
-    """Volume of the shape (no spikes) at scale 1, on a 48^3 grid."""
+    """Volume of the shape (no spikes) at scale 1, on a 48^3 grid (a library shape's is 4/3 pi by construction)."""
+    if "grid" in model:
+        return 4.0 / 3.0 * np.pi
     g = np.linspace(-2.0, 2.0, 48)
     step = g[1] - g[0]
     q = [g[:, None, None], g[None, :, None], g[None, None, :]]

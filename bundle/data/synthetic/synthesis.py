@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
@@ -28,6 +29,7 @@ from scipy import ndimage
 from bundle.data.synthetic.host_context import HostContext
 from bundle.data.synthetic.lesion_params import (
     CT_LOCATIONS,
+    LIBRARY_SHAPE,
     MR_LOCATIONS,
     SHAPES,
     kinds_locations,
@@ -35,9 +37,12 @@ from bundle.data.synthetic.lesion_params import (
     sample_lesion_params,
 )
 from bundle.data.synthetic.noise import correlated_noise
-from bundle.data.synthetic.shapes import shape_model, unit_volume, voxel_occupancy
+from bundle.data.synthetic.shapes import library_shape_model, shape_model, shape_reach, unit_volume, voxel_occupancy
 
-__all__ = ["insert_lesion", "synthesize_case"]
+if TYPE_CHECKING:
+    from bundle.data.lidc import ShapeLibrary
+
+__all__ = ["insert_lesion", "synthesize_case", "pick_library_nodule"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +82,7 @@ def insert_lesion(
     gap_mm: float = 3.0,
     max_tries: int = 20,
     psf_sigma_mm: float = 0.5,
+    library: ShapeLibrary | None = None,
 ) -> dict | None:
     """Insert one lesion into ``image`` (in place) and mark it in ``label`` and ``occupied``.
 
@@ -86,13 +92,15 @@ def insert_lesion(
         label: uint8 (H, W, D); lesion voxels are set to 1.
         rng: numpy Generator.
         kind: one of :py:data:`CT_KINDS` (chest CT), :py:data:`CT_BRAIN_KINDS` (head CT) or :py:data:`MR_KINDS`.
-        shape: one of :py:data:`SHAPES`.
+        shape: one of :py:data:`SHAPES`, or :py:data:`LIBRARY_SHAPE` (``"lidc"``): a real nodule's shape from
+            ``library``, chosen at random among those of the kind's texture (see :func:`pick_library_nodule`).
         location: one of :py:data:`CT_LOCATIONS` (chest CT) or :py:data:`MR_LOCATIONS` (head CT, MR).
         diameter_mm: requested equivalent diameter (volume of the shape without spicules).
         occupied: optional bool (H, W, D) of earlier lesions grown by ``gap_mm``; updated in place.
         gap_mm: minimum distance kept between lesions and from ``ctx.exclusion``. Defaults to 3.
         max_tries: placements tried before giving up. Defaults to 20.
         psf_sigma_mm: in-plane Gaussian point-spread sigma added to the partial-volume occupancy. Defaults to 0.5.
+        library: the LIDC-IDRI nodule shapes (:class:`bundle.data.lidc.ShapeLibrary`) of ``shape="lidc"``.
 
     Returns:
         the lesion's record (see :py:func:`lesion_record`, plus ``kind``, ``shape``, ``location``,
@@ -107,19 +115,22 @@ def insert_lesion(
     kinds, locs = kinds_locations(ctx.modality, ctx.organ)
     if kind not in kinds:
         raise ValueError(f"kind must be one of {kinds} for {ctx.modality}, got {kind!r}.")
-    if shape not in SHAPES:
-        raise ValueError(f"shape must be one of {SHAPES}, got {shape!r}.")
+    if shape not in SHAPES and not (shape == LIBRARY_SHAPE and library is not None):
+        hint = " (and 'lidc' with a shape library)" if shape == LIBRARY_SHAPE else ""
+        raise ValueError(f"shape must be one of {SHAPES}{hint}, got {shape!r}.")
     if location not in locs:
         raise ValueError(f"location must be one of {locs} for {ctx.modality}, got {location!r}.")
     if not diameter_mm > 0:
         raise ValueError(f"diameter_mm must be > 0, got diameter_mm={diameter_mm}.")
     spacing = np.asarray(ctx.spacing)
-    model = shape_model(shape, rng)
+    nodule = None
+    if shape == LIBRARY_SHAPE:
+        nodule = pick_library_nodule(library, kind, rng)
+        model = library_shape_model(library.mask(nodule), library.records[nodule]["spacing_mm"], rng)
+    else:
+        model = shape_model(shape, rng)
     scale = diameter_mm / 2.0 * (4.0 / 3.0 * np.pi / unit_volume(model)) ** (1 / 3)
-    reach = scale * max(
-        [float(model["axes"].max())]
-        + [float(np.linalg.norm(c) + r) for c, r in model["lobes"]]
-    )
+    reach = scale * shape_reach(model)
     reach = max([reach] + [(1.0 + rel) * scale + extra for _, rel, extra, _ in model["spikes"]])
     core = float(rng.uniform(0.35, 0.6)) if kind == "part-solid" else None
     gap = np.maximum(np.ceil(gap_mm / spacing), 1).astype(int)
@@ -179,12 +190,25 @@ def insert_lesion(
         label[box] |= lab.astype(label.dtype)
         if occupied is not None:
             occupied[gbox] |= grown
+        if nodule is not None:
+            desc.update(lidc_nodule=nodule, lidc_patient=library.records[nodule]["patient_id"])
         return lesion_record(
             lab, ctx.affine, offset=lo, kind=kind, shape=shape, location=location,
             requested_diameter_mm=round(float(diameter_mm), 2), **desc, synthetic=True,
         )
     logger.debug("gave up placing a %.1f mm %s lesion in %s", diameter_mm, location, ctx.host_id)
     return None
+
+
+def pick_library_nodule(library: ShapeLibrary, kind: str, rng: np.random.Generator, max_slice_mm: float = 2.5) -> int:
+    """A random nodule of ``library`` whose readers' mean texture rating fits ``kind`` (solid >= 4, part-solid
+    2-4, ggo < 2; other kinds any) and whose slices are at most ``max_slice_mm`` apart (thick-slice outlines are
+    staircases); any nodule when none fits."""
+    bands = {"solid": (4.0, 9.0), "part-solid": (2.0, 4.0), "ggo": (0.0, 2.0)}
+    low, high = bands.get(kind, (0.0, 9.0))
+    fits = [i for i, r in enumerate(library.records)
+            if low <= r["ratings"]["texture"] < high and r["spacing_mm"][2] <= max_slice_mm]  # fmt: skip
+    return int(rng.choice(fits)) if fits else int(rng.integers(len(library)))
 
 
 def _smooth_field(
@@ -229,11 +253,15 @@ def synthesize_case(
     rng: np.random.Generator,
     n_lesions: int,
     diameter_range_mm: Sequence[float] = (3.0, 30.0),
+    shape_library: ShapeLibrary | None = None,
+    library_share: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """Build one case: the host with ``n_lesions`` non-overlapping synthetic lesions, their label and records.
 
     Each lesion's parameters come from :py:func:`sample_lesion_params`; when no place is free for them the
     location is redrawn, then the diameter is halved (down to the range minimum) before the lesion is skipped.
+    With a ``shape_library``, a share ``library_share`` of the lesions take a real LIDC-IDRI nodule's shape instead
+    of the drawn parametric one (same kind, diameter and location).
 
     Args:
         ctx: the host, from :py:func:`prepare_host`.
@@ -241,6 +269,8 @@ def synthesize_case(
         rng: numpy Generator.
         n_lesions: lesions to insert (>= 0).
         diameter_range_mm: (min, max) equivalent diameter. Defaults to (3, 30).
+        shape_library: LIDC-IDRI nodule shapes (:class:`bundle.data.lidc.ShapeLibrary`). Defaults to None.
+        library_share: the share of lesions shaped from ``shape_library`` (0-1). Defaults to 0.
 
     Returns:
         ``(image float32 (H, W, D), label uint8 (H, W, D), records)``.
@@ -259,13 +289,15 @@ def synthesize_case(
     locations = kinds_locations(ctx.modality, ctx.organ)[1]
     for _ in range(n_lesions):
         params = sample_lesion_params(rng, ctx.modality, diameter_range_mm, organ=ctx.organ)
+        if shape_library is not None and rng.random() < library_share:
+            params["shape"] = LIBRARY_SHAPE
         record = None
         for attempt in range(4):
             if attempt == 1:
                 params["location"] = str(rng.choice(locations))
             elif attempt > 1:
                 params["diameter_mm"] = max(params["diameter_mm"] / 2.0, float(diameter_range_mm[0]))
-            record = insert_lesion(ctx, image, label, rng, occupied=occupied, **params)
+            record = insert_lesion(ctx, image, label, rng, occupied=occupied, library=shape_library, **params)
             if record is not None:
                 break
         if record is None:

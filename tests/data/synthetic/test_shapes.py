@@ -5,7 +5,15 @@ import unittest
 import numpy as np
 from parameterized import parameterized
 
-from bundle.data.synthetic.shapes import random_rotation, shape_model, unit_vectors, unit_volume, voxel_occupancy
+from bundle.data.synthetic.shapes import (
+    library_shape_model,
+    random_rotation,
+    shape_model,
+    shape_reach,
+    unit_vectors,
+    unit_volume,
+    voxel_occupancy,
+)
 
 SHAPE_CASES = [["spherical"], ["lobulated"], ["spiculated"]]
 
@@ -47,6 +55,41 @@ class TestShapes(unittest.TestCase):
         self.assertGreater(volume, 0.8 * expected)
         if shape != "spiculated":
             self.assertLess(volume, 1.2 * expected)
+
+
+class TestLibraryShape(unittest.TestCase):
+    """A real nodule's mask (here a bar of 12 x 4 x 3 voxels of 0.5 x 0.5 x 1 mm) as a shape model."""
+
+    def setUp(self):
+        self.mask = np.zeros((14, 6, 5), bool)
+        self.mask[1:13, 1:5, 1:4] = True
+        self.spacing = (0.5, 0.5, 1.0)
+        self.radius = (3 * self.mask.sum() * 0.25 / (4 * np.pi)) ** (1 / 3)
+
+    def test_model(self):
+        model = library_shape_model(self.mask, self.spacing, np.random.default_rng(0))
+        np.testing.assert_allclose(model["rot"][2], [0, 0, 1])  # turned about z only
+        np.testing.assert_allclose(model["grid_step"], np.asarray(self.spacing) / self.radius)
+        self.assertAlmostEqual(unit_volume(model), 4 / 3 * np.pi)
+        farthest = np.linalg.norm([5.5 * 0.5, 1.5 * 0.5, 1.0]) + 0.5 * np.linalg.norm(self.spacing)  # mm
+        self.assertAlmostEqual(shape_reach(model), farthest / self.radius)
+        with self.assertRaisesRegex(ValueError, "non-empty"):
+            library_shape_model(np.zeros((3, 3, 3), bool), self.spacing, np.random.default_rng(0))
+
+    def test_occupancy_keeps_the_shape(self):
+        """At its own scale the shape fills its own volume on any grid, and keeps its z extent (3 mm) and its
+        length in-plane (6 mm) whatever the in-plane turn."""
+        for seed in range(3):
+            model = library_shape_model(self.mask, self.spacing, np.random.default_rng(seed))
+            occ, _ = voxel_occupancy(model, self.radius, np.array([10.0, 10.0, 10.0]), np.zeros(3, int),
+                                     np.full(3, 21), (0.5, 0.5, 0.5))  # fmt: skip
+            volume = float(self.mask.sum()) * 0.25
+            self.assertAlmostEqual(float(occ.sum()) * 0.125, volume, delta=0.1 * volume)
+            solid = np.argwhere(occ >= 0.5)
+            self.assertAlmostEqual((solid[:, 2].max() - solid[:, 2].min() + 1) * 0.5, 3.0, delta=0.5)
+            in_plane = solid[:, :2] * 0.5
+            length = max(np.linalg.norm(a - b) for a in in_plane[::7] for b in in_plane[::7])
+            self.assertGreater(length, 5.0)
 
 
 if __name__ == "__main__":

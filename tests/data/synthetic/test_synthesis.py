@@ -117,6 +117,60 @@ class TestInsertLesion(unittest.TestCase):
             self.assertEqual(rec["kind"], kind)
 
 
+class _Library:
+    """Two nodule shapes as :class:`bundle.data.lidc.ShapeLibrary` serves them: a solid bar, a ground-glass disc."""
+
+    def __init__(self):
+        bar, disc = np.zeros((12, 5, 4), bool), np.zeros((11, 11, 2), bool)
+        bar[1:11, 1:4, 1:3] = True
+        disc[np.hypot(*np.indices((11, 11)) - 5.0) <= 5.0] = True
+        self.masks = [bar, disc]
+        self.records = [{"ratings": {"texture": t}, "spacing_mm": [0.7, 0.7, 1.25], "patient_id": f"LIDC-IDRI-000{i}"}
+                        for i, t in ((1, 5.0), (2, 1.0))]  # fmt: skip
+
+    def __len__(self):
+        return 2
+
+    def mask(self, i):
+        return self.masks[i]
+
+
+class TestLibraryShapes(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.hu, _, cls.ctx = make_context()
+
+    def _insert(self, kind, seed=0, library=None, diameter=8.0):
+        image, label = self.hu.copy(), np.zeros(self.hu.shape, np.uint8)
+        rng = np.random.default_rng(seed)
+        rec = insert_lesion(self.ctx, image, label, rng, kind, "lidc", "isolated", diameter, library=library)
+        return image, label, rec
+
+    def test_real_shape_by_texture(self):
+        library = _Library()
+        for kind, nodule in (("solid", 0), ("ggo", 1)):
+            for seed in range(3):
+                _, label, rec = self._insert(kind, seed, library)
+                self.assertEqual((rec["shape"], rec["lidc_nodule"], rec["kind"]), ("lidc", nodule, kind))
+                self.assertEqual(rec["lidc_patient"], library.records[nodule]["patient_id"])
+                self.assertLess(abs(rec["diameter_mm"] - 8.0) / 8.0, 0.25, rec)
+                self.assertAlmostEqual(rec["volume_mm3"], label.sum() * 2.5, places=3)
+
+    def test_share_in_a_case(self):
+        rng = np.random.default_rng(1)
+        library = _Library()
+        _, _, records = synthesize_case(self.ctx, self.hu, rng, 4, (6.0, 10.0), shape_library=library,
+                                        library_share=1.0)
+        self.assertGreater(len(records), 0)
+        self.assertTrue(all(r["shape"] == "lidc" for r in records), records)
+        _, _, records = synthesize_case(self.ctx, self.hu, np.random.default_rng(1), 4, (6.0, 10.0))
+        self.assertFalse(any(r["shape"] == "lidc" for r in records))
+
+    def test_no_library(self):
+        with self.assertRaisesRegex(ValueError, "with a shape library"):
+            self._insert("solid")
+
+
 class TestIllArg(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
