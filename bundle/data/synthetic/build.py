@@ -149,7 +149,9 @@ def build_dataset(
         host_paths: base host id -> file to read instead of the installed one (``{"cranium": "x.inv3"}``).
 
         shape_library: a LIDC-IDRI nodule shape library folder (``python -m scripts.lidc_shapes``): a share
-            ``library_share`` of the chest CT lesions take a real nodule's shape. None: parametric shapes only.
+            ``library_share`` of the lesions are real nodules (shape, kind and size), training cases drawing from
+            the training patients' nodules and validation cases from the others (``ShapeLibrary.pool``; the split
+            is written to the datalist's ``shape_library``). None: parametric shapes only.
         library_share: see ``shape_library``. Defaults to 0.5.
 
     Returns:
@@ -174,11 +176,20 @@ def build_dataset(
         train_hosts, val_hosts = train_hosts or default_train, val_hosts or default_val
     train_hosts, val_hosts = list(train_hosts), list(val_hosts)
     check_host_split(train_hosts, val_hosts)
-    library = None
+    library, pools, library_split = None, {}, None
     if shape_library is not None:
-        from bundle.data.lidc import ShapeLibrary
+        from bundle.data.lidc import HOST_PATIENTS, ShapeLibrary
 
         library = ShapeLibrary(shape_library)
+        pools = {split: library.pool(split) for split in ("training", "validation")}
+        library_split = {
+            "rule": "LIDC-IDRI nodules split by patient (sha1 of the patient id; 20 % validation); host patients "
+                    "excluded",
+            "library": str(shape_library), "share": float(library_share), "excluded_patients": list(HOST_PATIENTS),
+        }  # fmt: skip
+        for split, pool in pools.items():
+            library_split[f"{split}_nodules"] = len(pool)
+            library_split[f"{split}_patients"] = len({library.records[i]["patient_id"] for i in pool})
     out = Path(output_dir)
     datalist_path = out / "datalist.json"
     if datalist_path.exists() and not overwrite:
@@ -203,7 +214,8 @@ def build_dataset(
         case_seed = [int(seed), _SPLITS.index(split), int(i)]
         rng = np.random.default_rng(case_seed)
         n = int(rng.integers(lo_n, hi_n + 1))
-        image, label, records = synthesize_case(ctx, volume, rng, n, diameter_range_mm, library, library_share)
+        pool = pools.get(split) if library is not None else None
+        image, label, records = synthesize_case(ctx, volume, rng, n, diameter_range_mm, library, library_share, pool)
         if real:
             label[tumour] = 1
             records = records + real
@@ -244,6 +256,7 @@ def build_dataset(
                 "patient-independent split."
             ),
         },
+        **({"shape_library": library_split} if library_split else {}),
         "numTraining": n_train,
         "numValidation": n_val,
         "training": entries["training"],

@@ -28,6 +28,7 @@ from scipy import ndimage
 
 from bundle.data.synthetic.host_context import HostContext
 from bundle.data.synthetic.lesion_params import (
+    CT_KINDS,
     CT_LOCATIONS,
     LIBRARY_SHAPE,
     MR_LOCATIONS,
@@ -42,9 +43,11 @@ from bundle.data.synthetic.shapes import library_shape_model, shape_model, shape
 if TYPE_CHECKING:
     from bundle.data.lidc import ShapeLibrary
 
-__all__ = ["insert_lesion", "synthesize_case", "pick_library_nodule"]
+__all__ = ["insert_lesion", "synthesize_case", "pick_library_nodule", "draw_library_lesion"]
 
 logger = logging.getLogger(__name__)
+
+MAX_LIBRARY_SLICE_MM = 2.5  # library nodules read on thicker slices are staircases: not used as shapes
 
 
 def _pick_center(ctx: HostContext, location: str, radius: float, rng: np.random.Generator) -> np.ndarray | None:
@@ -83,6 +86,7 @@ def insert_lesion(
     max_tries: int = 20,
     psf_sigma_mm: float = 0.5,
     library: ShapeLibrary | None = None,
+    nodule: int | None = None,
 ) -> dict | None:
     """Insert one lesion into ``image`` (in place) and mark it in ``label`` and ``occupied``.
 
@@ -101,6 +105,7 @@ def insert_lesion(
         max_tries: placements tried before giving up. Defaults to 20.
         psf_sigma_mm: in-plane Gaussian point-spread sigma added to the partial-volume occupancy. Defaults to 0.5.
         library: the LIDC-IDRI nodule shapes (:class:`bundle.data.lidc.ShapeLibrary`) of ``shape="lidc"``.
+        nodule: the library nodule to use (``shape="lidc"``). Defaults to a random one of the kind's texture.
 
     Returns:
         the lesion's record (see :py:func:`lesion_record`, plus ``kind``, ``shape``, ``location``,
@@ -123,12 +128,11 @@ def insert_lesion(
     if not diameter_mm > 0:
         raise ValueError(f"diameter_mm must be > 0, got diameter_mm={diameter_mm}.")
     spacing = np.asarray(ctx.spacing)
-    nodule = None
     if shape == LIBRARY_SHAPE:
-        nodule = pick_library_nodule(library, kind, rng)
+        nodule = pick_library_nodule(library, kind, rng) if nodule is None else int(nodule)
         model = library_shape_model(library.mask(nodule), library.records[nodule]["spacing_mm"], rng)
     else:
-        model = shape_model(shape, rng)
+        nodule, model = None, shape_model(shape, rng)
     scale = diameter_mm / 2.0 * (4.0 / 3.0 * np.pi / unit_volume(model)) ** (1 / 3)
     reach = scale * shape_reach(model)
     reach = max([reach] + [(1.0 + rel) * scale + extra for _, rel, extra, _ in model["spikes"]])
@@ -200,15 +204,35 @@ def insert_lesion(
     return None
 
 
-def pick_library_nodule(library: ShapeLibrary, kind: str, rng: np.random.Generator, max_slice_mm: float = 2.5) -> int:
-    """A random nodule of ``library`` whose readers' mean texture rating fits ``kind`` (solid >= 4, part-solid
-    2-4, ggo < 2; other kinds any) and whose slices are at most ``max_slice_mm`` apart (thick-slice outlines are
-    staircases); any nodule when none fits."""
-    bands = {"solid": (4.0, 9.0), "part-solid": (2.0, 4.0), "ggo": (0.0, 2.0)}
-    low, high = bands.get(kind, (0.0, 9.0))
+def pick_library_nodule(library: ShapeLibrary, kind: str, rng: np.random.Generator) -> int:
+    """A random nodule of ``library`` whose readers' mean texture rating gives ``kind``
+    (:func:`bundle.data.lidc.texture_kind`; kinds of other organs: any nodule) and whose slices are at most
+    :data:`MAX_LIBRARY_SLICE_MM` apart (thick-slice outlines are staircases); any nodule when none fits."""
+    from bundle.data.lidc import texture_kind
+
     fits = [i for i, r in enumerate(library.records)
-            if low <= r["ratings"]["texture"] < high and r["spacing_mm"][2] <= max_slice_mm]  # fmt: skip
+            if r["spacing_mm"][2] <= MAX_LIBRARY_SLICE_MM
+            and (kind not in CT_KINDS or texture_kind(r["ratings"]["texture"]) == kind)]  # fmt: skip
     return int(rng.choice(fits)) if fits else int(rng.integers(len(library)))
+
+
+def draw_library_lesion(
+    library: ShapeLibrary, pool: Sequence[int], rng: np.random.Generator, diameter_range_mm: Sequence[float]
+) -> dict | None:
+    """A nodule of ``pool`` drawn uniformly (so sizes and textures follow the LIDC readings; thin-slice readings
+    only, see :func:`pick_library_nodule`), with its own kind (:func:`bundle.data.lidc.texture_kind`) and equivalent
+    diameter; None when no nodule of the pool lies in ``diameter_range_mm``."""
+    from bundle.data.lidc import texture_kind
+
+    lo, hi = float(diameter_range_mm[0]), float(diameter_range_mm[1])
+    fits = [i for i in pool if lo <= library.records[i]["diameter_mm"] <= hi
+            and library.records[i]["spacing_mm"][2] <= MAX_LIBRARY_SLICE_MM]  # fmt: skip
+    if not fits:
+        return None
+    i = int(rng.choice(fits))
+    record = library.records[i]
+    return {"kind": texture_kind(record["ratings"]["texture"]), "shape": LIBRARY_SHAPE,
+            "diameter_mm": float(record["diameter_mm"]), "nodule": i}  # fmt: skip
 
 
 def _smooth_field(
@@ -255,13 +279,16 @@ def synthesize_case(
     diameter_range_mm: Sequence[float] = (3.0, 30.0),
     shape_library: ShapeLibrary | None = None,
     library_share: float = 0.0,
+    library_pool: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """Build one case: the host with ``n_lesions`` non-overlapping synthetic lesions, their label and records.
 
     Each lesion's parameters come from :py:func:`sample_lesion_params`; when no place is free for them the
     location is redrawn, then the diameter is halved (down to the range minimum) before the lesion is skipped.
-    With a ``shape_library``, a share ``library_share`` of the lesions take a real LIDC-IDRI nodule's shape instead
-    of the drawn parametric one (same kind, diameter and location).
+    With a ``shape_library``, a share ``library_share`` of the lesions are real LIDC-IDRI nodules instead: a nodule
+    of ``library_pool`` drawn uniformly gives the shape, the kind (its texture rating) and the diameter (its own,
+    within ``diameter_range_mm``), so those lesions follow the readings' size and texture distribution; the
+    location is drawn as for the others.
 
     Args:
         ctx: the host, from :py:func:`prepare_host`.
@@ -270,7 +297,8 @@ def synthesize_case(
         n_lesions: lesions to insert (>= 0).
         diameter_range_mm: (min, max) equivalent diameter. Defaults to (3, 30).
         shape_library: LIDC-IDRI nodule shapes (:class:`bundle.data.lidc.ShapeLibrary`). Defaults to None.
-        library_share: the share of lesions shaped from ``shape_library`` (0-1). Defaults to 0.
+        library_share: the share of lesions taken from ``shape_library`` (0-1). Defaults to 0.
+        library_pool: the library nodules to draw from. Defaults to all.
 
     Returns:
         ``(image float32 (H, W, D), label uint8 (H, W, D), records)``.
@@ -290,7 +318,8 @@ def synthesize_case(
     for _ in range(n_lesions):
         params = sample_lesion_params(rng, ctx.modality, diameter_range_mm, organ=ctx.organ)
         if shape_library is not None and rng.random() < library_share:
-            params["shape"] = LIBRARY_SHAPE
+            pool = range(len(shape_library)) if library_pool is None else library_pool
+            params.update(draw_library_lesion(shape_library, pool, rng, diameter_range_mm) or {})
         record = None
         for attempt in range(4):
             if attempt == 1:

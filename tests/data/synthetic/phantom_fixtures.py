@@ -53,9 +53,9 @@ def phantom_with_tumour() -> tuple[np.ndarray, np.ndarray]:
     return hu, blob
 
 
-def build_phantom_dataset(out: Path, seed: int = 0) -> Path:
+def build_phantom_dataset(out: Path, seed: int = 0, **kwargs) -> Path:
     """:py:func:`build_dataset` on the phantom (hosts ``phantom:right`` / ``phantom:left``; the real hosts take
-    minutes): 2 training and 1 validation case, 1-2 lesions of 3-8 mm each."""
+    minutes): 2 training and 1 validation case, 1-2 lesions of 3-8 mm each; ``kwargs`` go to ``build_dataset``."""
     hu, blob = phantom_with_tumour()
 
     def fake_load(host_id):
@@ -77,4 +77,4 @@ def build_phantom_dataset(out: Path, seed: int = 0) -> Path:
     ):
         return build_dataset(out, "ct", n_train=2, n_val=1, lesions_per_case=(1, 2), seed=seed,
                              diameter_range_mm=(3, 8), train_hosts=["phantom:right"], val_hosts=["phantom:left"],
-                             progress=False)
+                             progress=False, **kwargs)

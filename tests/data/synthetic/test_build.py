@@ -94,6 +94,38 @@ class TestBuildDataset(unittest.TestCase):
         with self.assertRaises(ValueError):
             build_dataset(self.out, **kwargs)
 
+    def test_lidc_shapes_split_by_patient(self):
+        """With a shape library, training cases draw nodules of training patients only, validation cases of
+        validation patients only, LIDC-IDRI-0001 (a host) never; the datalist states the split."""
+        import sqlite3
+
+        from bundle.data.lidc import build_library
+        from tests.data.test_lidc import SCHEMA, _rectangle
+
+        db = self.out.parent / "lidc.sqlite"
+        con = sqlite3.connect(db)
+        con.executescript(SCHEMA)
+        for scan, patient in ((1, "LIDC-IDRI-0001"), (2, "LIDC-IDRI-0002"), (3, "LIDC-IDRI-0003")):
+            con.execute("INSERT INTO scans (id, patient_id, slice_thickness, pixel_spacing) VALUES (?, ?, 1.25, 0.7)",
+                        (scan, patient))  # fmt: skip
+            con.executemany("INSERT INTO zvals (scan_id, val) VALUES (?, ?)", [(scan, 1.25 * k) for k in range(6)])
+            con.execute("INSERT INTO annotations (id, scan_id, texture) VALUES (?, ?, 5)", (scan, scan))
+            contours = [(scan, 1.25 * k, _rectangle(10, 18, 10, 18)) for k in (1, 2, 3)]
+            con.executemany("INSERT INTO contours (annotation_id, inclusion, image_z_position, coords) "
+                            "VALUES (?, 1, ?, ?)", contours)  # fmt: skip
+        con.commit()
+        con.close()
+        build_library(db, self.out.parent / "shapes")
+        path = build_phantom_dataset(self.out, shape_library=self.out.parent / "shapes", library_share=1.0)
+        datalist = json.loads(Path(path).read_text())
+        split = datalist["shape_library"]
+        self.assertEqual((split["training_patients"], split["validation_patients"]), (1, 1))
+        self.assertEqual(split["excluded_patients"], ["LIDC-IDRI-0001"])
+        for part, patient in (("training", "LIDC-IDRI-0003"), ("validation", "LIDC-IDRI-0002")):
+            lesions = [r for case in datalist[part] for r in case["lesions"] if r.get("shape") == "lidc"]
+            self.assertGreater(len(lesions), 0, part)
+            self.assertEqual({r["lidc_patient"] for r in lesions}, {patient})
+
     def test_existing_datalist_refused(self):
         build_phantom_dataset(self.out)
         with self.assertRaisesRegex(ValueError, "overwrite"):

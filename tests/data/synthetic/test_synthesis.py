@@ -7,7 +7,7 @@ from parameterized import parameterized
 from scipy import ndimage
 
 from bundle.data.synthetic.host_context import prepare_host
-from bundle.data.synthetic.synthesis import insert_lesion, synthesize_case
+from bundle.data.synthetic.synthesis import draw_library_lesion, insert_lesion, synthesize_case
 from tests.data.synthetic.phantom_fixtures import AFFINE, make_context, make_phantom, run_insert
 
 TEST_CASES = [
@@ -125,8 +125,8 @@ class _Library:
         bar[1:11, 1:4, 1:3] = True
         disc[np.hypot(*np.indices((11, 11)) - 5.0) <= 5.0] = True
         self.masks = [bar, disc]
-        self.records = [{"ratings": {"texture": t}, "spacing_mm": [0.7, 0.7, 1.25], "patient_id": f"LIDC-IDRI-000{i}"}
-                        for i, t in ((1, 5.0), (2, 1.0))]  # fmt: skip
+        self.records = [{"ratings": {"texture": t}, "spacing_mm": [0.7, 0.7, 1.25], "patient_id": f"LIDC-IDRI-000{i}",
+                         "diameter_mm": d} for i, t, d in ((1, 5.0, 7.0), (2, 1.0, 9.0))]  # fmt: skip
 
     def __len__(self):
         return 2
@@ -155,6 +155,21 @@ class TestLibraryShapes(unittest.TestCase):
                 self.assertEqual(rec["lidc_patient"], library.records[nodule]["patient_id"])
                 self.assertLess(abs(rec["diameter_mm"] - 8.0) / 8.0, 0.25, rec)
                 self.assertAlmostEqual(rec["volume_mm3"], label.sum() * 2.5, places=3)
+
+    def test_real_distribution(self):
+        """A library lesion takes the drawn nodule's own kind and diameter; the pool and the range limit the draw."""
+        library = _Library()
+        library.records[0]["diameter_mm"], library.records[1]["diameter_mm"] = 5.0, 12.0
+        draws = [draw_library_lesion(library, [0, 1], np.random.default_rng(s), (3.0, 30.0)) for s in range(20)]
+        drawn = {(d["nodule"], d["kind"], d["diameter_mm"]) for d in draws}
+        self.assertEqual(drawn, {(0, "solid", 5.0), (1, "ggo", 12.0)})
+        self.assertEqual(draw_library_lesion(library, [1], np.random.default_rng(0), (3.0, 30.0))["nodule"], 1)
+        self.assertIsNone(draw_library_lesion(library, [0, 1], np.random.default_rng(0), (20.0, 30.0)))
+        _, _, records = synthesize_case(self.ctx, self.hu, np.random.default_rng(2), 3, (3.0, 30.0),
+                                        shape_library=library, library_share=1.0, library_pool=[1])  # fmt: skip
+        self.assertGreater(len(records), 0)
+        drawn = {(r["lidc_nodule"], r["kind"], r["requested_diameter_mm"]) for r in records}
+        self.assertEqual(drawn, {(1, "ggo", 12.0)})
 
     def test_share_in_a_case(self):
         rng = np.random.default_rng(1)
