@@ -8,6 +8,7 @@ Examples::
     python -m scripts.analyze explain --case_dir outputs/Chest_CT
     python -m scripts.analyze case_layers --case_dir outputs/Chest_CT --lesion 4 --prefix docs/figures/analysis_layers_chest_ct
     python -m scripts.analyze agreement --datalist data/lidc/datalist.json
+    python -m scripts.analyze lidc_agreement --library data/lidc_shapes
 
 Paths of configs and weights are the bundle folder's. The network-based analyses import torch when they run.
 """
@@ -121,10 +122,21 @@ def agreement(datalist: str, split: str = "all") -> None:
     print(json.dumps(pooled_agreement(dataset_entries(datalist, split)), indent=1))
 
 
+def lidc_agreement(library: str = "data/lidc_shapes") -> None:
+    """Fleiss' kappa of the LIDC-IDRI readers (4 per scan) over the nodules of the shape library
+    (``python -m scripts.lidc_shapes``): how many readers marked each nodule, overall and by consensus diameter."""
+    from bundle.data.lidc import ShapeLibrary
+    from bundle.metrics.agreement import count_agreement
+
+    lib = ShapeLibrary(library)
+    marked = [r["readers"] for r in lib.records]
+    print(json.dumps(count_agreement(marked, 4, [r["diameter_mm"] for r in lib.records]), indent=1))
+
+
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         fire.Fire({"features": features, "layers": layers, "attention": attention, "explain": explain,
-                   "case_layers": case_layers, "agreement": agreement})
+                   "case_layers": case_layers, "agreement": agreement, "lidc_agreement": lidc_agreement})
     except ValueError as e:  # bad input: one clear line, no traceback
         sys.exit(f"error: {e}")

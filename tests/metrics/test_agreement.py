@@ -7,7 +7,14 @@ import numpy as np
 from parameterized import parameterized
 from sklearn.metrics import cohen_kappa_score
 
-from bundle.metrics.agreement import cohen_kappa, fleiss_kappa, lesion_agreement, pooled_agreement, reader_marks
+from bundle.metrics.agreement import (
+    cohen_kappa,
+    count_agreement,
+    fleiss_kappa,
+    lesion_agreement,
+    pooled_agreement,
+    reader_marks,
+)
 
 # 3 lesions x 4 readers (the LIDC test case): lesion A marked by readers 0-2, a small one by reader 0, B by reader 3
 MARKS = np.array([[1, 1, 1, 0], [1, 0, 0, 0], [0, 0, 0, 1]], dtype=bool)
@@ -81,6 +88,32 @@ class TestLesionAgreement(unittest.TestCase):
         self.assertEqual((result["n_cases"], result["n_cases_skipped"], result["n_lesions"]), (2, 1, 3))
         self.assertAlmostEqual(result["fleiss_kappa"], round(HAND_FLEISS, 4))
         self.assertEqual(pooled_agreement([])["n_cases"], 0)
+
+
+class TestCountAgreement(unittest.TestCase):
+    def test_by_hand(self):
+        """Two lesions of 4 readers, marked by 4 and by 2: P_i = 1 and 1/3, P = 2/3, p = (6/8, 2/8), P_e = 5/8,
+        kappa = (2/3 - 5/8) / (3/8) = 1/9; the same as Fleiss on any marks matrix with those counts."""
+        out = count_agreement([4, 2], 4)
+        self.assertAlmostEqual(out["fleiss_kappa"], 1 / 9, places=4)
+        marks = np.array([[1, 1, 1, 1], [0, 1, 0, 1]], bool)
+        self.assertAlmostEqual(out["fleiss_kappa"], lesion_agreement(marks)["fleiss_kappa"], places=4)
+        self.assertEqual(out["marked_by"], {"1": 0, "2": 1, "3": 0, "4": 1})
+
+    def test_bands_and_capping(self):
+        out = count_agreement([4, 2, 6, 1], 4, diameters_mm=[2.0, 5.0, 12.0, 40.0])
+        self.assertEqual(out["marked_by"], {"1": 1, "2": 1, "3": 0, "4": 2})  # 6 marks of 4 readers count as 4
+        bands = out["by_diameter"]
+        self.assertEqual(list(bands), ["0-3 mm", "3-6 mm", "6-10 mm", "10-30 mm", ">= 30 mm"])
+        self.assertEqual([b["n_lesions"] for b in bands.values()], [1, 1, 0, 1, 1])
+        self.assertIsNone(bands["6-10 mm"]["fleiss_kappa"])  # no lesion: undefined
+        self.assertIsNone(bands["10-30 mm"]["fleiss_kappa"])  # every reader agrees on the one category
+
+    def test_bad_input(self):
+        with self.assertRaisesRegex(ValueError, "marked by >= 1"):
+            count_agreement([0, 2], 4)
+        with self.assertRaisesRegex(ValueError, "one size per lesion"):
+            count_agreement([1, 2], 4, diameters_mm=[3.0])
 
 
 if __name__ == "__main__":
