@@ -29,6 +29,7 @@ from bundle.metrics.matching import (
     _check_non_negative,
     _check_unit_interval,
     _match_all,
+    _scan_lists,
 )
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "f1",
     "froc",
     "sensitivity_by_size",
+    "froc_by_size",
     "dice",
     "lesion_f1",
     "balance_score",
@@ -222,6 +224,47 @@ def sensitivity_by_size(
         "bands": [{"band_mm": [lo, hi], **entry(*tallies[i])} for i, (lo, hi) in enumerate(clean)],
         "outside": entry(*tallies[-1]),
     }
+
+
+def froc_by_size(
+    per_scan: Sequence[ScanItem],
+    bands: Sequence[Sequence[float]] = SIZE_BANDS_MM,
+    fp_rates: Sequence[float] = LUNA16_FP_RATES,
+    max_candidates_per_scan: int | None = 100,
+    hit_radius: str | float = "radius",
+    min_radius_mm: float = 1.5,
+) -> list[dict[str, Any]]:
+    """The FROC of each lesion-diameter band: :py:func:`froc` with the lesions outside the band marked ``ignore``,
+    so a candidate on such a lesion is neither a hit nor a false positive, and every other candidate counts as a
+    false positive as in the whole-set FROC (the FP/scan axis is the same for every band).
+
+    Args:
+        per_scan: one ``(candidates, lesions)`` pair (or ``{"candidates", "lesions"}`` dict) per scan.
+        bands: ``(lo, hi)`` diameter bands in mm (``lo <= d < hi``). Defaults to (3-4, 4-6, 6-10, 10-30).
+        fp_rates, max_candidates_per_scan, hit_radius, min_radius_mm: see :py:func:`froc`.
+
+    Returns:
+        per band ``{"band_mm": [lo, hi], "n": lesions, "sensitivities": [...] (at ``fp_rates``), "cpm"}``;
+        ``sensitivities`` and ``cpm`` are None for a band without lesions.
+    """
+    out = []
+    for lo, hi in ((float(b[0]), float(b[1])) for b in bands):
+        scans, n = [], 0
+        for i, item in enumerate(per_scan):
+            candidates, lesions = _scan_lists(item, i)
+            kept = []
+            for lesion in lesions:
+                inside = lo <= float(lesion["diameter_mm"]) < hi and not lesion.get("ignore", False)
+                n += int(inside)
+                kept.append({**lesion, "ignore": not inside})
+            scans.append((candidates, kept))
+        if n == 0:
+            out.append({"band_mm": [lo, hi], "n": 0, "sensitivities": None, "cpm": None})
+            continue
+        curve = froc(scans, fp_rates, max_candidates_per_scan, hit_radius, min_radius_mm)
+        out.append({"band_mm": [lo, hi], "n": n, "sensitivities": [float(v) for v in curve["sensitivities"]],
+                    "cpm": float(curve["cpm"])})  # fmt: skip
+    return out
 
 
 def _binary(mask: np.ndarray | torch.Tensor, name: str) -> np.ndarray:

@@ -19,6 +19,7 @@ from bundle.metrics.lesion import (
     balance_score,
     f1,
     froc,
+    froc_by_size,
     precision,
     recall,
     sensitivity_by_size,
@@ -87,6 +88,7 @@ def evaluate_detection(
     tp, fp, fn = counts["tp"], counts["fp"], counts["fn"]
     curve = froc(per_scan, fp_rates, max_candidates_per_scan, hit_radius, min_radius_mm)
     bands_result = sensitivity_by_size(per_scan, threshold, bands, hit_radius, min_radius_mm)
+    bands_result["froc"] = froc_by_size(per_scan, bands, fp_rates, max_candidates_per_scan, hit_radius, min_radius_mm)
     results: dict[str, Any] = {
         "threshold": float(threshold),
         **{k: counts[k] for k in ("n_scans", "n_lesions", "n_ignored_lesions", "n_candidates")},
@@ -160,6 +162,13 @@ def format_table(results: Mapping[str, Any]) -> str:
         lines.append(f"| [{lo:g}, {hi:g}) | {band['n']} | {band['hits']} | {_fmt(band['sensitivity'])} |")
     out = results["size_bands"]["outside"]
     lines.append(f"| outside bands | {out['n']} | {out['hits']} | {_fmt(out['sensitivity'])} |")
+    if results["size_bands"].get("froc"):  # FROC per band: other bands' lesions ignored, FP/scan as above
+        lines += ["", "| Diameter (mm) | " + " | ".join(f"{r:g} FP/scan" for r in rates) + " | CPM |"]
+        lines += ["|---" * (len(rates) + 2) + "|"]
+        for band in results["size_bands"]["froc"]:
+            lo, hi = band["band_mm"]
+            values = band["sensitivities"] or [None] * len(rates)
+            lines.append(f"| [{lo:g}, {hi:g}) | " + " | ".join(_fmt(v) for v in values) + f" | {_fmt(band['cpm'])} |")
     return "\n".join(lines) + "\n"
 
 

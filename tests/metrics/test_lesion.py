@@ -16,6 +16,7 @@ from bundle.metrics.lesion import (
     dice,
     f1,
     froc,
+    froc_by_size,
     lesion_f1,
     precision,
     recall,
@@ -258,6 +259,27 @@ class TestIllArg(unittest.TestCase):
         with self.assertRaises(error) as ctx:
             call()
         self.assertIn(fragment, str(ctx.exception))
+
+
+
+class TestFrocBySize(unittest.TestCase):
+    """One scan: a 5 mm lesion A hit at 0.9, a 20 mm lesion B hit at 0.8, a false positive at 0.95. In band 3-10 mm
+    B is ignored (its hit is neither TP nor FP): points (FP/scan, sensitivity) (1, 0) at 0.95 and (1, 1) at 0.9, so
+    from the origin the sensitivity is 0 below 1 FP/scan and 1 from 1 FP/scan on (the vertical step's top); band
+    10-30 mm the same with B. A third, ignored lesion of 6 mm counts in no band."""
+
+    SCAN = ([cand(0, 0, 0, 0.9), cand(100, 0, 0, 0.8), cand(0, 100, 0, 0.95)],
+            [les(0, 0, 0, 5.0), les(100, 0, 0, 20.0), les(0, 0, 100, 6.0, ignore=True)])  # fmt: skip
+
+    def test_bands(self):
+        bands = froc_by_size([self.SCAN], bands=((3, 10), (10, 30), (30, 100)))
+        self.assertEqual([b["n"] for b in bands], [1, 1, 0])
+        for band in bands[:2]:
+            np.testing.assert_allclose(band["sensitivities"], [0, 0, 0, 1, 1, 1, 1])
+            self.assertAlmostEqual(band["cpm"], 4 / 7)
+        self.assertEqual((bands[2]["sensitivities"], bands[2]["cpm"]), (None, None))
+        whole = froc([self.SCAN])  # both lesions: 0.5 at (1, 0.5), 1 at (1, 1)
+        np.testing.assert_allclose(whole["sensitivities"], [0, 0, 0, 1, 1, 1, 1])
 
 
 if __name__ == "__main__":

@@ -78,6 +78,11 @@ class TestOutputs(unittest.TestCase):
         self.assertIn("| Recall | 0.500 |", table)
         self.assertIn("| FP/scan | 0.125 | 0.25 | 0.5 | 1 | 2 | 4 | 8 | CPM |", table)
         self.assertIn("| [10, 30) | 1 | 0 | 0.000 |", table)
+        self.assertIn("| Diameter (mm) | 0.125 FP/scan | 0.25 FP/scan | 0.5 FP/scan | 1 FP/scan | 2 FP/scan |", table)
+        self.assertIn("| [10, 30) | " + "0.000 | " * 7 + "0.000 |", table)  # its one lesion is never hit
+        self.assertIn("| [4, 6) | " + "1.000 | " * 7 + "1.000 |", table)  # hit at 0.9, above every other candidate
+        # 3.5 mm lesion hit at 0.6, after one FP (0.8) of 2 scans: 0 below 0.5 FP/scan, CPM 5/7
+        self.assertIn("| [3, 4) | 0.000 | 0.000 | 1.000 | 1.000 | 1.000 | 1.000 | 1.000 | 0.714 |", table)
         self.assertIn("Balance score (per image)", table)
         self.assertIn("| Seconds per volume | n/a |", table)
 
