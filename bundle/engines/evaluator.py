@@ -40,9 +40,8 @@ from bundle.io.writers import (
     SUMMARY_FILENAME, case_done, check_output_dir, safe_case_name, write_case_outputs, write_summary,
 )  # fmt: skip
 from bundle.lesions.extract import extract_lesions, lesion_probability
-from bundle.lesions.geometry import input_grid
 from bundle.lesions.find import find_lesions
-from bundle.lesions.geometry import label_map_to_grid, lesions_to_grid
+from bundle.lesions.geometry import input_grid, label_map_to_grid, lesions_to_grid
 from bundle.lesions.rescore import check_rescore_threshold
 
 __all__ = ["LesionInferenceEvaluator"]
@@ -402,7 +401,7 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
         overlay = {"overlay_seg": labels, "overlay_affine": pre_affine, "overlay_lesions": lesions}
         affine, shape = pre_affine, spatial
         if self.to_input_grid:  # the geometry changed: the outputs go back to the input's own grid
-            affine, shape = input_grid(image, case)
+            affine, shape = input_grid(getattr(image, "meta", {}), case)
             lesions = lesions_to_grid(lesions, pre_affine, affine, shape)
             labels = label_map_to_grid(labels, pre_affine, affine, shape)
         windows, skipped = window_counts(stats), skipped_fraction(stats)

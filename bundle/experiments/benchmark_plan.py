@@ -15,6 +15,7 @@ __all__ = [
     "GHOST_VOLUME_ROWS",
     "plan_tasks",
     "select_rows",
+    "backend_suffix",
     "add_comparisons",
 ]
 
@@ -157,6 +158,12 @@ def select_rows(tasks: Sequence[dict[str, Any]], patterns: Sequence[str] | None)
     return list(chosen.values())
 
 
+def backend_suffix(row: dict[str, Any]) -> str:
+    """The label suffix of an ONNX Runtime row (:data:`INT8` or :data:`ORT`; :func:`plan_tasks` names every such row
+    with one); "" for a PyTorch row. Without it the row name is the PyTorch row of the same path."""
+    return next((s for s in (INT8, ORT) if row["row"].endswith(s)), "")
+
+
 def add_comparisons(rows: Sequence[dict[str, Any]]) -> None:
     """Add the relative columns to measured ``rows`` in place (a reference that was not run leaves them unset).
 
@@ -167,13 +174,12 @@ def add_comparisons(rows: Sequence[dict[str, Any]]) -> None:
     """
     by_row = {r["row"]: r for r in rows if "row" in r}
     for row in rows:
-        backend = row.get("backend", "torch")
-        suffix = next((s for s in (INT8, ORT) if row["row"].endswith(s)), "") if backend == "onnxruntime" else ""
+        suffix = backend_suffix(row)
         if row.get("kind") == "volume" and row.get("network") in ("GhostCAUNet", RELEASE_NETWORK, LIGHT_NETWORK):
             plain = by_row.get(f"volume/{row['network']}/plain" + suffix)
             if plain is not None:
                 row["saved_vs_plain"] = 1.0 - row["min_s"] / plain["min_s"]
-        if backend == "onnxruntime":
+        if row.get("backend", "torch") == "onnxruntime":
             torch_row = by_row.get(row["row"][: -len(suffix)] if suffix else "")
             if torch_row is not None:
                 row["torch_over_this"] = torch_row["min_s"] / row["min_s"]

@@ -16,7 +16,13 @@ import numpy as np
 import torch
 
 from bundle.experiments.benchmark import export_benchmark_onnx, run_worker
-from bundle.experiments.benchmark_plan import INT8, ORT, add_comparisons, int8_onnx_path, plan_tasks, select_rows
+from bundle.experiments.benchmark_plan import (
+    add_comparisons,
+    backend_suffix,
+    int8_onnx_path,
+    plan_tasks,
+    select_rows,
+)
 from bundle.export.quantize import quantize_onnx_int8
 from bundle.experiments.markdown import markdown_table
 from bundle.io.atomic import atomic_write_text
@@ -73,18 +79,22 @@ def add_agreement(rows: Sequence[dict[str, Any]], threshold: float = 0.5) -> Non
     """Add, in place, what the saved output maps (``output_path``) say about findings: ``components`` (connected
     components of foreground probability > ``threshold``) for every row with a map, and for ``onnxruntime`` rows
     (float or INT8) ``dice_vs_torch`` (Dice of the > ``threshold`` masks) and ``max_abs_vs_torch`` (largest
-    probability difference) against the PyTorch row of the same network and path."""
+    probability difference) against the PyTorch row of the same network and path. Rows that have ``components``
+    already are left alone, so calling it after each measured row reads each map about twice in all."""
     from scipy import ndimage
 
-    maps = {r["row"]: r["output_path"] for r in rows if r.get("output_path") and Path(r["output_path"]).is_file()}
-    loaded = {row: torch.load(path, weights_only=True).float() for row, path in maps.items()}
+    def load(row: dict[str, Any] | None) -> torch.Tensor | None:
+        path = (row or {}).get("output_path")
+        return torch.load(path, weights_only=True).float() if path and Path(path).is_file() else None
+
+    by_row = {r["row"]: r for r in rows if "row" in r}
     for row in rows:
-        prob = loaded.get(row.get("row", ""))
+        prob = None if "components" in row else load(row)
         if prob is None:
             continue
         row["components"] = int(ndimage.label((prob > threshold).numpy())[1])
-        suffix = next((x for x in (INT8, ORT) if row["row"].endswith(x)), "")
-        reference = loaded.get(row["row"][: -len(suffix)]) if suffix else None
+        suffix = backend_suffix(row)
+        reference = load(by_row.get(row["row"][: -len(suffix)])) if suffix else None
         if reference is not None:
             a, b = prob > threshold, reference > threshold
             total = int(a.sum() + b.sum())

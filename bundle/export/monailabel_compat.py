@@ -15,7 +15,6 @@ tiers), instead of an argmax, so the viewer shows the lesions the batch report l
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -140,7 +139,7 @@ class LesionLabelMapd(MapTransform):
             )  # fmt: skip
             meta = dict(getattr(d.get(self.image_key), "meta", None) or getattr(logits, "meta", {}))
             if "original_affine" in meta and "spatial_shape" in meta:  # back to the input's grid, as the evaluator
-                to_affine, to_shape = input_grid(SimpleNamespace(meta=meta), str(key))
+                to_affine, to_shape = input_grid(meta, str(key))
                 lesions = lesions_to_grid(lesions, affine, to_affine, to_shape)
                 labels = label_map_to_grid(labels, affine, to_affine, to_shape)
                 meta["affine"] = torch.as_tensor(to_affine)

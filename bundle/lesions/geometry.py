@@ -135,9 +135,9 @@ def label_map_to_grid(
     return out
 
 
-def input_grid(image: torch.Tensor, case: str) -> tuple[np.ndarray, tuple[int, ...]]:
-    """(affine, spatial shape) of the input's own grid, as MONAI's ``LoadImage`` recorded them in the metadata."""
-    meta = getattr(image, "meta", {})
+def input_grid(meta: Mapping[str, Any], case: str) -> tuple[np.ndarray, tuple[int, ...]]:
+    """(affine, spatial shape) of the input's own grid, as MONAI's ``LoadImage`` recorded them in ``meta`` (an image's
+    ``.meta``)."""
     if "original_affine" not in meta or "spatial_shape" not in meta:
         raise ValueError(f"case {case}: the image has no 'original_affine' / 'spatial_shape' metadata to map the "
                          "outputs back to the input's grid (load it with MONAI's LoadImage, or pass preprocessing=None).")

@@ -214,8 +214,9 @@ def build_dataset(
         case_seed = [int(seed), _SPLITS.index(split), int(i)]
         rng = np.random.default_rng(case_seed)
         n = int(rng.integers(lo_n, hi_n + 1))
-        pool = pools.get(split) if library is not None else None
-        image, label, records = synthesize_case(ctx, volume, rng, n, diameter_range_mm, library, library_share, pool)
+        image, label, records = synthesize_case(
+            ctx, volume, rng, n, diameter_range_mm, library, library_share, pools.get(split)
+        )
         if real:
             label[tumour] = 1
             records = records + real

@@ -60,11 +60,11 @@ def library_shape_model(mask: np.ndarray, spacing_mm: Sequence[float], rng: np.r
     radius = (3.0 * mask.sum() * np.prod(step) / (4.0 * np.pi)) ** (1 / 3)
     grid = mask[:: rng.choice((-1, 1)), :: rng.choice((-1, 1))].astype(np.float32)
     centre = np.argwhere(grid).mean(0)
-    corners = (np.argwhere(grid) - centre) * step
+    offsets_mm = (np.argwhere(grid) - centre) * step
     angle = rng.uniform(0.0, 2.0 * np.pi)
     c, s = np.cos(angle), np.sin(angle)
     rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-    reach = (np.linalg.norm(corners, axis=1).max() + 0.5 * np.linalg.norm(step)) / radius
+    reach = (np.linalg.norm(offsets_mm, axis=1).max() + 0.5 * np.linalg.norm(step)) / radius  # + half a voxel
     return {"rot": rot, "axes": np.ones(3), "lobes": [], "spikes": [], "grid": grid, "grid_step": step / radius,
             "grid_centre": centre, "reach": float(reach)}  # fmt: skip
 
