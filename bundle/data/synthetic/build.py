@@ -94,9 +94,13 @@ def _prepare(host_id: str, path: str | os.PathLike | None = None) -> tuple:
                        host_id=host_id, organ=meta.get("organ"))
     real = []
     if tumour is not None and tumour.any():
+        outlined = meta.get("known_lesion_note")  # a nodule that readers outlined (LIDC-IDRI-0001)
+        note = outlined or (
+            "real tumour of TCIA Lung-PET-CT-Dx A0001 (approximate mask: soft tissue inside the lung hull)"
+        )
         real.append(lesion_record(
-            tumour, affine, kind="solid", shape="spiculated", location="juxta-pleural", synthetic=False,
-            note="real tumour of TCIA Lung-PET-CT-Dx A0001 (approximate mask: soft tissue inside the lung hull)",
+            tumour, affine, kind="solid", shape="lidc" if outlined else "spiculated", location="juxta-pleural",
+            synthetic=False, note=note,
         ))
     return volume, affine, meta, ctx, tumour, real
 
@@ -130,9 +134,9 @@ def build_dataset(
 
     Per case the number of lesions is drawn in ``lesions_per_case``, each lesion's kind/shape/location/size at
     random (:py:func:`bundle.data.synthetic.lesion_params.sample_lesion_params`), then a mild host-level variation
-    is applied (:py:func:`bundle.data.synthetic.noise.vary_host`). Validation cases of the CT's left half also carry
-    the real tumour (label 1 and a record with ``"synthetic": false``). Case ``i`` of a split uses the generator
-    ``default_rng([seed, split, i])``, so any case can be rebuilt alone.
+    is applied (:py:func:`bundle.data.synthetic.noise.vary_host`). Cases on a host that holds a real lesion also
+    carry it (label 1 and a record with ``"synthetic": false``): the first chest CT's tumour, the second's nodule.
+    Case ``i`` of a split uses the generator ``default_rng([seed, split, i])``, so any case can be rebuilt alone.
 
     Args:
         output_dir: folder for ``imagesTr/``, ``labelsTr/``, ``imagesVal/``, ``labelsVal/`` and ``datalist.json``.
@@ -201,7 +205,8 @@ def build_dataset(
     entries: dict = {"training": [], "validation": []}
     for split, i, host_id in tqdm(plan, desc=f"synthetic {modality}", disable=not progress):
         if host_id not in cache:
-            cache.clear()  # one host in memory at a time
+            if len(cache) >= 2:  # at most two hosts in memory (cases alternate between a split's hosts)
+                cache.pop(next(iter(cache)))
             cache[host_id] = _prepare(host_id, host_paths.get(host_id.partition(":")[0]))
             volume, affine, meta, ctx, _, real = cache[host_id]
             hosts[host_id] = {

