@@ -1,0 +1,96 @@
+"""Train the CNN false-positive-reduction stage (``bundle/engines/candidate_classifier.py``) on the candidates of
+evaluation runs.
+
+Usage (from the bundle root; the experiment of issue #21 in ``docs/README.md``)::
+
+    # 1. evaluate the first stage on the cases to learn from (their datalist's "validation" entries)
+    python -m monai.bundle run --config_file "['configs/train.json','configs/evaluate.json']" \\
+        --datalist_file data/synth_ct_fit/fit_datalist.json --eval_dir runs/cnn_fit
+    # 2. crop a multi-scale patch around every candidate (hit or false positive) and every reference lesion
+    python -m scripts.fit_candidate_cnn collect --datalist data/synth_ct_fit/fit_datalist.json \\
+        --run runs/cnn_fit --output runs/candidate_cnn/fit.npz
+    # 3. train on one or more collections
+    python -m scripts.fit_candidate_cnn fit --data "['runs/candidate_cnn/fit.npz']" \\
+        --output runs/candidate_cnn/candidate_net.pt
+    # 4. evaluate with the stage (bundle/experiments/configs/candidate_cnn_evaluate.json)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import fire
+import numpy as np
+
+from bundle.data.datalist import load_datalist
+from bundle.engines.candidate_classifier import collect_patches, fit_candidate_net, save_candidate_net
+from bundle.lesions.patches import PATCH_SCALES, PATCH_SHAPE
+
+
+def collect(datalist: str, run: str, output: str, config_file: str = "configs/train.json",
+            split: str = "validation", lesions: bool = True) -> None:
+    """
+    Args:
+        datalist: the datalist the run evaluated.
+        run: the evaluation folder (its ``per_scan.json`` is read).
+        output: the ``.npz`` to write (patches, labels, scan, kind, diameter_mm).
+        config_file: the bundle config whose ``preprocessing`` the evaluation used. Default configs/train.json.
+        split: the datalist's section the run evaluated. Default "validation".
+        lesions: also add every reference lesion as a positive. Default True.
+    """
+    from monai.bundle import ConfigParser
+
+    try:
+        images = [d["image"] for d in load_datalist(datalist, split)]
+        parser = ConfigParser()
+        parser.read_config(config_file)
+        preprocess = parser.get_parsed_content("preprocessing")
+        data = collect_patches(images, Path(run) / "per_scan.json", preprocess, lesions=lesions)
+    except (OSError, ValueError, KeyError) as e:
+        sys.exit(f"fit_candidate_cnn: {e}")
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    tmp = f"{output}.tmp.npz"
+    np.savez_compressed(tmp, **data)
+    os.replace(tmp, output)
+    kinds = {k: int((data["kind"] == k).sum()) for k in ("candidate", "lesion")}
+    print(f"{output}: {len(data['labels'])} patches ({int(data['labels'].sum())} positive; {kinds})")
+
+
+def fit(data: list[str] | str, output: str, epochs: int = 30, channels: list[int] | tuple[int, ...] = (8, 16, 32),
+        batch_size: int = 32, learning_rate: float = 1e-3, seed: int = 0) -> None:
+    """
+    Args:
+        data: ``.npz`` collections from ``collect``.
+        output: the checkpoint to write (``{"state_dict", "config"}``).
+        epochs, channels, batch_size, learning_rate, seed: see
+            :py:func:`bundle.engines.candidate_classifier.fit_candidate_net`.
+    """
+    files = [data] if isinstance(data, str) else list(data)
+    try:
+        parts = [np.load(f) for f in files]
+        patches = np.concatenate([p["patches"] for p in parts])
+        labels = np.concatenate([p["labels"] for p in parts])
+        start = time.perf_counter()
+        net, history = fit_candidate_net(patches, labels, channels=tuple(channels), epochs=epochs,
+                                         batch_size=batch_size, learning_rate=learning_rate, seed=seed)
+    except (OSError, ValueError, KeyError) as e:
+        sys.exit(f"fit_candidate_cnn: {e}")
+    seconds = time.perf_counter() - start
+    config = {"channels": list(channels), "shape": list(PATCH_SHAPE), "scales": list(PATCH_SCALES),
+              "fitted_on": files, "n_fit": int(labels.size), "n_positive": int(labels.sum()), "epochs": epochs,
+              "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed, "seconds": round(seconds, 1)}
+    save_candidate_net(net, config, output)
+    Path(output).with_suffix(".json").write_text(json.dumps({**config, "history": history}, indent=1))
+    last = history[-1]
+    print(f"{output}: {labels.size} patches ({int(labels.sum())} positive), {epochs} epochs in {seconds:.0f} s; "
+          f"last epoch loss {last['loss']:.4f}, accuracy {last['accuracy']:.3f}")
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    fire.Fire({"collect": collect, "fit": fit})
