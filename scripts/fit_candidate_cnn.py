@@ -33,7 +33,7 @@ from bundle.lesions.patches import PATCH_SCALES, PATCH_SHAPE
 
 
 def collect(datalist: str, run: str, output: str, config_file: str = "configs/train.json",
-            split: str = "validation", lesions: bool = True) -> None:
+            split: str = "validation", lesions: bool = True, negatives_per_scan: int = 0, seed: int = 0) -> None:
     """
     Args:
         datalist: the datalist the run evaluated.
@@ -42,22 +42,29 @@ def collect(datalist: str, run: str, output: str, config_file: str = "configs/tr
         config_file: the bundle config whose ``preprocessing`` the evaluation used. Default configs/train.json.
         split: the datalist's section the run evaluated. Default "validation".
         lesions: also add every reference lesion as a positive. Default True.
+        negatives_per_scan: also add this many bright voxels of the lung mask (``lung_mask`` of the config) away
+            from every lesion as negatives (:py:func:`bundle.engines.candidate_classifier.collect_patches`). Default 0.
+        seed: seeds that draw. Default 0.
     """
     from monai.bundle import ConfigParser
+    from monai.transforms import Compose
 
     try:
-        images = [d["image"] for d in load_datalist(datalist, split)]
+        items = load_datalist(datalist, split)
         parser = ConfigParser()
         parser.read_config(config_file)
         preprocess = parser.get_parsed_content("preprocessing")
-        data = collect_patches(images, Path(run) / "per_scan.json", preprocess, lesions=lesions)
-    except (OSError, ValueError, KeyError) as e:
+        if negatives_per_scan:
+            preprocess = Compose([preprocess, parser.get_parsed_content("lung_mask")])
+        data = collect_patches(items, Path(run) / "per_scan.json", preprocess, lesions=lesions,
+                               negatives_per_scan=negatives_per_scan, seed=seed)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
         sys.exit(f"fit_candidate_cnn: {e}")
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     tmp = f"{output}.tmp.npz"
     np.savez_compressed(tmp, **data)
     os.replace(tmp, output)
-    kinds = {k: int((data["kind"] == k).sum()) for k in ("candidate", "lesion")}
+    kinds = {k: int((data["kind"] == k).sum()) for k in ("candidate", "lesion", "sampled")}
     print(f"{output}: {len(data['labels'])} patches ({int(data['labels'].sum())} positive; {kinds})")
 
 

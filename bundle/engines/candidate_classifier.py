@@ -48,20 +48,35 @@ def save_candidate_net(net: CandidateNet, config: Mapping[str, Any], path: str |
 
 class CandidateClassifier:
     """
-    Replace each candidate's ``score`` by the CNN's probability that it is a lesion; the network's score is kept as
-    ``cnn_score`` (the key :py:class:`bundle.lesions.rescore.CandidateRescorer` uses for it).
+    Rescore each candidate with the CNN's probability ``p`` that it is a lesion; the network's score ``s`` is kept as
+    ``cnn_score`` (the key :py:class:`bundle.lesions.rescore.CandidateRescorer` uses for it) and ``p`` as
+    ``classifier_score``.
 
     Args:
         model: the checkpoint of :py:func:`save_candidate_net`.
+        combine: the new score: ``"replace"`` is ``p``; ``"geometric"`` is ``sqrt(s * p)``, so that the second stage
+            can lower a candidate's score but cannot lift a faint one far above what the network gave it.
+            Default ``"replace"``.
         batch_size: patches per forward pass. Default 64.
         device: torch device. Default ``"cpu"``.
 
     Raises:
         ValueError: when the checkpoint is missing, unreadable or not a candidate-net checkpoint (the message names
-            the file).
+            the file), or ``combine`` is unknown.
     """
 
-    def __init__(self, model: str | os.PathLike, batch_size: int = 64, device: str | torch.device = "cpu") -> None:
+    COMBINE = ("replace", "geometric")
+
+    def __init__(
+        self,
+        model: str | os.PathLike,
+        combine: str = "replace",
+        batch_size: int = 64,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if combine not in self.COMBINE:
+            raise ValueError(f"combine must be one of {self.COMBINE}, got combine={combine!r}.")
+        self.combine = combine
         path = Path(model)
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -103,8 +118,11 @@ class CandidateClassifier:
         if not candidates:
             return []
         patches = candidate_patches(image, [c["center_voxel"] for c in candidates], self.shape, self.scales)
-        scores = self.probability(patches)
-        out = [{**c, "cnn_score": float(c["score"]), "score": float(s)} for c, s in zip(candidates, scores)]
+        p = self.probability(patches).astype(np.float64)
+        s = np.asarray([float(c["score"]) for c in candidates])
+        new = p if self.combine == "replace" else np.sqrt(s * p)
+        out = [{**c, "cnn_score": float(a), "classifier_score": float(b), "score": float(n)}
+               for c, a, b, n in zip(candidates, s, p, new)]  # fmt: skip
         out.sort(key=lambda c: -c["score"])
         return out
 
@@ -116,54 +134,81 @@ def _world_to_voxel(affine: np.ndarray, centres_mm: Sequence[Sequence[float]]) -
 
 
 def collect_patches(
-    images: Sequence[str],
+    items: Sequence[Mapping[str, Any]],
     per_scan: str | os.PathLike,
     preprocess: Callable[[dict[str, Any]], dict[str, Any]],
     shape: Sequence[int] = PATCH_SHAPE,
     scales: Sequence[int] = PATCH_SCALES,
     lesions: bool = True,
+    negatives_per_scan: int = 0,
+    negative_level: float = 0.55,
+    negative_margin_mm: float = 5.0,
+    mask_key: str = "lung_mask",
+    seed: int = 0,
 ) -> dict[str, np.ndarray]:
     """
     The patches of one evaluation run: every first-stage candidate that hit a lesion (label 1) or nothing (label 0),
     candidates on ignored lesions left out, and with ``lesions`` every reference lesion's centre as a positive too.
 
     Args:
-        images: the image of each scan, in the order of ``per_scan.json`` (the evaluated datalist's order).
+        items: the datalist entry of each scan (``image``, ``label``...), in the order of ``per_scan.json`` (the
+            evaluated datalist's order).
         per_scan: the run's ``per_scan.json`` (:py:func:`bundle.engines.report.per_scan_report`).
-        preprocess: the evaluation's preprocessing, called on ``{"image": path}``; it must return the preprocessed
-            image (a MetaTensor with its affine), on which the candidates' world centres are read.
+        preprocess: the evaluation's preprocessing, called on a copy of each entry; it must return the preprocessed
+            ``image`` (a MetaTensor with its affine), on which the candidates' world centres are read.
         shape, scales: see :py:func:`bundle.lesions.patches.candidate_patches`.
         lesions: add every reference lesion (not ignored) as a positive. Default True.
+        negatives_per_scan: also add this many negatives per scan, drawn uniformly among the voxels inside the
+            candidate mask (``mask_key`` of the preprocessed data, when ``preprocess`` makes it) that are at least as
+            bright as ``negative_level`` (0.55 of the [-1000, 400] HU window is -230 HU: vessels, airway walls,
+            pleura, soft tissue) and farther than its radius plus ``negative_margin_mm`` from every reference lesion
+            (ignored ones included). Default 0.
+        negative_level, negative_margin_mm, mask_key: see ``negatives_per_scan``.
+        seed: seeds the draw of the negatives. Default 0.
 
     Returns:
         ``{"patches" (N, scales, *shape) float16, "labels" (N,) uint8, "scan" (N,) int, "kind" (N,) str
-        ("candidate" or "lesion"), "diameter_mm" (N,) float (of the lesion hit; 0 for a false positive)}``.
+        ("candidate", "lesion" or "sampled"), "diameter_mm" (N,) float (of the lesion hit; 0 for a negative),
+        "center_voxel" (N, 3) float (on the preprocessed grid)}``.
 
     Raises:
-        ValueError: when ``images`` and ``per_scan.json`` do not have the same number of scans.
+        ValueError: when ``items`` and ``per_scan.json`` do not have the same number of scans, or an entry cannot be
+            preprocessed (the message names its image).
     """
     scans = json.loads(Path(per_scan).read_text())["scans"]
-    if len(scans) != len(images):
-        raise ValueError(f"{per_scan}: {len(scans)} scans, but {len(images)} images were given.")
-    parts: dict[str, list] = {"patches": [], "labels": [], "scan": [], "kind": [], "diameter_mm": []}
-    for index, (path, scan) in enumerate(zip(images, scans)):
-        image = preprocess({"image": path})["image"]
+    if len(scans) != len(items):
+        raise ValueError(f"{per_scan}: {len(scans)} scans, but {len(items)} datalist entries were given.")
+    parts: dict[str, list] = {"patches": [], "labels": [], "scan": [], "kind": [], "diameter_mm": [], "center_voxel": []}
+    rng = np.random.default_rng(seed)
+    for index, (item, scan) in enumerate(zip(items, scans)):
+        path = item["image"]
+        try:
+            data = preprocess(dict(item))
+            image = data["image"]
+        except (OSError, RuntimeError, KeyError, ValueError) as exc:  # MONAI wraps a transform's error in RuntimeError
+            raise ValueError(f"{path}: cannot preprocess it ({exc.__cause__ or exc}).") from exc
         affine = np.asarray(torch.as_tensor(image.affine), dtype=np.float64)
         rows = [c for c in scan["candidates"] if c["status"] in ("tp", "double", "fp")]
         refs = [les for les in scan["lesions"] if not les["ignore"]] if lesions else []
-        centres = [c["center_mm"] for c in rows] + [les["center_mm"] for les in refs]
-        if not centres:
+        voxels = _world_to_voxel(affine, [c["center_mm"] for c in rows] + [les["center_mm"] for les in refs])
+        sampled = np.zeros((0, 3))
+        if negatives_per_scan > 0:
+            sampled = _sample_negatives(image, data.get(mask_key), affine, scan["lesions"], negatives_per_scan,
+                                        negative_level, negative_margin_mm, rng)  # fmt: skip
+        voxels = np.concatenate([voxels, sampled])
+        if not len(voxels):
             continue
-        patches = candidate_patches(image, _world_to_voxel(affine, centres), shape, scales)
+        patches = candidate_patches(image, voxels, shape, scales)
         parts["patches"].append(patches.astype(np.float16))
-        parts["labels"] += [int(c["status"] != "fp") for c in rows] + [1] * len(refs)
-        parts["scan"] += [index] * len(centres)
-        parts["kind"] += ["candidate"] * len(rows) + ["lesion"] * len(refs)
+        parts["center_voxel"].append(voxels)
+        parts["labels"] += [int(c["status"] != "fp") for c in rows] + [1] * len(refs) + [0] * len(sampled)
+        parts["scan"] += [index] * len(voxels)
+        parts["kind"] += ["candidate"] * len(rows) + ["lesion"] * len(refs) + ["sampled"] * len(sampled)
         parts["diameter_mm"] += [
             float(scan["lesions"][c["lesion"]]["diameter_mm"]) if c["status"] != "fp" else 0.0 for c in rows
-        ] + [float(les["diameter_mm"]) for les in refs]
-        logger.info("%s: %d candidates (%d hits), %d lesions", path, len(rows),
-                    sum(c["status"] != "fp" for c in rows), len(refs))  # fmt: skip
+        ] + [float(les["diameter_mm"]) for les in refs] + [0.0] * len(sampled)
+        logger.info("%s: %d candidates (%d hits), %d lesions, %d sampled negatives", path, len(rows),
+                    sum(c["status"] != "fp" for c in rows), len(refs), len(sampled))  # fmt: skip
     empty = np.zeros((0, len(scales), *shape), dtype=np.float16)
     return {
         "patches": np.concatenate(parts["patches"]) if parts["patches"] else empty,
@@ -171,7 +216,40 @@ def collect_patches(
         "scan": np.asarray(parts["scan"], dtype=int),
         "kind": np.asarray(parts["kind"], dtype=str),
         "diameter_mm": np.asarray(parts["diameter_mm"], dtype=np.float64),
+        "center_voxel": np.concatenate(parts["center_voxel"]) if parts["center_voxel"] else np.zeros((0, 3)),
     }
+
+
+def _sample_negatives(
+    image: torch.Tensor,
+    mask: torch.Tensor | None,
+    affine: np.ndarray,
+    lesions: Sequence[Mapping[str, Any]],
+    count: int,
+    level: float,
+    margin_mm: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Up to ``count`` voxel indices (k, 3) drawn uniformly among the bright voxels inside ``mask`` (all voxels when
+    it is None) away from every lesion (see :py:func:`collect_patches`)."""
+    img = np.asarray(torch.as_tensor(image).detach().cpu(), dtype=np.float32)
+    img = img[0] if img.ndim == 4 else img
+    allowed = img >= level
+    if mask is not None:
+        m = np.asarray(torch.as_tensor(mask).detach().cpu()) > 0
+        allowed &= m[0] if m.ndim == 4 else m
+    points = np.argwhere(allowed)
+    if len(points) and len(lesions):
+        world = (affine[:3, :3] @ points.T).T + affine[:3, 3]
+        centres = np.asarray([les["center_mm"] for les in lesions], dtype=np.float64)
+        radius = np.asarray([les["diameter_mm"] / 2.0 + margin_mm for les in lesions], dtype=np.float64)
+        far = np.ones(len(points), dtype=bool)
+        for c, r in zip(centres, radius):
+            far &= ((world - c) ** 2).sum(1) > r**2
+        points = points[far]
+    if not len(points):
+        return np.zeros((0, 3))
+    return points[rng.choice(len(points), size=min(count, len(points)), replace=False)].astype(np.float64)
 
 
 def _augment(x: torch.Tensor, generator: torch.Generator, max_shift: int = 2) -> torch.Tensor:

@@ -70,6 +70,11 @@ class TestCandidateClassifier(unittest.TestCase):
             np.testing.assert_allclose(sorted(c["cnn_score"] for c in found), [0.4, 0.9], rtol=1e-6)
             self.assertGreaterEqual(found[0]["score"], found[1]["score"])
             self.assertEqual(stage([], image, prob, affine), [])
+            geometric = CandidateClassifier(Path(tmp) / "n.pt", combine="geometric")(found, image, prob, affine)
+            for c in geometric:
+                self.assertAlmostEqual(c["score"], (c["cnn_score"] * c["classifier_score"]) ** 0.5, places=6)
+            with self.assertRaisesRegex(ValueError, "combine"):
+                CandidateClassifier(Path(tmp) / "n.pt", combine="mean")
 
     def test_bad_checkpoint_names_the_file(self):
         with tempfile.TemporaryDirectory() as tmp:
@@ -116,15 +121,21 @@ class TestCollectPatches(unittest.TestCase):
         with tempfile.TemporaryDirectory() as tmp:
             per_scan = Path(tmp) / "per_scan.json"
             per_scan.write_text(json.dumps({"scans": [scan]}))
-            data = collect_patches(["a.nii.gz"], per_scan, preprocess, shape=SHAPE, scales=(1,))
+            data = collect_patches([{"image": "a.nii.gz", "label": "a_seg.nii.gz"}], per_scan, preprocess, shape=SHAPE, scales=(1,))
             self.assertEqual(data["patches"].shape, (3, 1, *SHAPE))
             np.testing.assert_array_equal(data["labels"], [1, 0, 1])
             np.testing.assert_array_equal(data["kind"], ["candidate", "candidate", "lesion"])
             np.testing.assert_array_equal(data["diameter_mm"], [6.0, 0.0, 6.0])
             # the false positive's patch is centred on voxel (30, 30, 10)
             np.testing.assert_array_equal(data["patches"][1, 0], volume[0, 26:34, 26:34, 8:12].astype(np.float16))
-            with self.assertRaisesRegex(ValueError, "1 scans, but 2 images"):
-                collect_patches(["a", "b"], per_scan, preprocess, shape=SHAPE)
+            with self.assertRaisesRegex(ValueError, "1 scans, but 2 datalist entries"):
+                collect_patches([{"image": "a"}, {"image": "b"}], per_scan, preprocess, shape=SHAPE)
+
+            def broken(data):
+                raise RuntimeError("applying transform LoadVolumed") from KeyError("label")
+
+            with self.assertRaisesRegex(ValueError, "a.nii.gz: cannot preprocess"):
+                collect_patches([{"image": "a.nii.gz"}], per_scan, broken, shape=SHAPE)
 
 
 if __name__ == "__main__":
@@ -153,3 +164,30 @@ class TestFitCandidateCnnScript(unittest.TestCase):
                 last = done.stderr.strip().splitlines()[-1]
                 self.assertTrue(last.startswith("fit_candidate_cnn: ") and name in last, last)
                 self.assertFalse((Path(tmp) / "out.npz").exists() or (Path(tmp) / "n.pt").exists())
+
+
+class TestSampledNegatives(unittest.TestCase):
+    def test_bright_voxels_of_the_mask_away_from_lesions(self):
+        affine = np.diag([1.0, 1.0, 2.5, 1.0])
+        image = np.zeros((1, 30, 30, 10), dtype=np.float32)
+        image[0, :, :15] = 0.8  # bright half
+        mask = np.zeros_like(image)
+        mask[0, :20] = 1  # the mask covers rows 0-19
+        lesion = {"center_mm": [5.0, 5.0, 12.5], "diameter_mm": 4.0, "ignore": False, "score": None}
+
+        def preprocess(data):
+            return {"image": MetaTensor(torch.as_tensor(image), affine=torch.as_tensor(affine)),
+                    "lung_mask": torch.as_tensor(mask)}
+
+        with tempfile.TemporaryDirectory() as tmp:
+            per_scan = Path(tmp) / "per_scan.json"
+            per_scan.write_text(json.dumps({"scans": [{"scan": 0, "candidates": [], "lesions": [lesion]}]}))
+            data = collect_patches([{"image": "a"}], per_scan, preprocess, shape=SHAPE, lesions=False,
+                                   negatives_per_scan=200)
+        self.assertEqual(len(data["labels"]), 200)
+        self.assertTrue(np.all(data["labels"] == 0) and np.all(data["kind"] == "sampled"))
+        ijk = data["center_voxel"]
+        self.assertTrue(np.all(ijk[:, 0] < 20) and np.all(ijk[:, 1] < 15))  # inside the mask, on the bright half
+        distance = np.sqrt(((ijk * [1.0, 1.0, 2.5] - [5.0, 5.0, 12.5]) ** 2).sum(1))
+        self.assertGreater(distance.min(), 2.0 + 5.0)
+        self.assertEqual(len(np.unique(ijk, axis=0)), 200)  # drawn without replacement
