@@ -107,14 +107,11 @@ class CandidateClassifier:
         return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
     def __call__(
-        self,
-        candidates: Sequence[Mapping[str, Any]],
-        image: np.ndarray | torch.Tensor,
-        prob: np.ndarray | torch.Tensor,
-        affine: np.ndarray | torch.Tensor,
+        self, candidates: Sequence[Mapping[str, Any]], image: np.ndarray | torch.Tensor, *unused: Any
     ) -> list[dict[str, Any]]:
-        """Rescored copies of ``candidates`` (dicts with ``center_voxel`` and ``score``; ``prob`` and ``affine`` are
-        not used), highest new score first."""
+        """Rescored copies of ``candidates`` (dicts with ``center_voxel`` and ``score``) from the preprocessed
+        ``image``, highest new score first. Called as ``stage(candidates, image, prob, affine)`` like every rescorer;
+        the probability map and the affine are not needed here."""
         if not candidates:
             return []
         patches = candidate_patches(image, [c["center_voxel"] for c in candidates], self.shape, self.scales)
