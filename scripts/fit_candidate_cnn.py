@@ -12,7 +12,10 @@ Usage (from the bundle root; the experiment of issue #21 in ``docs/README.md``):
     # 3. train on one or more collections
     python -m scripts.fit_candidate_cnn fit --data "['runs/candidate_cnn/fit.npz']" \\
         --output runs/candidate_cnn/candidate_net.pt
-    # 4. evaluate with the stage (bundle/experiments/configs/candidate_cnn_evaluate.json)
+    # 4. evaluate with the stage (without --candidate_model the layer adds no stage)
+    python -m monai.bundle run --config_file \\
+        "['configs/train.json','configs/evaluate.json','bundle/experiments/configs/candidate_cnn_evaluate.json']" \\
+        --candidate_model runs/candidate_cnn/candidate_net.pt --eval_dir runs/cnn_heldout
 """
 
 from __future__ import annotations

@@ -28,6 +28,9 @@ class TestCandidateCnnLayers(unittest.TestCase):
     def test_inference_layer(self):
         parser = ConfigParser()
         parser.read_config([str(ROOT / "configs" / "inference.json"), str(LAYERS / "candidate_cnn.json")])
+        self.assertIsNone(parser.get_parsed_content("rescorer"))  # no --candidate_model: no second stage
+        parser = ConfigParser()
+        parser.read_config([str(ROOT / "configs" / "inference.json"), str(LAYERS / "candidate_cnn.json")])
         parser["candidate_model"] = self.model
         self.assertIsInstance(parser.get_parsed_content("rescorer"), CandidateClassifier)
         # with a second stage the first one keeps candidates down to candidate_threshold
