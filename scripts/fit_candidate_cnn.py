@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ import numpy as np
 
 from bundle.data.datalist import load_datalist
 from bundle.engines.candidate_classifier import collect_patches, fit_candidate_net, save_candidate_net
+from bundle.io.atomic import atomic_path, atomic_write_text
 from bundle.lesions.patches import PATCH_SCALES, PATCH_SHAPE
 
 
@@ -63,10 +63,8 @@ def collect(datalist: str, run: str, output: str, config_file: str = "configs/tr
                                negatives_per_scan=negatives_per_scan, seed=seed)
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         sys.exit(f"fit_candidate_cnn: {e}")
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    tmp = f"{output}.tmp.npz"
-    np.savez_compressed(tmp, **data)
-    os.replace(tmp, output)
+    with atomic_path(output) as tmp:
+        np.savez_compressed(tmp, **data)
     kinds = {k: int((data["kind"] == k).sum()) for k in ("candidate", "lesion", "sampled")}
     print(f"{output}: {len(data['labels'])} patches ({int(data['labels'].sum())} positive; {kinds})")
 
@@ -95,7 +93,7 @@ def fit(data: list[str] | str, output: str, epochs: int = 30, channels: list[int
               "fitted_on": files, "n_fit": int(labels.size), "n_positive": int(labels.sum()), "epochs": epochs,
               "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed, "seconds": round(seconds, 1)}
     save_candidate_net(net, config, output)
-    Path(output).with_suffix(".json").write_text(json.dumps({**config, "history": history}, indent=1))
+    atomic_write_text(Path(output).with_suffix(".json"), json.dumps({**config, "history": history}, indent=1))
     last = history[-1]
     print(f"{output}: {labels.size} patches ({int(labels.sum())} positive), {epochs} epochs in {seconds:.0f} s; "
           f"last epoch loss {last['loss']:.4f}, accuracy {last['accuracy']:.3f}")

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bundle.io.atomic import atomic_path
 from bundle.lesions.patches import PATCH_SCALES, PATCH_SHAPE, candidate_patches
 from bundle.networks.nets.candidate_net import CandidateNet
 
@@ -36,14 +37,11 @@ logger = logging.getLogger(__name__)
 
 
 def save_candidate_net(net: CandidateNet, config: Mapping[str, Any], path: str | os.PathLike) -> None:
-    """Write ``{"state_dict", "config"}`` to ``path`` (atomically: a temporary file, then a rename); ``config`` holds
+    """Write ``{"state_dict", "config"}`` to ``path`` (atomically, :py:func:`bundle.io.atomic.atomic_path`); ``config`` holds
     what :py:class:`CandidateClassifier` needs to rebuild the net and its patches (``channels``, ``shape``,
     ``scales``) and anything worth keeping about the fit."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"state_dict": net.state_dict(), "config": dict(config)}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": net.state_dict(), "config": dict(config)}, tmp)
 
 
 class CandidateClassifier:
