@@ -24,6 +24,9 @@ envelope of :py:class:`bundle.transforms.lung.LungCandidateMaskd`, which the eva
 centred outside it), a window that holds no mask voxel is LOW without being screened. Every mask voxel still lies in
 at least one window that ran, so a lesion inside the mask is never lost to the gate; only its blend may use fewer
 windows. The router's tissue gate (``SuspicionRouter(tissue_threshold=...)``) does the same from the image alone.
+With the mask gate, only the box of the windows holding a mask voxel (:py:func:`bundle.inferers.windows.gate_box`)
+is stitched, the rest of the output being background: MONAI's grid over that box is the same windows, so the result
+is the same, and the stitching buffers shrink with the box (63 % of the embedded chest CT).
 
 Without routing (``routing=False``, a disabled router, or a network without ``screen`` such as a TorchScript module
 or a MONAI baseline, e.g. MONAI Label's ``inferer(inputs, network)``) the predictor simply forwards every window, so
@@ -46,6 +49,7 @@ from monai.utils import BlendMode, PytorchPadMode, convert_to_dst_type, ensure_t
 from torch.nn.parallel import DistributedDataParallel
 
 from bundle.inferers.router import SuspicionRouter, get_screen
+from bundle.inferers.windows import gate_box, windows_outside
 from bundle.tiers import RoutingTier
 from bundle.networks.bn_folding import count_batchnorm, fold_batchnorm
 
@@ -245,22 +249,40 @@ class RoutedSlidingWindowInferer(Inferer):
             routed = False
 
         gate = self._mask_per_batch(mask, inputs) if routed and self.mask_gate and mask is not None else None
-        # (start offset of the unpadded image inside MONAI's padded image, per spatial axis)
-        pad_before = tuple(max(r - s, 0) // 2 for r, s in zip(roi, spatial_shape))
         record: dict[str, Any] = {
             "windows": [], "time_screen_s": 0.0, "time_high_s": 0.0, "time_medium_s": 0.0, "num_gated": 0
         }
+        # with the gate, only the box of the windows holding a mask voxel is stitched: the same windows, blended
+        # the same way (MONAI's grid restricted to that box is the same grid), the rest is gated background
+        box = gate_box(gate.any(dim=0), roi, self.overlap) if gate is not None else None
+        run_inputs = inputs
+        if box is not None:
+            crop = tuple(slice(a, b) for a, b in box)
+            plain = inputs.as_tensor() if isinstance(inputs, MetaTensor) else inputs
+            run_inputs = plain[(slice(None), slice(None), *crop)]
+            gate = gate[(slice(None), *crop)]
+            low = int(RoutingTier.LOW)  # the windows outside the box hold no mask voxel: gated, unscreened
+            record["windows"] = [
+                {"batch": b, "slices": slices, "score": None, "tier": low}
+                for b in range(inputs.shape[0])
+                for slices in windows_outside(spatial_shape, roi, self.overlap, box)
+            ]
+            record["num_gated"] = len(record["windows"])
+        offset = tuple(a for a, _ in box) if box is not None else (0,) * len(spatial_shape)
+        run_shape = tuple(run_inputs.shape[2:])
+        # (start offset of the unpadded image inside MONAI's padded image, per spatial axis)
+        pad_before = tuple(max(r - s, 0) // 2 for r, s in zip(roi, run_shape))
 
         def unpadded(coord: list[slice]) -> list[list[int]]:
             return [
                 [min(max(c.start - p, 0), s), min(max(c.stop - p, 0), s)]
-                for c, p, s in zip(coord[2:], pad_before, spatial_shape)
+                for c, p, s in zip(coord[2:], pad_before, run_shape)
             ]
 
         def add_windows(coords: list[list[slice]], scores: list[float | None], tiers: list[int]) -> None:
             for coord, score, tier in zip(coords, scores, tiers):
-                window = {"batch": coord[0].start, "slices": unpadded(coord), "score": score, "tier": tier}
-                record["windows"].append(window)
+                slices = [[a + o, b + o] for (a, b), o in zip(unpadded(coord), offset)]
+                record["windows"].append({"batch": coord[0].start, "slices": slices, "score": score, "tier": tier})
 
         def screened(coords: list[list[slice]], win_data: torch.Tensor) -> torch.Tensor:
             """(N,) bool: the window passes the mask gate and the router's tissue gate, so it is screened."""
@@ -326,7 +348,7 @@ class RoutedSlidingWindowInferer(Inferer):
             return torch.cat([logits * keep, keep.expand(num, 1, *win_data.shape[2:])], dim=1)
 
         stitched = sliding_window_inference(
-            inputs,
+            run_inputs,
             roi,
             self.sw_batch_size,
             routed_predictor if routed else plain_predictor,
@@ -347,6 +369,9 @@ class RoutedSlidingWindowInferer(Inferer):
             **kwargs,
         )
         result = self._blend(stitched) if routed else stitched
+        if box is not None:
+            result = self._paste(result, inputs, box)
+            record["windows"].sort(key=lambda w: (w["batch"], [a for a, _ in w["slices"]]))  # MONAI's order
         self.last_stats = self._summarise(record, routed)
         self.last_tier_map = self._tier_map(record["windows"], spatial_shape, result.device)
         return result  # type: ignore[no-any-return]
@@ -368,6 +393,18 @@ class RoutedSlidingWindowInferer(Inferer):
         if self._folded is None or self._folded[0] != key:
             self._folded = (key, fold_batchnorm(network))
         return self._folded[1]
+
+    def _paste(self, result: torch.Tensor, inputs: torch.Tensor, box: tuple[tuple[int, int], ...]) -> torch.Tensor:
+        """The box's blended logits inside the whole image's, background elsewhere, with the input's metadata."""
+        raw = result.as_tensor() if isinstance(result, MetaTensor) else result
+        full = raw.new_empty((raw.shape[0], raw.shape[1], *inputs.shape[2:]))
+        for channel, value in enumerate(self.background_logits):
+            full[:, channel].fill_(value)
+        full[(slice(None), slice(None), *(slice(a, b) for a, b in box))] = raw
+        del raw, result
+        if isinstance(inputs, MetaTensor):
+            return convert_to_dst_type(full, MetaTensor([]).copy_meta_from(inputs, copy_attr=False))[0]
+        return full
 
     @staticmethod
     def _mask_per_batch(mask: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
@@ -391,15 +428,20 @@ class RoutedSlidingWindowInferer(Inferer):
         return gate.expand(batch, *spatial) if gate.shape[0] == 1 else gate
 
     def _blend(self, stitched: torch.Tensor) -> torch.Tensor:
-        """``sum(w k p) / sum(w k)`` from the stitched (B, C_out + 1, *spatial); background where ``sum(w k) = 0``."""
+        """``sum(w k p) / sum(w k)`` from the stitched (B, C_out + 1, *spatial); background where ``sum(w k) = 0``.
+
+        Done in place in MONAI's freshly allocated output (never the caller's data): the result is a view of its
+        first ``C_out`` channels, so blending needs one boolean map more instead of three float copies of the
+        volume (about 0.5 GB on a 512 x 512 x 600 CT).
+        """
         raw = stitched.as_tensor() if isinstance(stitched, MetaTensor) else stitched
         num_channels = len(self.background_logits)
         logits, weight = raw[:, :num_channels], raw[:, num_channels:]  # (B, C_out, *S), (B, 1, *S)
-        background = torch.tensor(self.background_logits, dtype=raw.dtype, device=raw.device)
-        background = background.view(1, num_channels, *[1] * (raw.ndim - 2))  # (1, C_out, 1, ...)
-        tiny = torch.finfo(raw.dtype).tiny
-        blended = torch.where(weight > 0, logits / weight.clamp_min(tiny), background)
-        return convert_to_dst_type(blended, stitched)[0]  # type: ignore[no-any-return]
+        uncovered = (weight > 0).logical_not_()  # also NaN weights, as torch.where(weight > 0, ...) would
+        logits.div_(weight.clamp_min_(torch.finfo(raw.dtype).tiny))
+        for channel, value in enumerate(self.background_logits):
+            logits[:, channel : channel + 1].masked_fill_(uncovered, value)
+        return convert_to_dst_type(logits, stitched)[0]  # type: ignore[no-any-return]
 
     @staticmethod
     def _summarise(record: dict[str, Any], routed: bool) -> dict[str, Any]:

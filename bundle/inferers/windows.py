@@ -8,7 +8,9 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-__all__ = ["crop_window", "lesion_windows", "grid_windows", "sliding_window_slices"]
+__all__ = [
+    "crop_window", "lesion_windows", "grid_windows", "sliding_window_slices", "gate_box", "windows_outside"
+]  # fmt: skip
 
 
 def _check_roi(volume: torch.Tensor, roi: Sequence[int]) -> tuple[int, ...]:
@@ -133,13 +135,60 @@ def grid_windows(
 
 
 def sliding_window_slices(
-    spatial: Sequence[int], roi: Sequence[int], overlap: float = 0.25
+    spatial: Sequence[int], roi: Sequence[int], overlap: Sequence[float] | float = 0.25
 ) -> list[tuple[slice, ...]]:
     """The windows MONAI's ``sliding_window_inference`` visits over a (padded) volume of shape ``spatial``: its own
-    grid (``dense_patch_slices`` with its scan interval for ``overlap``), one tuple of spatial slices per window."""
+    grid (``dense_patch_slices`` with its scan interval for ``overlap``, one value or one per axis), one tuple of
+    spatial slices per window, in MONAI's order."""
     from monai.inferers.utils import _get_scan_interval, dense_patch_slices
 
     size, window = tuple(int(s) for s in spatial), tuple(int(r) for r in roi)
-    interval = _get_scan_interval(size, window, len(window), (float(overlap),) * len(window))
+    overlaps = (float(overlap),) * len(window) if isinstance(overlap, (int, float)) else tuple(map(float, overlap))
+    interval = _get_scan_interval(size, window, len(window), overlaps)
     return [tuple(s) for s in dense_patch_slices(size, window, interval)]
 
+
+
+def gate_box(
+    covered: torch.Tensor, roi: Sequence[int], overlap: Sequence[float] | float = 0.25
+) -> tuple[tuple[int, int], ...] | None:
+    """
+    The smallest box holding every window of MONAI's sliding-window grid that holds a ``covered`` voxel: the part of
+    the image the routed inferer has to stitch when its mask gate skips every other window.
+
+    MONAI's grid over such a box is the full grid's windows inside it (the box starts at a window start, a multiple
+    of the scan interval, and ends at a window stop; the last window, aligned to the image's end, is the last of
+    both), so stitching only the box gives the same windows, blended the same way.
+
+    Args:
+        covered: (*spatial) bool, the voxels that make a window run (e.g. the lung envelope).
+        roi: window size, one int per spatial axis.
+        overlap: the sliding window's overlap, one value or one per axis.
+
+    Returns:
+        ``((start, stop), ...)`` per spatial axis, or None when the box is the whole image, when no window holds a
+        covered voxel, or when the image is smaller than the window on some axis (MONAI pads it: no box then).
+    """
+    spatial = tuple(covered.shape)
+    if any(s < int(r) for s, r in zip(spatial, roi)):
+        return None
+    starts, stops = [], []
+    for window in sliding_window_slices(spatial, roi, overlap):
+        if bool(covered[window].any()):
+            starts.append([s.start for s in window])
+            stops.append([s.stop for s in window])
+    if not starts:
+        return None
+    box = tuple((min(a), max(b)) for a, b in zip(zip(*starts), zip(*stops)))
+    return None if all(a == 0 and b == s for (a, b), s in zip(box, spatial)) else box
+
+
+def windows_outside(
+    spatial: Sequence[int], roi: Sequence[int], overlap: Sequence[float] | float, box: Sequence[tuple[int, int]]
+) -> list[list[list[int]]]:
+    """The ``[[start, stop], ...]`` of every window of MONAI's grid over ``spatial`` not inside ``box``."""
+    return [
+        [[s.start, s.stop] for s in window]
+        for window in sliding_window_slices(spatial, roi, overlap)
+        if not all(a <= s.start and s.stop <= b for s, (a, b) in zip(window, box))
+    ]

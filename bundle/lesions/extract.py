@@ -40,7 +40,11 @@ def lesion_probability(logits: torch.Tensor, foreground_channel: int = 1) -> tor
     if foreground_channel < 0 or (k > 1 and foreground_channel >= k):
         raise ValueError(f"foreground_channel={foreground_channel} but the network gave {k} channels.")
     logits = logits.float()
-    return torch.sigmoid(logits[0]) if k == 1 else torch.softmax(logits, 0)[foreground_channel]
+    if k == 1:
+        return torch.sigmoid(logits[0])
+    if k == 2:  # softmax(l)[f] = sigmoid(l_f - l_other): one map allocated instead of K
+        return (logits[foreground_channel] - logits[1 - foreground_channel]).sigmoid_()
+    return torch.softmax(logits, 0)[foreground_channel]
 
 
 def extract_lesions(

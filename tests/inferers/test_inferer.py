@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import unittest
+from unittest import mock
 
 import torch
 from monai.bundle import ConfigParser
@@ -11,6 +12,7 @@ from monai.networks import eval_mode
 from parameterized import parameterized
 
 from bundle.inferers import RoutedSlidingWindowInferer, SuspicionRouter
+from bundle.inferers.windows import gate_box, sliding_window_slices
 
 BACKGROUND = (10.0, -10.0)
 
@@ -410,6 +412,69 @@ class TestMaskGate(unittest.TestCase):
     def test_ill_arg(self):
         with self.assertRaisesRegex(TypeError, "mask_gate"):
             RoutedSlidingWindowInferer(16, mask_gate="yes")
+
+
+# (input shape, roi, overlap, mask region): the stitched box must give what the whole grid gives
+BOX_CASES = [
+    ((1, 1, 33, 34, 35), (16, 16, 16), 0.25, (slice(20, 24), slice(2, 6), slice(10, 12))),
+    ((1, 1, 33, 34, 35), (16, 16, 16), 0.5, (slice(30, 33), slice(0, 3), slice(33, 35))),  # the last windows
+    ((2, 1, 40, 37), (16, 12), (0.25, 0.5), (slice(18, 20), slice(14, 15))),
+    ((1, 1, 48, 48, 20), (16, 16, 8), 0.25, (slice(0, 3), slice(45, 48), slice(4, 6))),
+]
+
+
+class TestGateBox(unittest.TestCase):
+    """With the gate, only the box of the windows holding a mask voxel is stitched; nothing else may change."""
+
+    @parameterized.expand(BOX_CASES)
+    def test_same_as_the_whole_grid(self, shape, roi, overlap, region):
+        inputs = make_input(shape, seed=3)
+        mask = torch.zeros(shape[2:], dtype=torch.uint8)
+        mask[region] = 1
+        net = ConvScreenNet(len(roi))
+        net.eval()
+        boxed = RoutedSlidingWindowInferer(roi, overlap=overlap, sw_batch_size=3)
+        whole = RoutedSlidingWindowInferer(roi, overlap=overlap, sw_batch_size=3)
+        with torch.no_grad():
+            result = boxed(MetaTensor(inputs), net, mask=mask)
+            with mock.patch("bundle.inferers.inferer.gate_box", return_value=None):
+                expected = whole(MetaTensor(inputs), net, mask=mask)
+        self.assertIsNotNone(gate_box(mask.bool(), roi, overlap))  # it did crop
+        self.assertIsInstance(result, MetaTensor)
+        torch.testing.assert_close(result.as_tensor(), expected.as_tensor(), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(boxed.last_tier_map, whole.last_tier_map, rtol=0, atol=0)
+        for key in ("num_windows", "num_high", "num_medium", "num_low", "num_gated", "skipped_fraction"):
+            self.assertEqual(boxed.last_stats[key], whole.last_stats[key], key)
+        strip = [{k: w[k] for k in ("batch", "slices", "tier")} for w in boxed.last_stats["windows"]]
+        self.assertEqual(strip, [{k: w[k] for k in ("batch", "slices", "tier")} for w in whole.last_stats["windows"]])
+        scores = [w["score"] for w in boxed.last_stats["windows"]]
+        for got, want in zip(scores, (w["score"] for w in whole.last_stats["windows"])):
+            self.assertEqual(got is None, want is None)
+            if got is not None:
+                self.assertAlmostEqual(got, want, places=5)
+
+    @parameterized.expand(
+        [((33, 34, 35), (16, 16, 16), 0.25), ((100, 61, 17), (32, 24, 8), 0.4), ((64, 64), (64, 32), 0.25)]
+    )
+    def test_grid_of_a_box_is_the_grid_inside_it(self, spatial, roi, overlap):
+        # the premise of the box: MONAI's grid over any box spanned by grid windows is the full grid's windows in it
+        full = [tuple((s.start, s.stop) for s in w) for w in sliding_window_slices(spatial, roi, overlap)]
+        rng = torch.Generator().manual_seed(0)
+        for _ in range(20):
+            pick = [full[int(i)] for i in torch.randint(len(full), (2,), generator=rng)]
+            box = [(min(p[d][0] for p in pick), max(p[d][1] for p in pick)) for d in range(len(spatial))]
+            inside = [w for w in full if all(a <= s and e <= b for (s, e), (a, b) in zip(w, box))]
+            sub = sliding_window_slices([b - a for a, b in box], roi, overlap)
+            shifted = [tuple((s.start + a, s.stop + a) for s, (a, _) in zip(w, box)) for w in sub]
+            self.assertEqual(shifted, inside)
+
+    def test_no_crop_when_padded_or_whole(self):
+        covered = torch.ones(33, 34, 35, dtype=torch.bool)
+        self.assertIsNone(gate_box(covered, (16, 16, 16), 0.25))  # every window holds a voxel: the whole image
+        self.assertIsNone(gate_box(covered[..., :10], (16, 16, 16), 0.25))  # padded by MONAI
+        self.assertIsNone(gate_box(covered & False, (16, 16, 16), 0.25))  # nothing runs
+        first_slices = covered.logical_and(torch.arange(35) < 3)  # only the first windows along the last axis
+        self.assertEqual(gate_box(first_slices, (16, 16, 16), 0.25), ((0, 33), (0, 34), (0, 16)))
 
 
 class TestTissueGate(unittest.TestCase):
