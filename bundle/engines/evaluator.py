@@ -358,6 +358,13 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
 
     def _infer_case(self, item: Mapping[str, Any], case: str, path: str) -> dict[str, Any]:
         """The work of one case, allowed to raise."""
+        clock = [time.perf_counter()]  # the end of each stage (the loader read and preprocessed the case before)
+        stage_seconds = {"load_preprocess": round(clock[0] - self._case_start, 3)}
+
+        def stage_done(name: str) -> None:
+            clock.append(time.perf_counter())
+            stage_seconds[name] = round(clock[-1] - clock[-2], 3)
+
         image = item[self.image_key]
         if not isinstance(image, torch.Tensor) or image.ndim < 3:
             raise ValueError(f"'{self.image_key}' must be a channel-first image tensor, got {type(image).__name__}.")
@@ -373,6 +380,7 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
         logits = convert_to_tensor(logits, track_meta=False)  # (1, K, *spatial)
         prob = lesion_probability(logits[0], self.foreground_channel)
         del logits
+        stage_done("network")
         stats = getattr(self.inferer, "last_stats", None)
         tier_map = getattr(self.inferer, "last_tier_map", None)
         spatial = tuple(image.shape[1:])
@@ -405,6 +413,7 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
             lesions = lesions_to_grid(lesions, pre_affine, affine, shape)
             labels = label_map_to_grid(labels, pre_affine, affine, shape)
         windows, skipped = window_counts(stats), skipped_fraction(stats)
+        stage_done("lesions")
         meta = {
             "case": case,
             "image": path,
@@ -438,8 +447,10 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
             max_panels=self.max_panels,
             report=report,
         )
+        stage_done("outputs")
         return {
             "status": "done", "windows": windows, "skipped_fraction": skipped, "n_lesions": len(lesions),
+            "stage_seconds": stage_seconds,
             "largest_diameter_mm": round(max((float(les["diameter_mm"]) for les in lesions), default=0.0), 2),
             "max_score": round(max((float(les["score"]) for les in lesions), default=0.0), 4),
         }  # fmt: skip

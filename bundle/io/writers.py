@@ -229,12 +229,13 @@ def write_summary(
 
     Each record has ``case``, ``image``, ``status`` (``"done"``, ``"failed"`` or ``"skipped"``), and ``error``
     (failed) or ``seconds``, ``windows`` (``{"high", "medium", "low"}`` counts or None), ``skipped_fraction``
-    (or None) and ``n_lesions`` (done). The summary::
+    (or None), ``n_lesions`` and optionally ``stage_seconds`` (done). The summary::
 
         {"cases_done": [case, ...], "cases_failed": [{"case", "image", "error"}, ...],
          "cases_skipped": [case, ...],
          "entries_ignored": [{"path", "reason"}, ...],
-         "per_case": {case: {"seconds", "windows": {"high", "medium", "low"}, "skipped_fraction", "n_lesions"}},
+         "per_case": {case: {"seconds", "windows": {"high", "medium", "low"}, "skipped_fraction", "n_lesions",
+                             "stage_seconds": {"load_preprocess", "network", "lesions", "outputs"}}},
          "totals": {"cases", "done", "failed", "skipped", "ignored", "seconds", "windows", "skipped_fraction",
                     "n_lesions"}}
 
@@ -274,6 +275,8 @@ def write_summary(
                 "skipped_fraction": rec.get("skipped_fraction"),
                 "n_lesions": int(rec.get("n_lesions", 0)),
             }
+            if rec.get("stage_seconds") is not None:
+                entry["stage_seconds"] = {k: round(float(v), 3) for k, v in rec["stage_seconds"].items()}
             per_case[case] = entry
             if counts is not None:
                 n = sum(entry["windows"].values())  # type: ignore[arg-type]

@@ -122,6 +122,11 @@ class TestLesionInferenceEvaluator(unittest.TestCase):
         self.assertEqual(evaluator.failed_cases, summary["cases_failed"])
         self.assertEqual(summary["per_case"]["a"]["n_lesions"], 1)
         self.assertEqual(summary["totals"]["n_lesions"], 2)
+        # where the case's time went: loading, network, lesions, outputs, adding up to the case's seconds
+        stages = summary["per_case"]["a"]["stage_seconds"]
+        self.assertEqual(list(stages), ["load_preprocess", "network", "lesions", "outputs"])
+        self.assertTrue(all(v >= 0 for v in stages.values()))
+        self.assertAlmostEqual(sum(stages.values()), summary["per_case"]["a"]["seconds"], delta=0.01)
         if n_windows is None:
             self.assertIsNone(summary["per_case"]["a"]["windows"]["high"])
         else:
