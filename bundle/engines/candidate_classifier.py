@@ -57,10 +57,13 @@ class CandidateClassifier:
             Default ``"replace"``.
         batch_size: patches per forward pass. Default 64.
         device: torch device. Default ``"cpu"``.
+        max_diameter_mm: candidates larger than this keep the network's score (``p`` is still recorded): a mass
+            above a nodule's 30 mm is outside what a nodule classifier learned and what its patches see. None
+            (default) rescores every candidate.
 
     Raises:
         ValueError: when the checkpoint is missing, unreadable or not a candidate-net checkpoint (the message names
-            the file), or ``combine`` is unknown.
+            the file), ``combine`` is unknown or ``max_diameter_mm`` is not positive.
     """
 
     COMBINE = ("replace", "geometric")
@@ -71,10 +74,14 @@ class CandidateClassifier:
         combine: str = "replace",
         batch_size: int = 64,
         device: str | torch.device = "cpu",
+        max_diameter_mm: float | None = None,
     ) -> None:
         if combine not in self.COMBINE:
             raise ValueError(f"combine must be one of {self.COMBINE}, got combine={combine!r}.")
+        if max_diameter_mm is not None and not float(max_diameter_mm) > 0:
+            raise ValueError(f"max_diameter_mm must be positive or None, got max_diameter_mm={max_diameter_mm!r}.")
         self.combine = combine
+        self.max_diameter_mm = None if max_diameter_mm is None else float(max_diameter_mm)
         path = Path(model)
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -116,6 +123,9 @@ class CandidateClassifier:
         p = self.probability(patches).astype(np.float64)
         s = np.asarray([float(c["score"]) for c in candidates])
         new = p if self.combine == "replace" else np.sqrt(s * p)
+        if self.max_diameter_mm is not None:  # masses keep the network's score
+            large = np.asarray([float(c.get("diameter_mm", 0.0)) > self.max_diameter_mm for c in candidates])
+            new = np.where(large, s, new)
         out = [{**c, "cnn_score": float(a), "classifier_score": float(b), "score": float(n)}
                for c, a, b, n in zip(candidates, s, p, new)]  # fmt: skip
         out.sort(key=lambda c: -c["score"])

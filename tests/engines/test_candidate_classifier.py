@@ -75,6 +75,15 @@ class TestCandidateClassifier(unittest.TestCase):
                 self.assertAlmostEqual(c["score"], (c["cnn_score"] * c["classifier_score"]) ** 0.5, places=6)
             with self.assertRaisesRegex(ValueError, "combine"):
                 CandidateClassifier(Path(tmp) / "n.pt", combine="mean")
+            # a mass above max_diameter_mm keeps the network's score; the nodule is rescored
+            sized = [{**c, "score": c["cnn_score"], "diameter_mm": d} for c, d in zip(found, (45.0, 6.0))]
+            guarded = CandidateClassifier(Path(tmp) / "n.pt", max_diameter_mm=30.0)(sized, image, prob, affine)
+            by_size = {c["diameter_mm"]: c for c in guarded}
+            self.assertEqual(by_size[45.0]["score"], by_size[45.0]["cnn_score"])
+            self.assertEqual(by_size[6.0]["score"], by_size[6.0]["classifier_score"])
+            self.assertNotEqual(by_size[45.0]["classifier_score"], by_size[45.0]["cnn_score"])
+            with self.assertRaisesRegex(ValueError, "max_diameter_mm"):
+                CandidateClassifier(Path(tmp) / "n.pt", max_diameter_mm=0)
 
     def test_bad_checkpoint_names_the_file(self):
         with tempfile.TemporaryDirectory() as tmp:
