@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from bundle.io.atomic import atomic_path
+from bundle.lesions.geometry import world_to_voxel
 from bundle.lesions.patches import PATCH_SCALES, PATCH_SHAPE, candidate_patches
 from bundle.networks.nets.candidate_net import CandidateNet
 
@@ -132,12 +133,6 @@ class CandidateClassifier:
         return out
 
 
-def _world_to_voxel(affine: np.ndarray, centres_mm: Sequence[Sequence[float]]) -> np.ndarray:
-    xyz = np.asarray(centres_mm, dtype=np.float64).reshape(-1, 3)
-    homogeneous = np.hstack([xyz, np.ones((len(xyz), 1))])
-    return (np.linalg.inv(affine) @ homogeneous.T).T[:, :3]
-
-
 def collect_patches(
     items: Sequence[Mapping[str, Any]],
     per_scan: str | os.PathLike,
@@ -195,7 +190,7 @@ def collect_patches(
         affine = np.asarray(torch.as_tensor(image.affine), dtype=np.float64)
         rows = [c for c in scan["candidates"] if c["status"] in ("tp", "double", "fp")]
         refs = [les for les in scan["lesions"] if not les["ignore"]] if lesions else []
-        voxels = _world_to_voxel(affine, [c["center_mm"] for c in rows] + [les["center_mm"] for les in refs])
+        voxels = world_to_voxel([c["center_mm"] for c in rows] + [les["center_mm"] for les in refs], affine)
         sampled = np.zeros((0, 3))
         if negatives_per_scan > 0:
             sampled = _sample_negatives(image, data.get(mask_key), affine, scan["lesions"], negatives_per_scan,

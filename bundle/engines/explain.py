@@ -28,10 +28,11 @@ from monai.visualize import GradCAM, VanillaGrad
 
 from bundle.inferers.windows import crop_window
 from bundle.io.atomic import atomic_write_bytes
+from bundle.lesions.geometry import world_to_voxel
 
 __all__ = [
     "LesionScore", "ball_mask", "explain_case", "explain_outputs", "lesion_gradcam", "read_case_outputs",
-    "render_explanation", "world_to_voxel",
+    "render_explanation",
 ]
 
 logger = logging.getLogger(__name__)
@@ -101,12 +102,6 @@ def ball_mask(shape: Sequence[int], center: Sequence[float], radius_mm: float, s
     nearest = tuple(int(min(max(round(c), 0), n - 1)) for c, n in zip(center, shape))
     mask[nearest] = True
     return mask
-
-
-def world_to_voxel(point_mm: Sequence[float], affine: np.ndarray | torch.Tensor) -> np.ndarray:
-    """Voxel coordinates of a world point: ``inv(affine) @ [x, y, z, 1]`` (affine (4, 4), e.g. RAS mm)."""
-    aff = np.asarray(affine, dtype=np.float64)
-    return (np.linalg.inv(aff) @ np.append(np.asarray(point_mm, dtype=np.float64), 1.0))[:-1]
 
 
 def lesion_gradcam(

@@ -17,7 +17,9 @@ import torch
 from monai.utils import convert_to_tensor
 from scipy import ndimage
 
-__all__ = ["box_edge_corners", "input_grid", "label_map_to_grid", "lesions_to_grid", "voxel_box_to_world"]
+__all__ = [
+    "box_edge_corners", "input_grid", "label_map_to_grid", "lesions_to_grid", "voxel_box_to_world", "world_to_voxel"
+]  # fmt: skip
 
 _RAS_TO_LPS = np.array([-1.0, -1.0, 1.0])
 
@@ -42,6 +44,22 @@ def box_edge_corners(box_voxel: Any) -> np.ndarray:
 def _map(points: np.ndarray, affine: np.ndarray) -> np.ndarray:
     """``points`` (P, N) mapped by the (N+1, N+1) ``affine``."""
     return points @ affine[:-1, :-1].T + affine[:-1, -1]
+
+
+def world_to_voxel(points_mm: Any, affine: Any) -> np.ndarray:
+    """Voxel coordinates of world points: ``inv(affine) @ [x, y, z, 1]``.
+
+    Args:
+        points_mm: one point (N,) or several (P, N), e.g. RAS mm.
+        affine: the grid's (N+1, N+1) voxel-to-world matrix.
+
+    Returns:
+        float64 voxel coordinates, the shape of ``points_mm`` ((0, N) for no points).
+    """
+    inverse = np.linalg.inv(np.asarray(affine, dtype=np.float64))
+    points = np.asarray(points_mm, dtype=np.float64)
+    flat = points.reshape(-1, inverse.shape[0] - 1)
+    return _map(flat, inverse).reshape(points.shape if points.size else flat.shape)
 
 
 def voxel_box_to_world(box_voxel: Any, affine: np.ndarray, lps: bool = True) -> list[float]:

@@ -16,7 +16,6 @@ from bundle.engines.explain import (
     explain_outputs,
     lesion_gradcam,
     render_explanation,
-    world_to_voxel,
 )
 from bundle.networks import GhostCAUNet
 from bundle.transforms import ct_preprocessing
@@ -55,11 +54,6 @@ class TestExplain(unittest.TestCase):
         self.assertEqual(int(ball_mask((5, 5, 5), (2, 2, 2), 1.0, (1, 1, 2)).sum()), 5)  # z neighbours 2 mm away
         tiny = ball_mask((5, 5), (9.0, -3.0), 0.1, (1, 1))  # far outside: the nearest voxel only
         self.assertEqual(np.argwhere(tiny).tolist(), [[4, 0]])
-
-    def test_world_to_voxel(self):
-        affine = np.diag([2.0, 2.0, 2.5, 1.0])
-        affine[:3, 3] = (-10.0, 4.0, 0.0)
-        np.testing.assert_allclose(world_to_voxel((-4.0, 8.0, 5.0), affine), (3.0, 2.0, 2.0))
 
     def test_lesion_score(self):
         mask = torch.zeros(1, 1, 4, 4)

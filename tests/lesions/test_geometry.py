@@ -10,7 +10,13 @@ from monai.data import MetaTensor
 from monai.transforms import Compose, EnsureChannelFirstd, Invertd, Orientationd, Spacingd
 
 from bundle.lesions.find import find_lesions
-from bundle.lesions.geometry import box_edge_corners, label_map_to_grid, lesions_to_grid, voxel_box_to_world
+from bundle.lesions.geometry import (
+    box_edge_corners,
+    label_map_to_grid,
+    lesions_to_grid,
+    voxel_box_to_world,
+    world_to_voxel,
+)
 
 AFFINE = np.diag([1.0, 2.0, 2.5, 1.0])
 AFFINE[:3, 3] = [10.0, -20.0, 5.0]
@@ -22,6 +28,17 @@ class TestVoxelBoxToWorld(unittest.TestCase):
         np.testing.assert_allclose(box, [10 + 3.5, -20 + 7.0, 5 + 13.75, 4.0, 4.0, 10.0])
         lps = voxel_box_to_world([[2, 3, 4], [6, 5, 8]], AFFINE)
         np.testing.assert_allclose(lps, [-13.5, 13.0, 18.75, 4.0, 4.0, 10.0])
+
+    def test_world_to_voxel(self):
+        affine = np.diag([2.0, 2.0, 2.5, 1.0])
+        affine[:3, 3] = (-10.0, 4.0, 0.0)
+        np.testing.assert_allclose(world_to_voxel((-4.0, 8.0, 5.0), affine), (3.0, 2.0, 2.0))
+        many = world_to_voxel([(-4.0, 8.0, 5.0), (-10.0, 4.0, 0.0)], affine)  # (P, 3) in, (P, 3) out
+        np.testing.assert_allclose(many, [(3.0, 2.0, 2.0), (0.0, 0.0, 0.0)])
+        self.assertEqual(world_to_voxel([], affine).shape, (0, 3))
+        rotated = np.array([[0.0, -1.0, 0.0, 5.0], [1.0, 0.0, 0.0, -2.0], [0.0, 0.0, 2.0, 1.0], [0, 0, 0, 1.0]])
+        voxel = np.array([3.0, 7.0, 2.0])
+        np.testing.assert_allclose(world_to_voxel((rotated @ np.append(voxel, 1))[:3], rotated), voxel)
 
     def test_box_edge_corners(self):
         corners = box_edge_corners([[2, 3], [6, 5]])  # 2-D: 4 corners at the voxel edges

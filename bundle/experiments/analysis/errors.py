@@ -28,6 +28,7 @@ from scipy import ndimage
 
 from bundle.data.datalist import load_datalist
 from bundle.io.atomic import atomic_write_text
+from bundle.lesions.geometry import world_to_voxel
 from bundle.transforms.lung_mask import lung_mask
 
 __all__ = [
@@ -75,10 +76,9 @@ def classify_false_positives(
     if lungs is None:
         lungs = lung_mask(hu, spacing)
     distance = ndimage.distance_transform_edt(~lungs, sampling=spacing) if lungs.any() else None
-    inverse = np.linalg.inv(affine)
     out = []
     for center in centers_mm:
-        ijk = np.round((inverse @ np.append(np.asarray(center, float), 1.0))[:3]).astype(int)
+        ijk = np.round(world_to_voxel(center, affine)).astype(int)
         if np.any(ijk < 0) or np.any(ijk >= hu.shape):
             out.append({"region": "outside image", "hu": None, "distance_to_lung_mm": None})
             continue

@@ -22,7 +22,8 @@ import torch
 import torch.nn as nn
 
 from bundle.experiments.analysis import figures
-from bundle.engines.explain import ball_mask, read_case_outputs, world_to_voxel
+from bundle.engines.explain import ball_mask, read_case_outputs
+from bundle.lesions.geometry import world_to_voxel
 from bundle.experiments.analysis.features import lesion_features, summarize_by_band
 from bundle.experiments.analysis.responses import attention_gain, layer_responses, response_map, screening_auc, stage_modules
 from bundle.experiments.analysis.responses import capture_outputs, sliding_response_maps
