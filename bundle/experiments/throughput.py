@@ -4,6 +4,7 @@
 ``data/throughput/scans/`` (ignored by git) and times, one after the other on the same machine:
 
 - one process with all threads: ``python -m monai.bundle run --config_file configs/inference.json``;
+- the same with ``--dataloader#num_workers 1``: the next case is read and preprocessed in a worker meanwhile;
 - ``processes`` processes with ``threads // processes`` threads each: ``torchrun --standalone --nnodes=1
   --nproc_per_node=P -m monai.bundle run --config_file "['configs/inference.json','configs/multi_gpu_inference.json']"``.
 
@@ -35,8 +36,8 @@ def measure_throughput(cases: int = 4, processes: int = 2, threads: int = 2, wor
     Time the main command over ``cases`` copies of the embedded CT with 1 process and with ``processes``.
 
     Returns:
-        ``{"cases", "threads", "rows": [{"processes", "threads_each", "seconds", "cases_per_minute"}], "same_lesions",
-        "commands"}``.
+        ``{"cases", "threads", "rows": [{"processes", "threads_each", "loader_workers", "seconds",
+        "cases_per_minute"}], "same_lesions", "commands"}``.
 
     Raises:
         RuntimeError: when a command fails (its last output lines attached).
@@ -59,17 +60,26 @@ def measure_throughput(cases: int = 4, processes: int = 2, threads: int = 2, wor
     configs = "['configs/inference.json','configs/multi_gpu_inference.json']"
     multi = [torchrun, "--standalone", "--nnodes=1", f"--nproc_per_node={processes}", "-m", "monai.bundle", "run",
              "--config_file", configs, *flags, "--output_dir", str(work / f"out_{processes}")]  # fmt: skip
+    # one process whose data loader reads and preprocesses the next case in a worker while this one is inferred
+    prefetch = [*single[:-4], "--output_dir", str(work / "out_1w"), "--num_threads", str(threads),
+                "--dataloader#num_workers", "1"]  # fmt: skip
+    runs = (
+        ("1", 1, single, threads, 0),
+        ("1w", 1, prefetch, threads, 1),
+        (str(processes), processes, multi, threads // processes, 0),
+    )
     rows = []
-    for n, command, each in ((1, single, threads), (processes, multi, threads // processes)):
-        shutil.rmtree(work / f"out_{n}", ignore_errors=True)
+    for name, n, command, each, workers in runs:
+        shutil.rmtree(work / f"out_{name}", ignore_errors=True)
         run_env = dict(env, OMP_NUM_THREADS=str(each))
         start = time.perf_counter()
         proc = subprocess.run(command, cwd=str(ROOT), env=run_env, capture_output=True, text=True)
         seconds = time.perf_counter() - start
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed:\n{proc.stderr[-2000:]}")
-        rows.append({"processes": n, "threads_each": each, "seconds": round(seconds, 1),
+        rows.append({"processes": n, "threads_each": each, "loader_workers": workers, "seconds": round(seconds, 1),
                      "cases_per_minute": round(60.0 * cases / seconds, 2)})  # fmt: skip
-    same = _lesions(work / "out_1") == _lesions(work / f"out_{processes}")
+    found = [_lesions(work / f"out_{name}") for name, *_ in runs]
+    same = all(f == found[0] for f in found[1:])
     return {"cases": cases, "threads": threads, "rows": rows, "same_lesions": same,
-            "commands": [" ".join(single), " ".join(multi)]}  # fmt: skip
+            "commands": [" ".join(c) for _, _, c, _, _ in runs]}  # fmt: skip
