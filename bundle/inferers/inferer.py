@@ -262,10 +262,11 @@ class RoutedSlidingWindowInferer(Inferer):
             run_inputs = plain[(slice(None), slice(None), *crop)]
             gate = gate[(slice(None), *crop)]
             low = int(RoutingTier.LOW)  # the windows outside the box hold no mask voxel: gated, unscreened
+            outside = windows_outside(spatial_shape, roi, self.overlap, box)
             record["windows"] = [
                 {"batch": b, "slices": slices, "score": None, "tier": low}
                 for b in range(inputs.shape[0])
-                for slices in windows_outside(spatial_shape, roi, self.overlap, box)
+                for slices in outside
             ]
             record["num_gated"] = len(record["windows"])
         offset = tuple(a for a, _ in box) if box is not None else (0,) * len(spatial_shape)
