@@ -264,7 +264,7 @@ class RoutedSlidingWindowInferer(Inferer):
             low = int(RoutingTier.LOW)  # the windows outside the box hold no mask voxel: gated, unscreened
             outside = windows_outside(spatial_shape, roi, self.overlap, box)
             record["windows"] = [
-                {"batch": b, "slices": slices, "score": None, "tier": low}
+                {"batch": b, "slices": [list(s) for s in slices], "score": None, "tier": low}
                 for b in range(inputs.shape[0])
                 for slices in outside
             ]
