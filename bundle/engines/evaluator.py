@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from bundle import __version__ as bundle_version
 from bundle.engines.console import case_bar, case_result_line
-from bundle.inferers.stats import scalar_stats, skipped_fraction, window_counts
+from bundle.inferers.stats import inferer_tier_codes, scalar_stats, skipped_fraction, window_counts
 from bundle.io.errors import describe_exception
 from bundle.io.dicom import dicom_case_outputs
 from bundle.io.atomic import atomic_write_text
@@ -382,19 +382,8 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
         del logits
         stage_done("network")
         stats = getattr(self.inferer, "last_stats", None)
-        tier_map = getattr(self.inferer, "last_tier_map", None)
         spatial = tuple(image.shape[1:])
-        tiers = None
-        if tier_map is not None:
-            if tuple(tier_map.shape[-len(spatial) :]) == spatial:
-                tiers = np.asarray(torch.as_tensor(tier_map).reshape(spatial).cpu(), dtype=np.uint8)
-            else:
-                logger.warning(
-                    "case %s: inferer.last_tier_map %s does not match the image %s, ignored",
-                    case,
-                    tuple(tier_map.shape),
-                    spatial,
-                )
+        tiers = inferer_tier_codes(self.inferer, spatial, case)
         mask = None
         if self.mask_key is not None:
             mask = np.asarray(torch.as_tensor(item[self.mask_key]).reshape(spatial).cpu()) > 0.5

@@ -54,15 +54,15 @@ def measure_throughput(cases: int = 4, processes: int = 2, threads: int = 2, wor
             shutil.copytree(source, scans / f"chest_ct_{i:02d}")
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     flags = ["--dataset_dir", str(scans), "--quiet", "True"]
-    single = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json", *flags,
-              "--output_dir", str(work / "out_1"), "--num_threads", str(threads)]  # fmt: skip
+    one_process = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json", *flags,
+                   "--num_threads", str(threads)]  # fmt: skip
+    single = [*one_process, "--output_dir", str(work / "out_1")]
+    # one process whose data loader reads and preprocesses the next case in a worker while this one is inferred
+    prefetch = [*one_process, "--output_dir", str(work / "out_1w"), "--dataloader#num_workers", "1"]
     torchrun = str(Path(sys.executable).parent / "torchrun")
     configs = "['configs/inference.json','configs/multi_gpu_inference.json']"
     multi = [torchrun, "--standalone", "--nnodes=1", f"--nproc_per_node={processes}", "-m", "monai.bundle", "run",
              "--config_file", configs, *flags, "--output_dir", str(work / f"out_{processes}")]  # fmt: skip
-    # one process whose data loader reads and preprocesses the next case in a worker while this one is inferred
-    prefetch = [*single[:-4], "--output_dir", str(work / "out_1w"), "--num_threads", str(threads),
-                "--dataloader#num_workers", "1"]  # fmt: skip
     runs = (
         ("1", 1, single, threads, 0),
         ("1w", 1, prefetch, threads, 1),

@@ -22,6 +22,7 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
+from bundle.inferers.stats import inferer_tier_codes
 from bundle.lesions.extract import extract_lesions, lesion_probability
 from bundle.lesions.geometry import input_grid, label_map_to_grid, lesions_to_grid
 from bundle.lesions.rescore import check_rescore_threshold
@@ -127,10 +128,7 @@ class LesionLabelMapd(MapTransform):
             mask = None
             if self.mask_key is not None and self.mask_key in d:
                 mask = np.asarray(torch.as_tensor(d[self.mask_key]).reshape(spatial).cpu()) > 0.5
-            tiers = None
-            tier_map = getattr(self.inferer, "last_tier_map", None)
-            if tier_map is not None and tuple(tier_map.shape[-len(spatial) :]) == spatial:
-                tiers = np.asarray(torch.as_tensor(tier_map).reshape(spatial).cpu(), dtype=np.uint8)
+            tiers = inferer_tier_codes(self.inferer, spatial, str(key))
             image = d.get(self.image_key)
             image = None if image is None else torch.as_tensor(image)[0]
             lesions, labels = extract_lesions(

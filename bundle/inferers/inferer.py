@@ -49,6 +49,7 @@ from monai.utils import BlendMode, PytorchPadMode, convert_to_dst_type, ensure_t
 from torch.nn.parallel import DistributedDataParallel
 
 from bundle.inferers.router import SuspicionRouter, get_screen
+from bundle.inferers.stats import summarise_windows, tier_map
 from bundle.inferers.windows import gate_box, windows_outside
 from bundle.tiers import RoutingTier
 from bundle.networks.bn_folding import count_batchnorm, fold_batchnorm
@@ -373,8 +374,8 @@ class RoutedSlidingWindowInferer(Inferer):
         if box is not None:
             result = self._paste(result, inputs, box)
             record["windows"].sort(key=lambda w: (w["batch"], [a for a, _ in w["slices"]]))  # MONAI's order
-        self.last_stats = self._summarise(record, routed)
-        self.last_tier_map = self._tier_map(record["windows"], spatial_shape, result.device)
+        self.last_stats = summarise_windows(record, routed)
+        self.last_tier_map = tier_map(record["windows"], spatial_shape, result.device)
         return result  # type: ignore[no-any-return]
 
     def _inference_copy(self, network: Callable[..., Any]) -> Callable[..., Any]:
@@ -443,43 +444,3 @@ class RoutedSlidingWindowInferer(Inferer):
         for channel, value in enumerate(self.background_logits):
             logits[:, channel : channel + 1].masked_fill_(uncovered, value)
         return convert_to_dst_type(logits, stitched)[0]  # type: ignore[no-any-return]
-
-    @staticmethod
-    def _summarise(record: dict[str, Any], routed: bool) -> dict[str, Any]:
-        windows = record["windows"]
-        counts = {tier: sum(w["tier"] == int(tier) for w in windows) for tier in RoutingTier}
-        num = len(windows)
-        per_window = {
-            "screen": record["time_screen_s"] / num if routed and num else None,
-            "high": record["time_high_s"] / counts[RoutingTier.HIGH] if counts[RoutingTier.HIGH] else None,
-            "medium": record["time_medium_s"] / counts[RoutingTier.MEDIUM] if counts[RoutingTier.MEDIUM] else None,
-        }
-        spent = record["time_screen_s"] + record["time_high_s"] + record["time_medium_s"]
-        # the unrouted cost is every window at the measured HIGH cost; without a HIGH window, the MEDIUM cost is a
-        # lower bound of it ("basic" is the full network minus attention), so the estimate is then a lower bound
-        reference = "high" if per_window["high"] else ("medium" if per_window["medium"] else None)
-        full_cost = num * per_window[reference] if reference else 0.0
-        return {
-            "routing": routed,
-            "num_windows": num,
-            "num_high": counts[RoutingTier.HIGH],
-            "num_medium": counts[RoutingTier.MEDIUM],
-            "num_low": counts[RoutingTier.LOW],
-            "num_gated": record["num_gated"],
-            "windows": windows,
-            "time_screen_s": record["time_screen_s"],
-            "time_high_s": record["time_high_s"],
-            "time_medium_s": record["time_medium_s"],
-            "seconds_per_window": per_window,
-            "skipped_fraction": counts[RoutingTier.LOW] / num if num else 0.0,
-            "compute_saved_fraction": (1.0 - spent / full_cost if full_cost > 0 else None) if routed else 0.0,
-            "compute_saved_reference": reference,
-        }
-
-    @staticmethod
-    def _tier_map(windows: list[dict[str, Any]], spatial_shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
-        tier_map = torch.zeros(spatial_shape, dtype=torch.uint8)
-        for window in windows:
-            region = tuple(slice(start, stop) for start, stop in window["slices"])
-            tier_map[region] = torch.clamp(tier_map[region], min=window["tier"])
-        return tier_map.to(device)

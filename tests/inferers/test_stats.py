@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import unittest
+from types import SimpleNamespace
 
+import numpy as np
+import torch
 from parameterized import parameterized
 
-from bundle.inferers.stats import scalar_stats, skipped_fraction, window_counts
+from bundle.inferers.stats import inferer_tier_codes, scalar_stats, skipped_fraction, window_counts
 
 
 class TestWindowCounts(unittest.TestCase):
@@ -21,6 +24,18 @@ class TestWindowCounts(unittest.TestCase):
     @parameterized.expand([("none", None), ("plain_inferer", {}), ("records_without_tier", {"windows": [{}]})])
     def test_nothing_to_count(self, _, stats):
         self.assertIsNone(window_counts(stats))
+
+
+class TestInfererTierCodes(unittest.TestCase):
+    def test_matching_mismatching_and_absent(self):
+        codes = torch.zeros(1, 4, 5, 6, dtype=torch.uint8)
+        codes[0, 1, 2, 3] = 2
+        got = inferer_tier_codes(SimpleNamespace(last_tier_map=codes), (4, 5, 6), "a")
+        self.assertEqual((got.dtype, got.shape, int(got[1, 2, 3]), int(got.sum())), (np.uint8, (4, 5, 6), 2, 2))
+        with self.assertLogs("bundle.inferers.stats", level="WARNING") as logs:
+            self.assertIsNone(inferer_tier_codes(SimpleNamespace(last_tier_map=codes), (4, 5, 7), "case_b"))
+        self.assertIn("case case_b", logs.output[0])
+        self.assertIsNone(inferer_tier_codes(object(), (4, 5, 6)))  # a plain MONAI inferer has none
 
 
 class TestScalars(unittest.TestCase):
