@@ -8,6 +8,7 @@ lesions is :py:func:`bundle.data.synthetic.gallery.plot_lesion_gallery`.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,7 +36,8 @@ def default_hosts(modality: str, available: Sequence[str] = ()) -> tuple[list[st
     CT: ``lung_dx_a0001:right`` for training, ``lung_dx_a0001:left`` (with the real tumour) for validation.
     Head CT (``ct_head``): ``cranium:right`` for training, ``cranium:left`` for validation.
     MR: ``mni152`` for training and ``colin27`` for validation when both are installed, otherwise the one
-    installed MR host split into its right (training) and left (validation) halves.
+    installed MR host split into its right (training) and left (validation) halves, with a warning: the halves are
+    the same head, so numbers on them do not measure generalisation to another one.
 
     Args:
         modality: ``"ct"``, ``"ct_head"`` or ``"mri"`` (case-insensitive; ``"CT"``/``"MR"`` accepted).
@@ -63,6 +65,10 @@ def default_hosts(modality: str, available: Sequence[str] = ()) -> tuple[list[st
         raise ValueError(f"no {mod} host is installed; see docs/data.md for the packages to install.")
     if {"mni152", "colin27"} <= set(installed):
         return ["mni152"], ["colin27"]
+    warnings.warn(
+        f"only the MR host {installed[0]!r} is installed: validating on its left half, the same head as training "
+        "(install Debian mricron-data for Colin27, another head; docs/data.md).", stacklevel=2,
+    )
     return [f"{installed[0]}:right"], [f"{installed[0]}:left"]
 
 

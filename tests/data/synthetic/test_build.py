@@ -3,7 +3,10 @@ from __future__ import annotations
 import json
 import tempfile
 import unittest
+import warnings
 from pathlib import Path
+from types import SimpleNamespace
+from unittest import mock
 
 import nibabel as nib
 import numpy as np
@@ -45,6 +48,18 @@ class TestHostSplit(unittest.TestCase):
         if mr:
             train, val = default_hosts("mri")
             check_host_split(train, val)
+
+    def test_default_hosts_mr_fallback_warns(self):
+        def hosts(*ids):
+            return [SimpleNamespace(host_id=h, installed=True, modality="MR") for h in ids]
+
+        with mock.patch("bundle.data.synthetic.build.list_hosts", return_value=hosts("mni152")):
+            with self.assertWarnsRegex(UserWarning, "same head as training"):
+                self.assertEqual(default_hosts("mri"), (["mni152:right"], ["mni152:left"]))
+        with mock.patch("bundle.data.synthetic.build.list_hosts", return_value=hosts("mni152", "colin27")):
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                self.assertEqual(default_hosts("mri"), (["mni152"], ["colin27"]))
 
 
 class TestBuildDataset(unittest.TestCase):
