@@ -50,6 +50,7 @@ from monai.transforms import (
 from monai.utils import ensure_tuple, look_up_option
 
 from bundle.io.readers import LargestSeriesITKReader, LoadVolumed
+from bundle.transforms.brain import BrainMaskd, MaskedScaleIntensityd
 from bundle.transforms.resample import SeparableSpacingd
 from bundle.transforms.dictionary import BorderGaussianSmoothd, ReplaceNonFinited
 
@@ -208,6 +209,7 @@ def mri_preprocessing(
     smooth_sigma: float = 1.0,
     channel_wise: bool = True,
     headroom: float = 0.0,
+    brain_mask_key: str | None = None,
     axcodes: str | None = "RAS",
     reader: ImageReader | str | type[ImageReader] | None = None,
     load: bool = True,
@@ -231,6 +233,11 @@ def mri_preprocessing(
             to ``[0, 1 / (1 + headroom)]`` (``ScaleIntensityRangePercentilesd``) and only what lies beyond
             ``headroom`` more is clipped at 1. With 0 (default) the ``upper`` percentile is clipped, as above;
             lesions brighter than the brightest normal tissue need room (e.g. 0.5). Must be >= 0.
+        brain_mask_key: when given, the skull is stripped first: :class:`bundle.transforms.brain.BrainMaskd` writes
+            the brain mask of the first image key there (after resampling; the grid must be isotropic), and the
+            clip and scaling are replaced by :class:`~bundle.transforms.brain.MaskedScaleIntensityd`: the brain's
+            ``lower``/``upper`` percentiles map to 0/1 without clipping, 0 outside the brain. ``headroom`` is then
+            unused. Defaults to None (whole-image clip and scaling, as above).
         axcodes: orientation for ``Orientationd``; None keeps the input orientation. Defaults to ``"RAS"``.
         reader: reader for ``LoadImaged``; None uses :class:`bundle.io.readers.LargestSeriesITKReader`.
         load: start with ``LoadImaged`` + ``EnsureChannelFirstd``. Defaults to True.
@@ -249,6 +256,12 @@ def mri_preprocessing(
     if not headroom >= 0.0:
         raise ValueError(f"headroom must be >= 0, got headroom={headroom!r}.")
     steps = _spatial_steps(keys_t, label_keys_t, pixdim, axcodes, reader, load, None, allow_missing_keys)
+    if brain_mask_key is not None:
+        steps += [BrainMaskd(keys_t[0], mask_key=brain_mask_key, allow_missing_keys=allow_missing_keys)]
+        steps += _smoothing(keys_t, smooth_sigma, allow_missing_keys)
+        steps += [MaskedScaleIntensityd(keys_t, mask_key=brain_mask_key, lower=lower, upper=upper,
+                                        allow_missing_keys=allow_missing_keys)]
+        return Compose(steps + _final_types(keys_t, label_keys_t, allow_missing_keys))
     steps += _smoothing(keys_t, smooth_sigma, allow_missing_keys)
     if headroom == 0.0:
         steps += [
