@@ -82,9 +82,9 @@ class BrainMaskd(MapTransform):
         for key in self.key_iterator(d):
             image = d[key]
             array = np.asarray(image[0].detach().cpu().numpy() if isinstance(image, torch.Tensor) else image[0])
-            spacing = _spacing(image)
+            spacing = np.asarray(image.pixdim[:3] if isinstance(image, MetaTensor) else np.ones(3), dtype=float)
             if not np.allclose(spacing, spacing[0], rtol=1e-3):
-                raise ValueError(f"BrainMaskd needs an isotropic grid, got spacing {tuple(spacing)} mm; resample first.")
+                raise ValueError(f"BrainMaskd needs an isotropic grid, got spacing {tuple(round(float(s), 3) for s in spacing)} mm; resample first.")
             mask = brain_mask(array, float(spacing[0]), self.iterations, self.bt)
             if not mask.any():
                 mask = array > array.min()
@@ -120,17 +120,10 @@ class MaskedScaleIntensityd(MapTransform):
                 raise ValueError(f"{key!r} has shape {tuple(image.shape[1:])}, its mask {tuple(inside.shape)}.")
             out = image.float().clone()
             for c in range(image.shape[0]):
-                values = image[c][inside].float() if inside.any() else image[c].reshape(-1).float()
-                lo, hi = torch.quantile(values[:: max(1, values.numel() // 2_000_000)],
-                                        torch.tensor([self.lower, self.upper]) / 100.0).tolist()
-                scaled = (image[c].float() - lo) / max(hi - lo, 1e-6)
+                values = image[c][inside] if inside.any() else image[c]
+                lo, hi = np.percentile(np.asarray(values.detach().cpu(), dtype=np.float32), [self.lower, self.upper])
+                scaled = (image[c].float() - float(lo)) / max(float(hi - lo), 1e-6)
                 out[c] = torch.where(inside, scaled, torch.zeros_like(scaled))
             d[key] = out
         return d
 
-
-def _spacing(image) -> np.ndarray:
-    affine = getattr(image, "affine", None)
-    if affine is None:
-        return np.ones(3)
-    return np.sqrt((np.asarray(affine, dtype=float)[:3, :3] ** 2).sum(axis=0))
