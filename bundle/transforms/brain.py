@@ -47,7 +47,9 @@ def brain_mask(volume: np.ndarray, spacing_mm: float = 1.0, iterations: int = 10
     try:  # imported here: numba and trimesh cost start-up time that CT inference must not pay
         from brainextractor import BrainExtractor
     except ImportError as err:
-        raise ImportError("brain masking needs brainextractor (requirements-data.txt, installed with --no-deps).") from err
+        raise ImportError(
+            "brain masking needs brainextractor (requirements-data.txt, installed with --no-deps)."
+        ) from err
     image = nib.Nifti1Image(np.nan_to_num(volume, nan=float(finite.min())), np.diag([spacing_mm] * 3 + [1.0]))
     with contextlib.redirect_stdout(io.StringIO()):  # brainextractor prints every iteration
         extractor = BrainExtractor(img=image, bt=bt)
@@ -84,7 +86,8 @@ class BrainMaskd(MapTransform):
             array = np.asarray(image[0].detach().cpu().numpy() if isinstance(image, torch.Tensor) else image[0])
             spacing = np.asarray(image.pixdim[:3] if isinstance(image, MetaTensor) else np.ones(3), dtype=float)
             if not np.allclose(spacing, spacing[0], rtol=1e-3):
-                raise ValueError(f"BrainMaskd needs an isotropic grid, got spacing {tuple(round(float(s), 3) for s in spacing)} mm; resample first.")
+                shown = tuple(round(float(s), 3) for s in spacing)
+                raise ValueError(f"BrainMaskd needs an isotropic grid, got spacing {shown} mm; resample first.")
             mask = brain_mask(array, float(spacing[0]), self.iterations, self.bt)
             if not mask.any():
                 mask = array > array.min()
@@ -108,7 +111,9 @@ class MaskedScaleIntensityd(MapTransform):
                  allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         if not 0.0 <= lower < upper <= 100.0:
-            raise ValueError(f"percentiles must satisfy 0 <= lower < upper <= 100, got lower={lower!r} upper={upper!r}.")
+            raise ValueError(
+                f"percentiles must satisfy 0 <= lower < upper <= 100, got lower={lower!r} upper={upper!r}."
+            )
         self.mask_key, self.lower, self.upper = mask_key, float(lower), float(upper)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
