@@ -64,6 +64,7 @@ class BorderGaussianSmoothd(MapTransform):
         sigma: standard deviation in voxels, one or one per spatial axis. Defaults to 1.0.
         truncated: the kernel radius in standard deviations. Defaults to 4.0.
         padding_mode: ``scipy.ndimage`` boundary mode. Defaults to ``"nearest"``.
+        num_threads: slabs filtered side by side; None uses ``torch.get_num_threads()``. Defaults to None.
         allow_missing_keys: don't raise an exception if a key is missing. Defaults to False.
 
     Raises:
@@ -78,10 +79,13 @@ class BorderGaussianSmoothd(MapTransform):
         sigma: Sequence[float] | float = 1.0,
         truncated: float = 4.0,
         padding_mode: str = "nearest",
+        num_threads: int | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.smoother = BorderGaussianSmooth(sigma=sigma, truncated=truncated, padding_mode=padding_mode)
+        self.smoother = BorderGaussianSmooth(
+            sigma=sigma, truncated=truncated, padding_mode=padding_mode, num_threads=num_threads
+        )
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
         d = dict(data)

@@ -92,8 +92,7 @@ class LungCandidateMask(Transform):
         spacing = (
             [float(s) for s in img.pixdim[:3]] if isinstance(img, MetaTensor) else [1.0, 1.0, 1.0]
         )  # (x, y, z) mm after Spacingd
-        hu = self.a_min + np.asarray(img[0].detach().cpu(), dtype=np.float32) * (self.a_max - self.a_min)
-        mask = self._mask(hu, spacing)
+        mask = self._mask(np.asarray(img[0].detach().cpu(), dtype=np.float32), spacing)
         out = torch.as_tensor(mask[None].astype(np.uint8))
         return MetaTensor(out, meta=img.meta, applied_operations=list(img.applied_operations)) if isinstance(
             img, MetaTensor
@@ -104,18 +103,20 @@ class LungCandidateMask(Transform):
         """In-plane voxels per block of ``grid_mm`` (1 for 0 or a grid finer than the voxels)."""
         return max(1, int(round(grid_mm / min(spacing[:2])))) if grid_mm > 0 else 1
 
-    def _mask(self, hu: np.ndarray, spacing: list[float]) -> np.ndarray:
-        """The candidate mask (H, W, D) of a CT volume in HU: lungs segmented on the ``segmentation_mm`` grid, their
-        envelope and margin on the ``envelope_mm`` grid, brought back to the full grid."""
+    def _mask(self, image: np.ndarray, spacing: list[float]) -> np.ndarray:
+        """The candidate mask (H, W, D) of a CT volume windowed to [0, 1]: lungs segmented on the ``segmentation_mm``
+        grid (only that grid is taken back to HU), their envelope and margin on the ``envelope_mm`` grid, brought back
+        to the full grid."""
         seg = self._stride(self.segmentation_mm, spacing)
         coarse = [spacing[0] * seg, spacing[1] * seg, spacing[2]]
-        lungs = lung_mask(hu[::seg, ::seg], coarse)  # (h, w, D) on the segmentation grid
+        hu = self.a_min + image[::seg, ::seg] * np.float32(self.a_max - self.a_min)  # (h, w, D), float32
+        lungs = lung_mask(hu, coarse)  # on the segmentation grid
         lung_ml = float(lungs.sum()) * float(np.prod(coarse)) / 1000.0
         if lung_ml < self.min_lung_ml:
             if self.empty_means_all:
                 logger.info("no plausible lung found (%.0f ml): the candidate mask keeps everything", lung_ml)
-                return np.ones(hu.shape, dtype=bool)
-            return _repeat_inplane(lungs, seg, hu.shape)
+                return np.ones(image.shape, dtype=bool)
+            return _repeat_inplane(lungs, seg, image.shape)
         block = max(1, self._stride(self.envelope_mm, coarse))  # segmentation voxels per envelope block
         blocks = _pool_any_inplane(lungs, block)
         grid = [coarse[0] * block, coarse[1] * block]
@@ -127,7 +128,7 @@ class LungCandidateMask(Transform):
             yy, xx = np.ogrid[-radius[0] : radius[0] + 1, -radius[1] : radius[1] + 1]
             structure = ((yy / max(radius[0], 1)) ** 2 + (xx / max(radius[1], 1)) ** 2 <= 1.0)[..., None]
             envelope = ndimage.binary_dilation(envelope, structure=structure)
-        return _repeat_inplane(envelope, block * seg, hu.shape)
+        return _repeat_inplane(envelope, block * seg, image.shape)
 
 
 class LungCandidateMaskd(MapTransform):

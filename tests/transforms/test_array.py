@@ -6,8 +6,10 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 from parameterized import parameterized
+from scipy import ndimage
 
 from bundle.transforms import BorderGaussianSmooth, ReplaceNonFinite
+from bundle.transforms.array import _gaussian_filter_slabs
 
 NAN, INF = float("nan"), float("inf")
 
@@ -118,6 +120,30 @@ class TestBorderGaussianSmooth(unittest.TestCase):
     def test_ill_padding_mode(self):
         with self.assertRaises(ValueError):
             BorderGaussianSmooth(padding_mode="zeros")
+
+    def test_ill_num_threads(self):
+        with self.assertRaisesRegex(ValueError, "num_threads"):
+            BorderGaussianSmooth(num_threads=0)
+
+    @parameterized.expand(
+        [
+            [(1, 40, 9, 7), (0.0, 1.0, 1.0, 1.0), "nearest", 2],
+            [(2, 11, 37, 5), (0.0, 1.5, 0.7, 0.0), "reflect", 3],
+            [(1, 64, 8, 8), (0.0, 0.0, 1.0, 1.0), "nearest", 4],  # no smoothing along the axis that is cut
+            [(1, 33, 30), (0.0, 2.0, 1.0), "mirror", 2],
+        ]
+    )
+    def test_slabs_equal_one_call(self, shape, sigmas, mode, threads):
+        x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+        expected = ndimage.gaussian_filter(x, sigma=sigmas, mode=mode, truncate=4.0)
+        out = _gaussian_filter_slabs(x, sigmas, mode, 4.0, threads, min_voxels=0)
+        np.testing.assert_array_equal(out, expected)
+
+    def test_threads_do_not_change_the_result(self):
+        img = torch.from_numpy(np.random.default_rng(1).normal(size=(1, 130, 96, 90)).astype(np.float32))  # > 1 M
+        one = BorderGaussianSmooth(sigma=1.0, num_threads=1)(img)
+        np.testing.assert_array_equal(BorderGaussianSmooth(sigma=1.0, num_threads=2)(img), one)
+        np.testing.assert_array_equal(BorderGaussianSmooth(sigma=1.0, num_threads=3)(img), one)
 
     def test_ill_sigma_count(self):
         with self.assertRaisesRegex(ValueError, "sigma must have 1 or 3 values"):
