@@ -378,7 +378,7 @@ class LesionInferenceEvaluator(SupervisedEvaluator):
             else:
                 logits = self.inferer(inputs, self.network, **gate)
         logits = convert_to_tensor(logits, track_meta=False)  # (1, K, *spatial)
-        prob = lesion_probability(logits[0], self.foreground_channel)
+        prob = lesion_probability(logits[0], self.foreground_channel, inplace=True)  # the logits are ours
         del logits
         stage_done("network")
         stats = getattr(self.inferer, "last_stats", None)

@@ -50,7 +50,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from bundle.inferers.router import SuspicionRouter, get_screen
 from bundle.inferers.stats import summarise_windows, tier_map
-from bundle.inferers.windows import gate_box, windows_outside
+from bundle.inferers.windows import gate_box, lesion_logit, run_windows, windows_outside
 from bundle.tiers import RoutingTier
 from bundle.networks.bn_folding import count_batchnorm, fold_batchnorm
 
@@ -61,25 +61,6 @@ logger = logging.getLogger(__name__)
 ENHANCEMENTS = ("full", "basic")
 
 
-
-def _run_windows(network: Callable[..., Any], windows: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-    """``network(windows, ...)``; a single CPU window runs as a batch of two (itself twice, first output kept) when
-    the network says it is faster so (``pair_single_windows``, as ``GhostCAUNet`` with a strided stem does).
-
-    PyTorch picks its naive ``slow_conv3d`` kernel over oneDNN for a batch of one when a layer's channels x first two
-    spatial sizes are small (deep levels of a light network): the light layout then takes ~200 ms for one
-    64 x 64 x 32 window and ~66 ms for two (release 0.6.0's layout: 139 ms and 175 ms, so it does not pair). Tiers
-    split the sliding window's batches, so single windows are common.
-    """
-    pair = getattr(network, "pair_single_windows", False)
-    if windows.shape[0] != 1 or windows.device.type != "cpu" or not pair:
-        return network(windows, *args, **kwargs)
-    out = network(torch.cat([windows, windows]), *args, **kwargs)
-    if isinstance(out, torch.Tensor):
-        return out[:1]
-    if isinstance(out, dict):
-        return {k: v[:1] for k, v in out.items()}
-    return type(out)(o[:1] for o in out)  # a tuple or list of per-window tensors
 
 class RoutedSlidingWindowInferer(Inferer):
     """
@@ -113,6 +94,12 @@ class RoutedSlidingWindowInferer(Inferer):
             folded into the preceding convolutions (:py:func:`bundle.networks.bn_folding.fold_batchnorm`): the same
             function up to float rounding, one pass less over every activation on CPU. The network itself is not
             modified. Defaults to False (routing off then equals plain sliding window of the network exactly).
+        foreground_channel: with a 2-channel network, reduce every window's logits to the one lesion logit
+            ``l[foreground_channel] - l[other]`` before stitching, and return ``(B, 1, *spatial)``: its sigmoid is the
+            foreground's softmax probability. Blending is linear, so this is the difference of the stitched
+            channels up to float rounding, and the whole-image output is held in one channel instead of two (with
+            routing, the stitching buffers shrink from three channels to two). None returns every channel.
+            Defaults to None.
 
     Attributes:
         last_stats: statistics of the last call, a dict with ``routing`` (bool), ``num_windows``, ``num_high``,
@@ -131,7 +118,9 @@ class RoutedSlidingWindowInferer(Inferer):
     Raises:
         TypeError: when ``roi_size``, ``sw_batch_size``, ``routing`` or ``background_logits`` has the wrong type.
         ValueError: when ``roi_size`` / ``sw_batch_size`` is not positive, ``overlap`` is outside [0, 1),
-            ``background_logits`` is empty, or ``mode``, ``padding_mode`` or an enhancement is not a known option.
+            ``background_logits`` is empty, ``foreground_channel`` is set without exactly two
+            ``background_logits`` or is not 0 or 1, or ``mode``, ``padding_mode`` or an enhancement is not a
+            known option.
 
     Example::
 
@@ -160,6 +149,7 @@ class RoutedSlidingWindowInferer(Inferer):
         progress: bool = False,
         mask_gate: bool = True,
         fold_batchnorm: bool = False,
+        foreground_channel: int | None = None,
     ) -> None:
         super().__init__()
         roi_tuple = (roi_size,) if isinstance(roi_size, int) else tuple(roi_size)
@@ -181,6 +171,11 @@ class RoutedSlidingWindowInferer(Inferer):
             raise TypeError(f"background_logits must be a sequence of floats, got {background_logits!r}.")
         if len(background_logits) == 0:
             raise ValueError("background_logits must hold one logit per output channel, got an empty sequence.")
+        if foreground_channel is not None and (len(background_logits) != 2 or foreground_channel not in (0, 1)):
+            raise ValueError(
+                "foreground_channel needs a 2-channel network (two background_logits) and must be 0 or 1, got "
+                f"foreground_channel={foreground_channel!r} with background_logits={tuple(background_logits)!r}."
+            )
         self.roi_size = roi_size
         self.sw_batch_size = sw_batch_size
         self.overlap = overlap
@@ -198,6 +193,13 @@ class RoutedSlidingWindowInferer(Inferer):
         self.progress = progress
         self.mask_gate = mask_gate
         self.fold_batchnorm = fold_batchnorm
+        self.foreground_channel = foreground_channel
+        # the logits the output holds for skipped windows and outside the gated box: one per output channel
+        self._output_background = (
+            self.background_logits
+            if foreground_channel is None
+            else (self.background_logits[foreground_channel] - self.background_logits[1 - foreground_channel],)
+        )
         self._folded: tuple[Any, torch.nn.Module] | None = None
         self.last_stats: dict[str, Any] = {}
         self.last_tier_map: torch.Tensor | None = None
@@ -221,7 +223,8 @@ class RoutedSlidingWindowInferer(Inferer):
             kwargs: optional keyword args passed to every ``network`` forward.
 
         Returns:
-            stitched logits in shape (B, out_channels, spatial_1[, spatial_2, ...]).
+            stitched logits in shape (B, out_channels, spatial_1[, spatial_2, ...]); (B, 1, ...) lesion logits with
+            ``foreground_channel``.
 
         Raises:
             ValueError: when ``roi_size`` does not match the input's number of spatial dimensions, ``mask`` does not
@@ -300,9 +303,11 @@ class RoutedSlidingWindowInferer(Inferer):
         def plain_predictor(win_data: torch.Tensor, coords: list[list[slice]], *a: Any, **kw: Any) -> Any:
             start = time.perf_counter()
             if takes_enhancement:
-                out = _run_windows(network, win_data, *a, enhancement=self.high_enhancement, **kw)
+                out = run_windows(network, win_data, *a, enhancement=self.high_enhancement, **kw)
             else:
                 out = network(win_data, *a, **kw)
+            if self.foreground_channel is not None:
+                out = lesion_logit(out, self.foreground_channel)
             record["time_high_s"] += time.perf_counter() - start
             add_windows(coords, [None] * len(coords), [int(RoutingTier.HIGH)] * len(coords))
             return out
@@ -310,6 +315,7 @@ class RoutedSlidingWindowInferer(Inferer):
         def routed_predictor(win_data: torch.Tensor, coords: list[list[slice]], *a: Any, **kw: Any) -> torch.Tensor:
             start = time.perf_counter()
             num, out_channels = win_data.shape[0], len(self.background_logits)
+            kept_channels = len(self._output_background)
             keep_screen = screened(coords, win_data)
             index = torch.nonzero(keep_screen, as_tuple=True)[0]
             tiers = torch.full((num,), int(RoutingTier.LOW), dtype=torch.long, device=win_data.device)
@@ -321,7 +327,7 @@ class RoutedSlidingWindowInferer(Inferer):
                     window_scores[i] = value
             record["time_screen_s"] += time.perf_counter() - start
             record["num_gated"] += num - index.numel()
-            logits = win_data.new_zeros((num, out_channels, *win_data.shape[2:]))  # (N, C_out, *roi)
+            logits = win_data.new_zeros((num, kept_channels, *win_data.shape[2:]))  # (N, C_kept, *roi)
             for tier, enhancement, key in (
                 (RoutingTier.HIGH, self.high_enhancement, "time_high_s"),
                 (RoutingTier.MEDIUM, self.medium_enhancement, "time_medium_s"),
@@ -330,7 +336,7 @@ class RoutedSlidingWindowInferer(Inferer):
                 if index.numel() == 0:
                     continue
                 start = time.perf_counter()
-                out = _run_windows(network, win_data[index], *a, enhancement=enhancement, **kw)
+                out = run_windows(network, win_data[index], *a, enhancement=enhancement, **kw)
                 record[key] += time.perf_counter() - start
                 if not isinstance(out, torch.Tensor):
                     raise TypeError(
@@ -343,10 +349,10 @@ class RoutedSlidingWindowInferer(Inferer):
                         f"{tuple(win_data.shape[2:])} with out_channels == len(background_logits) = {out_channels}, "
                         f"got {tuple(out.shape)}."
                     )
-                logits[index] = out.to(logits.dtype)
+                logits[index] = (out if self.foreground_channel is None else lesion_logit(out, self.foreground_channel)).to(logits.dtype)
             keep = (tiers > int(RoutingTier.LOW)).to(logits.dtype).view(num, 1, *[1] * (win_data.ndim - 2))
             add_windows(coords, window_scores, tiers.cpu().tolist())
-            # skipped windows contribute 0 to both parts; (N, C_out + 1, *roi)
+            # skipped windows contribute 0 to both parts; (N, C_kept + 1, *roi)
             return torch.cat([logits * keep, keep.expand(num, 1, *win_data.shape[2:])], dim=1)
 
         stitched = sliding_window_inference(
@@ -400,7 +406,7 @@ class RoutedSlidingWindowInferer(Inferer):
         """The box's blended logits inside the whole image's, background elsewhere, with the input's metadata."""
         raw = result.as_tensor() if isinstance(result, MetaTensor) else result
         full = raw.new_empty((raw.shape[0], raw.shape[1], *inputs.shape[2:]))
-        for channel, value in enumerate(self.background_logits):
+        for channel, value in enumerate(self._output_background):
             full[:, channel].fill_(value)
         full[(slice(None), slice(None), *(slice(a, b) for a, b in box))] = raw
         del raw, result
@@ -430,17 +436,17 @@ class RoutedSlidingWindowInferer(Inferer):
         return gate.expand(batch, *spatial) if gate.shape[0] == 1 else gate
 
     def _blend(self, stitched: torch.Tensor) -> torch.Tensor:
-        """``sum(w k p) / sum(w k)`` from the stitched (B, C_out + 1, *spatial); background where ``sum(w k) = 0``.
+        """``sum(w k p) / sum(w k)`` from the stitched (B, C + 1, *spatial); background where ``sum(w k) = 0``.
 
         Done in place in MONAI's freshly allocated output (never the caller's data): the result is a view of its
         first ``C_out`` channels, so blending needs one boolean map more instead of three float copies of the
         volume (about 0.5 GB on a 512 x 512 x 600 CT).
         """
         raw = stitched.as_tensor() if isinstance(stitched, MetaTensor) else stitched
-        num_channels = len(self.background_logits)
-        logits, weight = raw[:, :num_channels], raw[:, num_channels:]  # (B, C_out, *S), (B, 1, *S)
+        num_channels = len(self._output_background)
+        logits, weight = raw[:, :num_channels], raw[:, num_channels:]  # (B, C, *S), (B, 1, *S)
         uncovered = (weight > 0).logical_not_()  # also NaN weights, as torch.where(weight > 0, ...) would
         logits.div_(weight.clamp_min_(torch.finfo(raw.dtype).tiny))
-        for channel, value in enumerate(self.background_logits):
+        for channel, value in enumerate(self._output_background):
             logits[:, channel : channel + 1].masked_fill_(uncovered, value)
         return convert_to_dst_type(logits, stitched)[0]  # type: ignore[no-any-return]

@@ -1,15 +1,18 @@
-"""Windows (patches) of a preprocessed volume for the analyses: centred on each lesion, or tiling the volume."""
+"""Windows (patches) of a preprocessed volume: centred on each lesion or tiling the volume (for the analyses), the
+gated box of the routed inferer, and running a network on a batch of windows."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from scipy import ndimage
 
 __all__ = [
-    "crop_window", "lesion_windows", "grid_windows", "sliding_window_slices", "gate_box", "windows_outside"
+    "crop_window", "lesion_windows", "grid_windows", "sliding_window_slices", "gate_box", "windows_outside",
+    "run_windows", "lesion_logit",
 ]  # fmt: skip
 
 
@@ -192,3 +195,37 @@ def windows_outside(
         for window in sliding_window_slices(spatial, roi, overlap)
         if not all(a <= s.start and s.stop <= b for s, (a, b) in zip(window, box))
     ]
+
+
+def run_windows(network: Callable[..., Any], windows: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+    """``network(windows, ...)``; a single CPU window runs as a batch of two (itself twice, first output kept) when
+    the network says it is faster so (``pair_single_windows``, as ``GhostCAUNet`` with a strided stem does).
+
+    PyTorch picks its naive ``slow_conv3d`` kernel over oneDNN for a batch of one when a layer's channels x first two
+    spatial sizes are small (deep levels of a light network): the light layout then takes ~200 ms for one
+    64 x 64 x 32 window and ~66 ms for two (release 0.6.0's layout: 139 ms and 175 ms, so it does not pair). Tiers
+    split the sliding window's batches, so single windows are common.
+    """
+    pair = getattr(network, "pair_single_windows", False)
+    if windows.shape[0] != 1 or windows.device.type != "cpu" or not pair:
+        return network(windows, *args, **kwargs)
+    out = network(torch.cat([windows, windows]), *args, **kwargs)
+    if isinstance(out, torch.Tensor):
+        return out[:1]
+    if isinstance(out, dict):
+        return {k: v[:1] for k, v in out.items()}
+    return type(out)(o[:1] for o in out)  # a tuple or list of per-window tensors
+
+
+def lesion_logit(out: Any, foreground_channel: int) -> torch.Tensor:
+    """``out[:, f] - out[:, other]`` as (N, 1, *roi) for 2-channel logits ``out`` and ``foreground_channel`` f: the
+    logit whose sigmoid is the softmax probability of channel f.
+
+    Raises:
+        ValueError: when ``out`` is not a tensor with two channels.
+    """
+    if not isinstance(out, torch.Tensor) or out.ndim < 3 or out.shape[1] != 2:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"foreground_channel needs the network to return (N, 2, *roi) logits, got {shape}.")
+    f = int(foreground_channel)
+    return out[:, f : f + 1] - out[:, 1 - f : 2 - f]

@@ -22,13 +22,15 @@ from bundle.lesions.rescore import rescore_lesions
 __all__ = ["extract_lesions", "lesion_probability"]
 
 
-def lesion_probability(logits: torch.Tensor, foreground_channel: int = 1) -> torch.Tensor:
+def lesion_probability(logits: torch.Tensor, foreground_channel: int = 1, inplace: bool = False) -> torch.Tensor:
     """
     The lesion probability of one image's logits.
 
     Args:
         logits: (K, *spatial) network output of one image.
         foreground_channel: the lesion channel when K > 1. Default 1.
+        inplace: with K == 1 and float32 logits, take the sigmoid in ``logits`` itself (overwritten, no second
+            volume allocated); for callers that own the logits. Default False.
 
     Returns:
         (*spatial) float tensor: ``sigmoid(logits[0])`` when K == 1, else ``softmax(logits, 0)[foreground_channel]``.
@@ -41,7 +43,7 @@ def lesion_probability(logits: torch.Tensor, foreground_channel: int = 1) -> tor
         raise ValueError(f"foreground_channel={foreground_channel} but the network gave {k} channels.")
     logits = logits.float()
     if k == 1:
-        return torch.sigmoid(logits[0])
+        return logits[0].sigmoid_() if inplace else torch.sigmoid(logits[0])
     if k == 2:  # softmax(l)[f] = sigmoid(l_f - l_other): one map allocated instead of K
         return (logits[foreground_channel] - logits[1 - foreground_channel]).sigmoid_()
     return torch.softmax(logits, 0)[foreground_channel]

@@ -105,6 +105,8 @@ ILL_CASES = [
     ({"roi_size": 16, "background_logits": ()}, ValueError),
     ({"roi_size": 16, "background_logits": 10.0}, TypeError),
     ({"roi_size": 16, "routing": "yes"}, TypeError),
+    ({"roi_size": 16, "foreground_channel": 2}, ValueError),
+    ({"roi_size": 16, "foreground_channel": 1, "background_logits": (10.0, -10.0, 0.0)}, ValueError),
 ]
 
 
@@ -477,6 +479,49 @@ class TestGateBox(unittest.TestCase):
         self.assertEqual(gate_box(first_slices, (16, 16, 16), 0.25), ((0, 33), (0, 34), (0, 16)))
 
 
+class TestLesionLogit(unittest.TestCase):
+    """``foreground_channel``: one stitched lesion logit whose sigmoid is the 2-channel output's softmax."""
+
+    @parameterized.expand(
+        [
+            ("routed_box", {}, True, 1),
+            ("routed_whole", {}, False, 1),
+            ("routing_off", {"routing": False}, True, 1),
+            ("channel_0", {}, True, 0),
+            ("2d_half_overlap", {"overlap": 0.5}, True, 1),
+        ]
+    )
+    def test_sigmoid_equals_softmax_of_all_channels(self, _, kwargs, with_mask, channel):
+        spatial_dims = 2 if "overlap" in kwargs else 3
+        shape = (1, 1, 40, 37) if spatial_dims == 2 else (1, 1, 40, 37, 21)
+        roi = (16,) * spatial_dims
+        inputs = MetaTensor(make_input(shape, seed=5))
+        mask = torch.zeros(shape[2:], dtype=torch.uint8)
+        mask[(slice(3, 20), slice(5, 18), *((slice(2, 9),) if spatial_dims == 3 else ()))] = 1
+        gate = {"mask": mask} if with_mask else {}
+        net = ConvScreenNet(spatial_dims)
+        net.eval()
+        every = RoutedSlidingWindowInferer(roi, sw_batch_size=3, **kwargs)
+        lesion = RoutedSlidingWindowInferer(roi, sw_batch_size=3, foreground_channel=channel, **kwargs)
+        with torch.no_grad():
+            logits = every(inputs, net, **gate)
+            one = lesion(inputs, net, **gate)
+        self.assertEqual(tuple(one.shape), (1, 1, *shape[2:]))
+        self.assertIsInstance(one, MetaTensor)
+        expected = torch.softmax(logits.as_tensor(), 1)[:, channel : channel + 1]
+        torch.testing.assert_close(torch.sigmoid(one.as_tensor()), expected, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(lesion.last_tier_map, every.last_tier_map, rtol=0, atol=0)
+        if with_mask and "routing" not in kwargs:  # some windows were gated: their background logit is compared too
+            self.assertGreater(lesion.last_stats["num_gated"], 0)
+
+    def test_network_without_two_channels(self):
+        net = UNet(3, 1, 3, channels=(4, 8), strides=(2,), num_res_units=1)
+        inferer = RoutedSlidingWindowInferer(16, routing=False, foreground_channel=1)
+        with self.assertRaisesRegex(ValueError, "needs the network to return"):
+            with torch.no_grad():
+                inferer(make_input((1, 1, 20, 20, 20)), net)
+
+
 class TestTissueGate(unittest.TestCase):
     def test_air_windows_are_skipped_unscreened(self):
         # tissue only for x < 10: the windows starting at x = 12 and 19 hold none
@@ -507,7 +552,7 @@ class TestSingleWindowBatch(unittest.TestCase):
     """A single CPU window runs as a batch of two (PyTorch's slow conv path for batch 1), the output unchanged."""
 
     def test_single_windows_run_in_pairs(self):
-        from bundle.inferers.inferer import _run_windows
+        from bundle.inferers.windows import run_windows as _run_windows
 
         sizes = []
 
@@ -545,10 +590,10 @@ class TestSingleWindowBatch(unittest.TestCase):
         routed = RoutedSlidingWindowInferer(roi_size=(8, 8, 8), sw_batch_size=1, overlap=0.25, routing=True)
         with eval_mode(net):
             paired = routed(x, net)
-            original = module._run_windows
+            original = module.run_windows
             try:
-                module._run_windows = lambda network, windows, *a, **kw: network(windows, *a, **kw)
+                module.run_windows = lambda network, windows, *a, **kw: network(windows, *a, **kw)
                 single = routed(x, net)
             finally:
-                module._run_windows = original
+                module.run_windows = original
         torch.testing.assert_close(paired, single)

@@ -33,6 +33,16 @@ class TestLesionProbability(unittest.TestCase):
         logits = torch.randn(3, 5, 6, 7)
         np.testing.assert_allclose(lesion_probability(logits, 2), torch.softmax(logits, 0)[2], rtol=1e-6)
 
+    def test_inplace_sigmoid_overwrites_only_when_asked(self):
+        logits = torch.randn(1, 4, 5, 6, generator=torch.Generator().manual_seed(1))
+        kept = logits.clone()
+        expected = torch.sigmoid(kept[0])
+        torch.testing.assert_close(lesion_probability(logits, 1), expected)
+        torch.testing.assert_close(logits, kept)  # default: the caller's logits untouched
+        prob = lesion_probability(logits, 1, inplace=True)
+        torch.testing.assert_close(prob, expected)
+        self.assertEqual(prob.data_ptr(), logits.data_ptr())  # no second volume
+
     def test_sigmoid_for_one_channel(self):
         logits = torch.randn(1, 5, 6, 7)
         np.testing.assert_allclose(lesion_probability(logits, 1), torch.sigmoid(logits[0]), rtol=1e-6)

@@ -198,7 +198,7 @@ class GhostCAUNet(nn.Module):
         self.deep_stride = [v * 2 ** (n_levels - 1) for v in stem]  # bottleneck stride w.r.t. the input, per axis
         self.learned_screen = bool(learned_screen)
         # with a strided stem the deep layers are small enough that PyTorch runs a batch of one on its slow conv3d
-        # path; the routed inferer then runs single windows in pairs (bundle.inferers.inferer._run_windows)
+        # path; the routed inferer then runs single windows in pairs (bundle.inferers.windows.run_windows)
         self.pair_single_windows = self.strided_stem
         self.features = features
         self.ca_drop_prob = float(ca_drop_prob)
