@@ -9,6 +9,7 @@ References:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -118,6 +119,10 @@ class GhostCAUNet(nn.Module):
         learned_screen: the screen reads two trained 1x1 heads instead of the calibrated prototype: ``edge`` from
             the level-0 (shallow) features, ``semantic`` from the bottleneck features, each the sigmoid of the
             maximum logit over positions. Train them with ``bundle.engines.screen_training``. Defaults to False.
+        head_prior: initial foreground probability of the head, RetinaNet's prior initialisation: its bias makes
+            ``p(foreground) = head_prior`` before training (2 channels: biases ``(0, logit(p))``; 1 channel:
+            ``logit(p)``), so a soft Dice has a gradient from the first step instead of after the background has
+            been pushed down from 0.5. None keeps PyTorch's default. Defaults to None.
 
     Raises:
         ValueError: on any argument outside its range (each message names the argument and the value).
@@ -156,6 +161,7 @@ class GhostCAUNet(nn.Module):
         stem_stride: int | Sequence[int] = 1,
         refine_channels: int = 8,
         learned_screen: bool = False,
+        head_prior: float | None = None,
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -189,6 +195,9 @@ class GhostCAUNet(nn.Module):
             raise ValueError(f"stem_stride must be positive ints, got stem_stride={stem_stride!r}.")
         if isinstance(refine_channels, bool) or not isinstance(refine_channels, int) or refine_channels <= 0:
             raise ValueError(f"refine_channels must be a positive int, got refine_channels={refine_channels!r}.")
+        if head_prior is not None and (out_channels > 2 or not 0.0 < head_prior < 1.0):
+            raise ValueError(f"head_prior needs 1 or 2 output channels and 0 < head_prior < 1, got head_prior="
+                             f"{head_prior!r} with out_channels={out_channels}.")  # fmt: skip
 
         self.spatial_dims = spatial_dims
         self.in_channels = in_channels
@@ -242,6 +251,10 @@ class GhostCAUNet(nn.Module):
         )
         head_in = refine_channels if self.strided_stem else features[0]
         self.head = Conv[Conv.CONV, spatial_dims](head_in, out_channels, kernel_size=1)
+        if head_prior is not None:
+            with torch.no_grad():
+                self.head.bias.zero_()
+                self.head.bias[-1] = math.log(head_prior / (1.0 - head_prior))
         conv1 = Conv[Conv.CONV, spatial_dims]
         self.edge_head = conv1(features[0], 1, kernel_size=1) if self.learned_screen else nn.Identity()
         self.semantic_head = conv1(features[-1], 1, kernel_size=1) if self.learned_screen else nn.Identity()

@@ -45,6 +45,9 @@ ILL_CASES = [
     [{"stem_stride": 0}],
     [{"stem_stride": (2, 2)}],
     [{"refine_channels": 0}],
+    [{"head_prior": 0.0}],
+    [{"head_prior": 1.0}],
+    [{"out_channels": 3, "head_prior": 0.01}],
     [{"upsample": "transpose"}],
     [{"ghost_ratio": 1}],  # raised by GhostModule
     [{"ca_reduction": 0}],  # raised by CoordinateAttention
@@ -90,6 +93,16 @@ class TestGhostCAUNet(unittest.TestCase):
     def test_ill_arg(self, kwargs):
         with self.assertRaises(ValueError):
             GhostCAUNet(**kwargs)
+
+    @parameterized.expand([(2, 0.01), (1, 0.01), (2, 0.001)])
+    def test_head_prior_sets_the_initial_probability(self, out_channels, prior):
+        net = GhostCAUNet(spatial_dims=2, out_channels=out_channels, head_prior=prior, **TINY)
+        bias = net.head.bias.detach()
+        start = torch.softmax(bias, 0)[-1] if out_channels == 2 else torch.sigmoid(bias[0])
+        self.assertAlmostEqual(float(start), prior, places=6)
+        default = GhostCAUNet(spatial_dims=2, out_channels=out_channels, **TINY).head.bias.detach()
+        self.assertNotAlmostEqual(float(torch.softmax(default, 0)[-1] if out_channels == 2 else default.sigmoid()[0]),
+                                  prior, places=3)  # fmt: skip
 
     def test_ill_enhancement(self):
         net = GhostCAUNet(spatial_dims=2, **TINY)
