@@ -61,7 +61,6 @@ logger = logging.getLogger(__name__)
 ENHANCEMENTS = ("full", "basic")
 
 
-
 class RoutedSlidingWindowInferer(Inferer):
     """
     Sliding-window inference in which a router decides, per window, whether to run the full network, its cheaper
@@ -94,12 +93,9 @@ class RoutedSlidingWindowInferer(Inferer):
             folded into the preceding convolutions (:py:func:`bundle.networks.bn_folding.fold_batchnorm`): the same
             function up to float rounding, one pass less over every activation on CPU. The network itself is not
             modified. Defaults to False (routing off then equals plain sliding window of the network exactly).
-        foreground_channel: with a 2-channel network, reduce every window's logits to the one lesion logit
-            ``l[foreground_channel] - l[other]`` before stitching, and return ``(B, 1, *spatial)``: its sigmoid is the
-            foreground's softmax probability. Blending is linear, so this is the difference of the stitched
-            channels up to float rounding, and the whole-image output is held in one channel instead of two (with
-            routing, the stitching buffers shrink from three channels to two). None returns every channel.
-            Defaults to None.
+        foreground_channel: with a 2-channel network, stitch the lesion logit ``l[foreground_channel] - l[other]``
+            of each window and return ``(B, 1, *spatial)``, whose sigmoid is that channel's softmax (blending is
+            linear: equal up to rounding), in half the memory. None returns every channel. Defaults to None.
 
     Attributes:
         last_stats: statistics of the last call, a dict with ``routing`` (bool), ``num_windows``, ``num_high``,
@@ -194,12 +190,6 @@ class RoutedSlidingWindowInferer(Inferer):
         self.mask_gate = mask_gate
         self.fold_batchnorm = fold_batchnorm
         self.foreground_channel = foreground_channel
-        # the logits the output holds for skipped windows and outside the gated box: one per output channel
-        self._output_background = (
-            self.background_logits
-            if foreground_channel is None
-            else (self.background_logits[foreground_channel] - self.background_logits[1 - foreground_channel],)
-        )
         self._folded: tuple[Any, torch.nn.Module] | None = None
         self.last_stats: dict[str, Any] = {}
         self.last_tier_map: torch.Tensor | None = None
@@ -349,7 +339,8 @@ class RoutedSlidingWindowInferer(Inferer):
                         f"{tuple(win_data.shape[2:])} with out_channels == len(background_logits) = {out_channels}, "
                         f"got {tuple(out.shape)}."
                     )
-                logits[index] = (out if self.foreground_channel is None else lesion_logit(out, self.foreground_channel)).to(logits.dtype)
+                out = out if self.foreground_channel is None else lesion_logit(out, self.foreground_channel)
+                logits[index] = out.to(logits.dtype)
             keep = (tiers > int(RoutingTier.LOW)).to(logits.dtype).view(num, 1, *[1] * (win_data.ndim - 2))
             add_windows(coords, window_scores, tiers.cpu().tolist())
             # skipped windows contribute 0 to both parts; (N, C_kept + 1, *roi)
@@ -383,6 +374,12 @@ class RoutedSlidingWindowInferer(Inferer):
         self.last_stats = summarise_windows(record, routed)
         self.last_tier_map = tier_map(record["windows"], spatial_shape, result.device)
         return result  # type: ignore[no-any-return]
+
+    @property
+    def _output_background(self) -> tuple[float, ...]:
+        """The logits the output holds for skipped windows and outside the gated box, one per output channel."""
+        bg, f = self.background_logits, self.foreground_channel
+        return bg if f is None else (bg[f] - bg[1 - f],)
 
     def _inference_copy(self, network: Callable[..., Any]) -> Callable[..., Any]:
         """``network`` with BatchNorm folded when ``fold_batchnorm`` applies (a plain eval-mode ``nn.Module`` that

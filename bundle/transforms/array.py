@@ -162,12 +162,13 @@ def _gaussian_filter_slabs(
     """``ndimage.gaussian_filter(x, sigmas, mode=mode, truncate=truncate)`` computed on ``threads`` slabs of the
     longest axis at once. Each slab is filtered with ``radius`` extra voxels on both sides (scipy's kernel radius
     on that axis, ``int(truncate * sigma + 0.5)``), so every kept voxel sees the neighbours the one-call filter gives
-    it and the result is the same to the bit. Small volumes (under ``min_voxels``) or one thread: a single call."""
+    it and the result is the same to the bit. Small volumes (under ``min_voxels``), one thread, or ``"wrap"`` with a
+    kernel along the cut axis (a slab would wrap onto its own far end, not the volume's): a single call."""
     axis = int(np.argmax(x.shape))
     radius = int(truncate * float(sigmas[axis]) + 0.5)
     n = x.shape[axis]
     parts = min(threads, n // max(1, 4 * radius + 1))
-    if parts < 2 or x.size < min_voxels:
+    if parts < 2 or x.size < min_voxels or (radius > 0 and "wrap" in mode):
         return ndimage.gaussian_filter(x, sigma=sigmas, mode=mode, truncate=truncate)
     out = np.empty_like(x)
     bounds = np.linspace(0, n, parts + 1).astype(int)

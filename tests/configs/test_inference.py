@@ -89,6 +89,23 @@ class TestInferenceConfig(unittest.TestCase):
         self.assertIn("1 of 2 cases failed: broken", proc.stderr)
         self.assertNotIn("Traceback", proc.stderr)
 
+    def test_in_process_run_leaves_nothing_frozen(self):
+        # the config freezes the start-up objects for the garbage collector; bundle.io.pacs.process_study runs it in
+        # a long-lived process, so the run must unfreeze them, or every study's garbage would be kept for good
+        import gc
+
+        from monai.bundle import run
+
+        data = self.tmp_path / "one_case"
+        data.mkdir(exist_ok=True)
+        write_chest_like(data / "patient_b.nii.gz")
+        out = self.tmp_path / "out_in_process"
+        before = gc.get_freeze_count()
+        run(config_file=str(CONFIGS / "inference.json"), bundle_root=str(ROOT), dataset_dir=str(data),
+            output_dir=str(out), ckpt_path=str(self.ckpt), quiet=True)  # fmt: skip
+        self.assertEqual(json.loads((out / "summary.json").read_text())["cases_done"], ["patient_b"])
+        self.assertEqual(gc.get_freeze_count(), before)
+
     def test_run_from_bundle_root(self):
         out = self.tmp_path / "out_root"
         proc = run_bundle(

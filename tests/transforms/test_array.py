@@ -130,7 +130,10 @@ class TestBorderGaussianSmooth(unittest.TestCase):
             [(1, 40, 9, 7), (0.0, 1.0, 1.0, 1.0), "nearest", 2],
             [(2, 11, 37, 5), (0.0, 1.5, 0.7, 0.0), "reflect", 3],
             [(1, 64, 8, 8), (0.0, 0.0, 1.0, 1.0), "nearest", 4],  # no smoothing along the axis that is cut
-            [(1, 33, 30), (0.0, 2.0, 1.0), "mirror", 2],
+            [(1, 70, 30), (0.0, 2.0, 1.0), "mirror", 2],
+            [(1, 70, 30), (0.0, 2.0, 1.0), "constant", 3],
+            [(1, 70, 30), (0.0, 2.0, 1.0), "wrap", 2],  # a single call: slabs would wrap onto themselves
+            [(1, 70, 30), (0.0, 0.0, 1.0), "wrap", 2],  # no kernel along the cut axis: slabs are exact
         ]
     )
     def test_slabs_equal_one_call(self, shape, sigmas, mode, threads):
