@@ -59,7 +59,10 @@ STAGES: tuple[Stage, ...] = (
     Stage("read", (("monai.transforms.LoadImage.__call__", "monai.transforms.LoadImaged.__call__"),)),
     Stage("orient + resample", (("monai.transforms.Orientation.__call__",), ("monai.transforms.Spacing.__call__",))),
     Stage("smoothing", (("bundle.transforms.array.BorderGaussianSmooth.__call__",),)),
-    Stage("windowing", (("monai.transforms.ScaleIntensityRange.__call__",),)),
+    Stage(
+        "windowing",
+        (("bundle.transforms.array.WindowIntensity.__call__", "monai.transforms.ScaleIntensityRange.__call__"),),
+    ),
     Stage("lung mask", (("bundle.transforms.lung.LungCandidateMask.__call__",),)),
     Stage("network (routed sliding window)", (("bundle.inferers.inferer.RoutedSlidingWindowInferer.__call__",),)),
     Stage(

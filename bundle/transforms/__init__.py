@@ -1,13 +1,13 @@
 """Transforms of the source paper's preprocessing and augmentation.
 
 ``array``/``dictionary`` hold the few transforms MONAI lacks (``ReplaceNonFinite``) or whose MONAI version does not
-suit CT on CPU (``BorderGaussianSmooth``); ``presets`` builds MONAI ``Compose`` pipelines
+suit CT on CPU (``BorderGaussianSmooth``, ``WindowIntensity``); ``presets`` builds MONAI ``Compose`` pipelines
 (:func:`ct_preprocessing`, :func:`mri_preprocessing`, :func:`train_augmentation`) that configs call by ``_target_``.
 """
 
 from __future__ import annotations
 
-from bundle.transforms.array import BorderGaussianSmooth, ReplaceNonFinite
+from bundle.transforms.array import BorderGaussianSmooth, ReplaceNonFinite, WindowIntensity
 from bundle.transforms.dictionary import (
     BorderGaussianSmoothD,
     BorderGaussianSmoothd,
@@ -15,6 +15,9 @@ from bundle.transforms.dictionary import (
     ReplaceNonFiniteD,
     ReplaceNonFinited,
     ReplaceNonFiniteDict,
+    WindowIntensityD,
+    WindowIntensityd,
+    WindowIntensityDict,
 )
 from bundle.transforms.presets import ct_preprocessing, mri_preprocessing, train_augmentation
 
@@ -27,6 +30,10 @@ __all__ = [
     "BorderGaussianSmoothd",
     "BorderGaussianSmoothD",
     "BorderGaussianSmoothDict",
+    "WindowIntensity",
+    "WindowIntensityd",
+    "WindowIntensityD",
+    "WindowIntensityDict",
     "ct_preprocessing",
     "mri_preprocessing",
     "train_augmentation",

@@ -7,7 +7,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from monai.config import KeysCollection, NdarrayOrTensor
 from monai.transforms import MapTransform
 
-from bundle.transforms.array import BorderGaussianSmooth, ReplaceNonFinite
+from bundle.transforms.array import BorderGaussianSmooth, ReplaceNonFinite, WindowIntensity
 
 __all__ = [
     "ReplaceNonFinited",
@@ -16,6 +16,9 @@ __all__ = [
     "BorderGaussianSmoothd",
     "BorderGaussianSmoothD",
     "BorderGaussianSmoothDict",
+    "WindowIntensityd",
+    "WindowIntensityD",
+    "WindowIntensityDict",
 ]
 
 
@@ -95,3 +98,33 @@ class BorderGaussianSmoothd(MapTransform):
 
 
 BorderGaussianSmoothD = BorderGaussianSmoothDict = BorderGaussianSmoothd
+
+
+class WindowIntensityd(MapTransform):
+    """
+    Dictionary-based wrapper of :py:class:`bundle.transforms.WindowIntensity`.
+
+    Args:
+        keys: keys of the images to window. See also: ``monai.transforms.MapTransform``.
+        a_min: intensity mapped to 0.
+        a_max: intensity mapped to 1.
+        allow_missing_keys: don't raise an exception if a key is missing. Defaults to False.
+
+    Raises:
+        ValueError: see :py:class:`bundle.transforms.WindowIntensity`.
+    """
+
+    backend = WindowIntensity.backend
+
+    def __init__(self, keys: KeysCollection, a_min: float, a_max: float, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.window = WindowIntensity(a_min=a_min, a_max=a_max)
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.window(d[key])
+        return d
+
+
+WindowIntensityD = WindowIntensityDict = WindowIntensityd

@@ -52,7 +52,7 @@ from monai.utils import ensure_tuple, look_up_option
 from bundle.io.readers import LargestSeriesITKReader, LoadVolumed
 from bundle.transforms.brain import BrainMaskd, MaskedScaleIntensityd
 from bundle.transforms.resample import SeparableSpacingd
-from bundle.transforms.dictionary import BorderGaussianSmoothd, ReplaceNonFinited
+from bundle.transforms.dictionary import BorderGaussianSmoothd, ReplaceNonFinited, WindowIntensityd
 
 __all__ = ["ct_preprocessing", "mri_preprocessing", "train_augmentation"]
 
@@ -148,7 +148,8 @@ def ct_preprocessing(
     ``Orientationd``, ``Spacingd`` (bilinear images, nearest labels; thick 5 mm and sub-millimetre slices alike),
     ``BorderGaussianSmoothd``, ``ScaleIntensityRanged`` (identity mapping with ``clip=True``: the HU window), then
     ``ScaleIntensityd`` to [0, 1] (``normalize="minmax"``, the paper's per-image min-max of the windowed image) or
-    the fixed window mapping ``a_min -> 0``, ``a_max -> 1`` (``normalize="window"``), and ``EnsureTyped`` float32.
+    the fixed window mapping ``a_min -> 0``, ``a_max -> 1``, clipped (``normalize="window"``: ``WindowIntensityd``,
+    MONAI's ``ScaleIntensityRanged`` to the bit in one allocation), and ``EnsureTyped`` float32.
 
     Args:
         keys: image keys. Defaults to ``("image",)``.
@@ -192,11 +193,7 @@ def ct_preprocessing(
             ScaleIntensityd(keys_t, minv=0.0, maxv=1.0, allow_missing_keys=allow_missing_keys),
         ]
     else:
-        steps.append(
-            ScaleIntensityRanged(
-                keys_t, a_min=a_min, a_max=a_max, b_min=0.0, b_max=1.0, clip=True, allow_missing_keys=allow_missing_keys
-            )
-        )
+        steps.append(WindowIntensityd(keys_t, a_min=a_min, a_max=a_max, allow_missing_keys=allow_missing_keys))
     return Compose(steps + _final_types(keys_t, label_keys_t, allow_missing_keys))
 
 

@@ -8,7 +8,9 @@ from monai.data import MetaTensor
 from parameterized import parameterized
 from scipy import ndimage
 
-from bundle.transforms import BorderGaussianSmooth, ReplaceNonFinite
+from monai.transforms import ScaleIntensityRange
+
+from bundle.transforms import BorderGaussianSmooth, ReplaceNonFinite, WindowIntensity
 from bundle.transforms.array import _gaussian_filter_slabs
 
 NAN, INF = float("nan"), float("inf")
@@ -151,6 +153,42 @@ class TestBorderGaussianSmooth(unittest.TestCase):
     def test_ill_sigma_count(self):
         with self.assertRaisesRegex(ValueError, "sigma must have 1 or 3 values"):
             BorderGaussianSmooth(sigma=(1.0, 1.0))(torch.zeros((1, 4, 4, 4)))
+
+
+class TestWindowIntensity(unittest.TestCase):
+    @parameterized.expand(
+        [
+            [(-1000.0, 400.0), torch.float32, (1, 9, 8, 7)],
+            [(-1000.0, 400.0), torch.float64, (1, 9, 8, 7)],
+            [(-160.0, 240.0), torch.float32, (2, 5, 6)],
+            [(0.1, 0.7), torch.float32, (1, 33)],  # a window whose width is not exact in binary
+        ]
+    )
+    def test_equals_monai_scale_intensity_range(self, window, dtype, shape):
+        wide = window[1] > 1
+        img = MetaTensor(torch.randn(shape, dtype=dtype) * 800 - 300 if wide else torch.rand(shape, dtype=dtype))
+        img.meta["pixdim"] = torch.tensor([1.0, 1.0, 2.5])
+        expected = ScaleIntensityRange(*window, b_min=0.0, b_max=1.0, clip=True)(img)
+        out = WindowIntensity(*window)(img)
+        self.assertEqual((out.dtype, expected.dtype), (torch.float32, torch.float32))
+        self.assertTrue(torch.equal(out.as_tensor(), expected.as_tensor()))  # to the bit, not only close
+        self.assertIsInstance(out, MetaTensor)
+        self.assertTrue(torch.equal(out.meta["pixdim"], img.meta["pixdim"]))
+        self.assertGreater(float(img.max()), 1.0 if wide else 0.7)  # the input is not written over
+        self.assertEqual((float(out.min()), float(out.max())), (0.0, 1.0))
+
+    def test_types(self):
+        out = WindowIntensity(0.0, 10.0)(np.array([[-5, 5, 20]], dtype=np.int16))
+        self.assertIsInstance(out, np.ndarray)
+        self.assertEqual(out.dtype, np.float32)
+        np.testing.assert_array_equal(out, [[0.0, 0.5, 1.0]])
+        out = WindowIntensity(0.0, 10.0)(torch.tensor([[5.0]]))
+        self.assertIs(type(out), torch.Tensor)
+
+    @parameterized.expand([[1.0, 1.0], [2.0, 1.0], [float("nan"), 1.0], [0.0, float("inf")]])
+    def test_ill_arg(self, a_min, a_max):
+        with self.assertRaisesRegex(ValueError, "a_min must be smaller than a_max"):
+            WindowIntensity(a_min, a_max)
 
 
 if __name__ == "__main__":

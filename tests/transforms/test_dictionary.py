@@ -15,6 +15,10 @@ from bundle.transforms import (
     ReplaceNonFiniteD,
     ReplaceNonFinited,
     ReplaceNonFiniteDict,
+    WindowIntensity,
+    WindowIntensityD,
+    WindowIntensityd,
+    WindowIntensityDict,
 )
 
 NAN = float("nan")
@@ -65,6 +69,25 @@ class TestBorderGaussianSmoothd(unittest.TestCase):
     def test_ill_arg(self):
         with self.assertRaisesRegex(ValueError, "sigma"):
             BorderGaussianSmoothd("image", sigma=-1.0)
+
+
+class TestWindowIntensityd(unittest.TestCase):
+    def test_matches_array_transform(self):
+        img = torch.randn(1, 7, 8, 9) * 600
+        out = WindowIntensityd(["image", "other"], a_min=-1000, a_max=400, allow_missing_keys=True)(
+            {"image": img, "label": img}
+        )
+        self.assertTrue(torch.equal(out["image"], WindowIntensity(-1000, 400)(img)))
+        self.assertIs(out["label"], img)
+
+    def test_aliases_backend(self):
+        self.assertIs(WindowIntensityD, WindowIntensityd)
+        self.assertIs(WindowIntensityDict, WindowIntensityd)
+        self.assertEqual(WindowIntensityd.backend, WindowIntensity.backend)
+
+    def test_ill_arg(self):
+        with self.assertRaisesRegex(ValueError, "a_min"):
+            WindowIntensityd("image", a_min=1.0, a_max=0.0)
 
 
 if __name__ == "__main__":

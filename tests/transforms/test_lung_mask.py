@@ -123,6 +123,23 @@ class TestLungMask(unittest.TestCase):
         self.assertFalse(closed[1, 1, 0])
         self.assertTrue(np.array_equal(closing_slicewise(notch, 0.0, (1.0, 1.0, 1.0)), notch))
 
+    def test_closing_is_the_distance_definition(self):
+        """The disk structure closes exactly as the per-slice definition: dilate to within ``r`` mm (Euclidean
+        distance transform with the spacing), then keep what lies farther than ``r`` mm from the dilation's outside."""
+
+        def reference(mask, r, spacing):
+            out = mask.copy()
+            for k in range(mask.shape[2]):
+                pad = np.pad(mask[:, :, k], 12)
+                grown = ndimage.distance_transform_edt(~pad, sampling=spacing[:2]) <= r
+                out[:, :, k] |= (ndimage.distance_transform_edt(grown, sampling=spacing[:2]) > r)[12:-12, 12:-12]
+            return out
+
+        rng = np.random.default_rng(0)
+        for spacing, r in [((1.0, 1.0, 5.0), 2.0), ((0.7, 1.3, 2.5), 3.0), ((2.0, 2.0, 2.5), 3.0), ((1.5, 0.6, 1.0), 4.0)]:
+            mask = ndimage.binary_dilation(rng.random((30, 26, 4)) > 0.96)
+            np.testing.assert_array_equal(closing_slicewise(mask, r, spacing), reference(mask, r, spacing))
+
     @parameterized.expand(
         [
             [{"hu": np.zeros((4, 4))}],
