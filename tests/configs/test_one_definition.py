@@ -40,7 +40,8 @@ SAMPLING = [
         [
             ("LesionBalancedWeightd", {"keys": ("label",), "weight_key": "sample_weight", "mask_key": "image",
                                        "pos_mass": 0.5, "neg_mask_mass": 0.5, "neg_any_mass": 0.0,
-                                       "mask_threshold": 0.05}),
+                                       "mask_threshold": 0.05,
+                                       "spatial_size": [64, 64, 32]}),
             _CROP,
             ("DeleteItemsd", {"keys": ("sample_weight",)}),
         ],
@@ -51,7 +52,8 @@ SAMPLING = [
         [
             ("LesionBalancedWeightd", {"keys": ("label",), "weight_key": "sample_weight", "mask_key": None,
                                        "pos_mass": 0.5, "neg_mask_mass": 0.0, "neg_any_mass": 0.5,
-                                       "mask_threshold": 0.0}),
+                                       "mask_threshold": 0.0,
+                                       "spatial_size": [64, 64, 32]}),
             _CROP,
             ("DeleteItemsd", {"keys": ("sample_weight",)}),
         ],
@@ -63,7 +65,8 @@ SAMPLING = [
             _LUNG,
             ("LesionBalancedWeightd", {"keys": ("label",), "weight_key": "sample_weight", "mask_key": "lung_mask",
                                        "pos_mass": 0.5, "neg_mask_mass": 0.35, "neg_any_mass": 0.15,
-                                       "mask_threshold": 0.0}),
+                                       "mask_threshold": 0.0,
+                                       "spatial_size": [64, 64, 32]}),
             _CROP,
             ("DeleteItemsd", {"keys": ("sample_weight", "lung_mask")}),
         ],
@@ -89,7 +92,8 @@ def parameters(transform) -> dict:
     elif name == "LesionBalancedWeightd":
         w = transform.weigher
         values.update(weight_key=transform.weight_key, mask_key=transform.mask_key, pos_mass=w.pos_mass,
-                      neg_mask_mass=w.neg_mask_mass, neg_any_mass=w.neg_any_mass, mask_threshold=w.mask_threshold)
+                      neg_mask_mass=w.neg_mask_mass, neg_any_mass=w.neg_any_mass, mask_threshold=w.mask_threshold,
+                      spatial_size=list(w.spatial_size))
     elif name == "RandWeightedCropd":
         values.update(w_key=transform.w_key, spatial_size=list(transform.cropper.spatial_size),
                       num_samples=transform.cropper.num_samples)

@@ -7,7 +7,7 @@ import torch
 from monai.transforms import RandWeightedCropd
 from parameterized import parameterized
 
-from bundle.transforms.sampling import LesionBalancedWeight, LesionBalancedWeightd
+from bundle.transforms.sampling import LesionBalancedWeight, LesionBalancedWeightd, fold_to_valid_centres
 
 
 def two_lesions(shape=(20, 20, 10)) -> np.ndarray:
@@ -83,6 +83,44 @@ class TestLesionBalancedWeightd(unittest.TestCase):
         small = sum(float(s["label"][0, 2, 2, 2]) > 0 and float(s["label"].sum()) == 1 for s in cropper(data))
         self.assertGreater(small, 140)
         self.assertLess(small, 260)
+
+    def test_lesion_at_the_border_is_sampled_with_spatial_size(self):
+        """MONAI's RandWeightedCropd draws centres only where the whole patch fits: a lesion within half a patch of
+        the border is never in a patch's centre. Folded onto the usable centres, it gets its half of the patches."""
+        lab = np.zeros((1, 30, 30, 12), dtype=np.float32)
+        lab[0, 1, 1, 1] = 1  # 1 voxel from the corner: outside the usable centres (8..21, 8..21, 4..7)
+        lab[0, 14:16, 14:16, 5:7] = 1
+        data = {"image": torch.zeros(1, 30, 30, 12), "label": torch.as_tensor(lab)}
+        cropper = RandWeightedCropd(["image", "label"], w_key="sample_weight", spatial_size=(16, 16, 8), num_samples=300)
+        counts = []
+        for size in (None, (16, 16, 8)):
+            weighted = LesionBalancedWeightd("label", pos_mass=1.0, neg_mask_mass=0.0, neg_any_mass=0.0,
+                                             spatial_size=size)(data)  # fmt: skip
+            cropper.set_random_state(0)
+            # the corner voxel lies in a patch only when the patch starts at (0, 0, 0)
+            counts.append(sum(float(s["label"][0, 1, 1, 1]) > 0 for s in cropper(weighted)))
+        self.assertEqual(counts[0], 0)  # without folding the corner lesion is never seen
+        self.assertGreater(counts[1], 110)
+        self.assertLess(counts[1], 190)
+
+
+class TestFoldToValidCentres(unittest.TestCase):
+    def test_weight_moves_onto_the_nearest_usable_centre(self):
+        w = np.zeros((10, 4), dtype=np.float32)
+        w[0, 1], w[9, 2], w[5, 0], w[1, 3] = 1.0, 2.0, 3.0, 4.0
+        out = fold_to_valid_centres(w.copy(), (6, 8))  # axis 0: centres 3..6; axis 1 (4 <= 8): the one centre 2
+        expected = np.zeros_like(w)
+        expected[3, 2], expected[6, 2], expected[5, 2] = 1.0 + 4.0, 2.0, 3.0
+        np.testing.assert_array_equal(out, expected)
+
+    def test_mass_is_kept_and_usable_centres_hold_it(self):
+        w = np.random.default_rng(0).random((13, 9, 5)).astype(np.float64)
+        out = fold_to_valid_centres(w.copy(), (4, 9, -1))  # -1: the image's size along that axis
+        self.assertAlmostEqual(out.sum(), w.sum(), places=9)
+        self.assertEqual(out[:2].sum() + out[11:].sum(), 0.0)  # axis 0: centres 2..10
+        self.assertEqual(out[:, :4].sum() + out[:, 5:].sum(), 0.0)  # 9 of 9: the one centre 4
+        self.assertEqual(out[:, :, :2].sum() + out[:, :, 3:].sum(), 0.0)  # 5 of 5: the one centre 2
+        np.testing.assert_allclose(out[2:11, 4, 2].sum(), w.sum())
 
 
 if __name__ == "__main__":
