@@ -41,7 +41,7 @@ SAMPLING = [
             ("LesionBalancedWeightd", {"keys": ("label",), "weight_key": "sample_weight", "mask_key": "image",
                                        "pos_mass": 0.5, "neg_mask_mass": 0.5, "neg_any_mass": 0.0,
                                        "mask_threshold": 0.05,
-                                       "spatial_size": [64, 64, 32]}),
+                                       "spatial_size": None}),  # models/nodule_mode was trained before the fold
             _CROP,
             ("DeleteItemsd", {"keys": ("sample_weight",)}),
         ],
@@ -93,7 +93,7 @@ def parameters(transform) -> dict:
         w = transform.weigher
         values.update(weight_key=transform.weight_key, mask_key=transform.mask_key, pos_mass=w.pos_mass,
                       neg_mask_mass=w.neg_mask_mass, neg_any_mass=w.neg_any_mass, mask_threshold=w.mask_threshold,
-                      spatial_size=list(w.spatial_size))
+                      spatial_size=None if w.spatial_size is None else list(w.spatial_size))
     elif name == "RandWeightedCropd":
         values.update(w_key=transform.w_key, spatial_size=list(transform.cropper.spatial_size),
                       num_samples=transform.cropper.num_samples)
