@@ -120,7 +120,7 @@ def closing_slicewise(mask: np.ndarray, radius_mm: float, spacing: Sequence[floa
     if radius_mm == 0 or not mask.any():
         return mask
     sx, sy = float(spacing[0]), float(spacing[1])
-    ri, rj = int(radius_mm // sx), int(radius_mm // sy)
+    ri, rj = int(radius_mm // sx) + 1, int(radius_mm // sy) + 1  # + 1: r / s may fall just below a whole number
     ii, jj = np.ogrid[-ri : ri + 1, -rj : rj + 1]
     disk = (np.sqrt((ii * sx) ** 2 + (jj * sy) ** 2) <= radius_mm)[..., None]
     pad = int(np.ceil(radius_mm / min(sx, sy))) + 1

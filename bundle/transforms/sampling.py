@@ -41,7 +41,8 @@ def fold_to_valid_centres(weight: np.ndarray, spatial_size: Sequence[int] | int)
 
     Args:
         weight: the weight map (spatial dims only, no channel).
-        spatial_size: the patch size, as for ``RandWeightedCropd`` (a non-positive value takes the image's size).
+        spatial_size: the patch size, one value per spatial axis (an int is used for every axis; a non-positive
+            value takes the image's size along that axis, as MONAI's ``fall_back_tuple``).
     """
     size = fall_back_tuple(spatial_size, weight.shape)
     for axis, (w, m) in enumerate(zip(size, weight.shape)):

@@ -7,7 +7,8 @@
   the two must be equal, and no other config may define its own.
 - The lesion-balanced crop sampling (``LesionBalancedWeightd`` + ``RandWeightedCropd`` + ``DeleteItemsd``) is
   ``weighted_sampling`` of ``configs/train.json``; the variants select it (``"train#sampling": "@weighted_sampling"``)
-  and set its ids. The parsed transforms must keep the values each recipe was run with.
+  and set its ids. The parsed transforms must keep the values each recipe was run with: the recipes whose weights or
+  recorded results predate the folding onto usable centres (0.6.10) turn it off (``spatial_size`` None).
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ SAMPLING = [
             ("LesionBalancedWeightd", {"keys": ("label",), "weight_key": "sample_weight", "mask_key": "lung_mask",
                                        "pos_mass": 0.5, "neg_mask_mass": 0.35, "neg_any_mass": 0.15,
                                        "mask_threshold": 0.0,
-                                       "spatial_size": [64, 64, 32]}),
+                                       "spatial_size": None}),  # its recorded runs predate the fold
             _CROP,
             ("DeleteItemsd", {"keys": ("sample_weight", "lung_mask")}),
         ],

@@ -136,7 +136,9 @@ class TestLungMask(unittest.TestCase):
             return out
 
         rng = np.random.default_rng(0)
-        for spacing, r in [((1.0, 1.0, 5.0), 2.0), ((0.7, 1.3, 2.5), 3.0), ((2.0, 2.0, 2.5), 3.0), ((1.5, 0.6, 1.0), 4.0)]:
+        cases = [((1.0, 1.0, 5.0), 2.0), ((0.7, 1.3, 2.5), 3.0), ((2.0, 2.0, 2.5), 3.0), ((1.5, 0.6, 1.0), 4.0),
+                 ((0.8, 0.8, 1.0), 4.0), ((0.4, 0.2, 1.0), 2.0)]  # 4.0 // 0.8 is 4.0 in floating point, yet 5 * 0.8 == 4.0
+        for spacing, r in cases:
             mask = ndimage.binary_dilation(rng.random((30, 26, 4)) > 0.96)
             np.testing.assert_array_equal(closing_slicewise(mask, r, spacing), reference(mask, r, spacing))
 

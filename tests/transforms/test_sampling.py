@@ -5,6 +5,7 @@ import unittest
 import numpy as np
 import torch
 from monai.transforms import RandWeightedCropd
+from monai.transforms.utils import weighted_patch_samples
 from parameterized import parameterized
 
 from bundle.transforms.sampling import LesionBalancedWeight, LesionBalancedWeightd, fold_to_valid_centres
@@ -91,7 +92,9 @@ class TestLesionBalancedWeightd(unittest.TestCase):
         lab[0, 1, 1, 1] = 1  # 1 voxel from the corner: outside the usable centres (8..21, 8..21, 4..7)
         lab[0, 14:16, 14:16, 5:7] = 1
         data = {"image": torch.zeros(1, 30, 30, 12), "label": torch.as_tensor(lab)}
-        cropper = RandWeightedCropd(["image", "label"], w_key="sample_weight", spatial_size=(16, 16, 8), num_samples=300)
+        cropper = RandWeightedCropd(
+            ["image", "label"], w_key="sample_weight", spatial_size=(16, 16, 8), num_samples=300
+        )
         counts = []
         for size in (None, (16, 16, 8)):
             weighted = LesionBalancedWeightd("label", pos_mass=1.0, neg_mask_mass=0.0, neg_any_mass=0.0,
@@ -105,6 +108,16 @@ class TestLesionBalancedWeightd(unittest.TestCase):
 
 
 class TestFoldToValidCentres(unittest.TestCase):
+    @parameterized.expand([[(10, 7, 5), (6, 8, 5)], [(30, 30, 12), (16, 16, 8)], [(9, 9, 9), (4, -1, 3)]])
+    def test_support_is_what_monai_draws(self, shape, size):
+        """MONAI's own draws from an all-ones map: every centre it can return holds weight after folding, and no
+        folded weight lies where it can not draw (so a MONAI that changes its range breaks this test)."""
+        folded = fold_to_valid_centres(np.ones(shape), size)
+        centres = weighted_patch_samples(size, np.ones(shape), 20000, np.random.RandomState(0))
+        drawn = np.zeros(shape, dtype=bool)
+        drawn[tuple(np.asarray([[int(v) for v in c] for c in centres]).T)] = True
+        np.testing.assert_array_equal(folded > 0, drawn)
+
     def test_weight_moves_onto_the_nearest_usable_centre(self):
         w = np.zeros((10, 4), dtype=np.float32)
         w[0, 1], w[9, 2], w[5, 0], w[1, 3] = 1.0, 2.0, 3.0, 4.0
